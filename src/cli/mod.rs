@@ -1,0 +1,44 @@
+//! The `mlmf` command line.
+
+pub mod inspect;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+/// mlmf: sharded inference of HuggingFace checkpoints on burn.
+#[derive(Debug, Parser)]
+#[command(name = "mlmf", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a model on token ids in this process, cut by a sharding strategy.
+    Run(run::RunArgs),
+    /// Show a model's architecture, its sizes per layer and the plan a strategy would make.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs the parsed command; errors come back as one line.
+pub fn dispatch(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Inspect(a) => inspect::inspect(a),
+    }
+}
+
+/// `bytes` as a short human string.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.2} {}", UNITS[u]) }
+}

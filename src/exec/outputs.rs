@@ -1,0 +1,46 @@
+//! Named output tensors on the host, and writing them as safetensors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// An f32 tensor on the host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostTensor {
+    /// Shape, row-major.
+    pub shape: Vec<usize>,
+    /// Elements.
+    pub data: Vec<f32>,
+}
+
+/// A run's outputs by name (`logits`, `last_hidden_state`, `pooler_output`, `block_output.K`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunOutputs {
+    /// The tensors.
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+impl RunOutputs {
+    /// Serialises every tensor as F32 safetensors bytes.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(k, shape, b)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).map(|v| (k.clone(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        safetensors::serialize(views, None)
+    }
+
+    /// Writes [`Self::to_safetensors`] to `path`.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let bytes = self.to_safetensors().map_err(std::io::Error::other)?;
+        std::fs::write(path, bytes)
+    }
+}

@@ -1,0 +1,181 @@
+//! GPT-2 on burn: learned absolute positions, pre-LN blocks, fused QKV `Conv1D` weights
+//! stored `[in, out]`, tied or untied LM head.
+
+use burn::tensor::{Device, Tensor};
+
+use super::checkpoint::{Checkpoint, MappedCheckpoint};
+use super::config::ModelConfig;
+use super::error::LoadError;
+use super::layout::NamedShape;
+use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
+use super::stage::{
+    Embeddings, ForwardContext, Head, HeadOutput, ModelInput, StageParts, StageSpec, TensorSlice, TransformerBlock,
+};
+use super::weights::WeightReader;
+
+/// `transformer.` for `GPT2LMHeadModel` checkpoints, empty for `GPT2Model`.
+pub(crate) fn prefix(ckpt: &Checkpoint) -> &'static str {
+    if ckpt.tensors.contains_key("transformer.h.0.ln_1.weight") { "transformer." } else { "" }
+}
+
+/// Full names and shapes of the embedding tensors.
+pub(crate) fn embedding_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
+    vec![
+        (format!("{p}wte.weight"), vec![cfg.vocab_size, cfg.hidden_size]),
+        (format!("{p}wpe.weight"), vec![cfg.max_positions, cfg.hidden_size]),
+    ]
+}
+
+/// Full names and shapes of block `i`'s tensors.
+pub(crate) fn layer_tensors(cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
+    let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
+    let b = format!("{p}h.{i}.");
+    vec![
+        (format!("{b}ln_1.weight"), vec![h]),
+        (format!("{b}ln_1.bias"), vec![h]),
+        (format!("{b}attn.c_attn.weight"), vec![h, 3 * h]),
+        (format!("{b}attn.c_attn.bias"), vec![3 * h]),
+        (format!("{b}attn.c_proj.weight"), vec![h, h]),
+        (format!("{b}attn.c_proj.bias"), vec![h]),
+        (format!("{b}ln_2.weight"), vec![h]),
+        (format!("{b}ln_2.bias"), vec![h]),
+        (format!("{b}mlp.c_fc.weight"), vec![h, m]),
+        (format!("{b}mlp.c_fc.bias"), vec![m]),
+        (format!("{b}mlp.c_proj.weight"), vec![m, h]),
+        (format!("{b}mlp.c_proj.bias"), vec![h]),
+    ]
+}
+
+/// Full names and shapes of the head's tensors (the LM head matrix is `wte` when tied).
+pub(crate) fn head_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
+    let h = cfg.hidden_size;
+    let lm = if cfg.tie_word_embeddings { format!("{p}wte.weight") } else { "lm_head.weight".to_string() };
+    vec![
+        (format!("{p}ln_f.weight"), vec![h]),
+        (format!("{p}ln_f.bias"), vec![h]),
+        (lm, vec![cfg.vocab_size, h]),
+    ]
+}
+
+struct Gpt2Embeddings {
+    wte: Tensor<2>,
+    wpe: Tensor<2>,
+}
+
+impl Embeddings for Gpt2Embeddings {
+    fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3> {
+        let (b, l) = (input.batch, input.seq_len);
+        let h = self.wte.dims()[1];
+        let tokens = self.wte.clone().select(0, index_tensor(&input.input_ids, device));
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..l as u32).collect();
+        let pos = self.wpe.clone().select(0, index_tensor(&positions, device));
+        (tokens + pos).reshape([b, l, h])
+    }
+}
+
+struct Gpt2Block {
+    ln_1: LayerNorm,
+    /// Columns `q_r | k_r | v_r` of `c_attn` for this slice's heads.
+    qkv: Linear,
+    proj: Linear,
+    ln_2: LayerNorm,
+    fc: Linear,
+    fc_proj: Linear,
+    heads: usize,
+    scale: f64,
+    act: super::config::Act,
+}
+
+impl TransformerBlock for Gpt2Block {
+    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
+        let qkv = self.qkv.forward(self.ln_1.forward(x));
+        let w = self.qkv.out_features() / 3;
+        let q = split_heads(qkv.clone().narrow(2, 0, w), self.heads);
+        let k = split_heads(qkv.clone().narrow(2, w, w), self.heads);
+        let v = split_heads(qkv.narrow(2, 2 * w, w), self.heads);
+        self.proj.forward(attention(q, k, v, &ctx.mask_bias, self.scale))
+    }
+
+    fn attention_combine(&self, x: Tensor<3>, sum: Tensor<3>) -> Tensor<3> {
+        x + sum
+    }
+
+    fn mlp_partial(&self, h: Tensor<3>) -> Tensor<3> {
+        self.fc_proj.forward(activate(self.act, self.fc.forward(self.ln_2.forward(h))))
+    }
+
+    fn mlp_combine(&self, h: Tensor<3>, sum: Tensor<3>) -> Tensor<3> {
+        h + sum
+    }
+}
+
+struct Gpt2Head {
+    ln_f: LayerNorm,
+    lm_head: Linear,
+}
+
+impl Head for Gpt2Head {
+    fn forward(&self, x: Tensor<3>) -> HeadOutput {
+        let last = self.ln_f.forward(x);
+        let logits = self.lm_head.forward(last.clone());
+        HeadOutput { last_hidden_state: last, logits: Some(logits), pooler_output: None }
+    }
+}
+
+fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> Result<Gpt2Block, LoadError> {
+    let (h, m, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+    let heads = s.part(cfg.num_heads);
+    let cols = heads.start * d..heads.end * d;
+    let qkv_cols = [cols.clone(), h + cols.start..h + cols.end, 2 * h + cols.start..2 * h + cols.end];
+    let mlp = s.part(m);
+    let b = format!("h.{i}.");
+    let mut scale = if cfg.scale_attn_weights { 1.0 / (d as f64).sqrt() } else { 1.0 };
+    if cfg.scale_attn_by_inverse_layer_idx {
+        scale /= (i + 1) as f64;
+    }
+    Ok(Gpt2Block {
+        ln_1: r.layer_norm(&format!("{b}ln_1"), h, cfg.norm_eps)?,
+        qkv: r.linear_in_out(&format!("{b}attn.c_attn"), [h, 3 * h], &[0..h], &qkv_cols, true)?,
+        proj: r.linear_in_out(&format!("{b}attn.c_proj"), [h, h], &[cols], &[0..h], s.owns_bias())?,
+        ln_2: r.layer_norm(&format!("{b}ln_2"), h, cfg.norm_eps)?,
+        fc: r.linear_in_out(&format!("{b}mlp.c_fc"), [h, m], &[0..h], &[mlp.clone()], true)?,
+        fc_proj: r.linear_in_out(&format!("{b}mlp.c_proj"), [m, h], &[mlp], &[0..h], s.owns_bias())?,
+        heads: heads.len(),
+        scale,
+        act: cfg.act,
+    })
+}
+
+pub(crate) fn load(mapped: &MappedCheckpoint, spec: &StageSpec, device: &Device) -> Result<StageParts, LoadError> {
+    let ckpt = mapped.checkpoint();
+    let cfg = &ckpt.config;
+    let r = WeightReader { mapped, prefix: prefix(ckpt).to_string(), device };
+    let (h, v) = (cfg.hidden_size, cfg.vocab_size);
+    let embeddings: Option<Box<dyn Embeddings>> = if spec.embeddings {
+        Some(Box::new(Gpt2Embeddings {
+            wte: r.matrix("wte.weight", [v, h])?,
+            wpe: r.matrix("wpe.weight", [cfg.max_positions, h])?,
+        }))
+    } else {
+        None
+    };
+    let blocks = spec
+        .layers
+        .clone()
+        .map(|i| load_block(&r, cfg, i, spec.slice).map(|b| Box::new(b) as Box<dyn TransformerBlock>))
+        .collect::<Result<Vec<_>, _>>()?;
+    let head: Option<Box<dyn Head>> = if spec.head {
+        let lm = if cfg.tie_word_embeddings {
+            r.matrix_t("wte.weight", [v, h])?
+        } else {
+            WeightReader { mapped, prefix: String::new(), device }.matrix_t("lm_head.weight", [v, h])?
+        };
+        Some(Box::new(Gpt2Head {
+            ln_f: r.layer_norm("ln_f", h, cfg.norm_eps)?,
+            lm_head: Linear { weight: lm, bias: None },
+        }))
+    } else {
+        None
+    };
+    Ok(StageParts { embeddings, blocks, head })
+}

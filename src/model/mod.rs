@@ -1,0 +1,35 @@
+//! Checkpoints and architectures: reading HuggingFace `config.json` + safetensors, and
+//! running any stage (embeddings, a range of blocks, head, or a tensor-parallel slice) on burn.
+
+pub mod activation;
+mod bert;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+mod gpt2;
+pub mod layout;
+mod llama;
+pub mod ops;
+pub mod stage;
+pub mod weights;
+
+pub use checkpoint::{Checkpoint, MappedCheckpoint, StoredDtype, TensorEntry};
+pub use config::{Act, Architecture, ModelConfig};
+pub use error::{ForwardError, LoadError};
+pub use layout::{ModelLayout, Part};
+pub use stage::{ForwardContext, HeadOutput, ModelInput, Stage, StageSpec, TensorSlice, TransformerBlock};
+
+/// The device mlmf computes on when none is named: the first GPU backend compiled in
+/// (`cuda`, then `wgpu`), else burn's pure-Rust `flex` CPU backend.
+pub fn default_device() -> burn::tensor::Device {
+    #[cfg(feature = "cuda")]
+    {
+        return burn::tensor::Device::cuda(0);
+    }
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    {
+        return burn::tensor::Device::wgpu(Default::default());
+    }
+    #[allow(unreachable_code)]
+    burn::tensor::Device::flex()
+}

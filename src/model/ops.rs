@@ -1,0 +1,141 @@
+//! The few tensor building blocks the architectures share, on burn's device-agnostic tensors.
+
+use burn::tensor::activation;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::config::Act;
+
+/// Additive mask value for positions a query must not see. Large enough that `exp` of it
+/// underflows to exactly 0 next to any real score, finite so that a fully masked row gives a
+/// uniform softmax instead of NaN (as HF's `finfo.min` does).
+pub const MASKED: f32 = -1.0e30;
+
+/// A dense layer `y = x W + b` with `W` stored `[in, out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[in, out]`.
+    pub weight: Tensor<2>,
+    /// `[out]`, absent for bias-free layers and for the non-zero ranks of a row-parallel split.
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    /// Applies the layer to `[batch, seq, in]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, l, i] = x.dims();
+        let out = self.weight.dims()[1];
+        let mut y = x.reshape([b * l, i]).matmul(self.weight.clone());
+        if let Some(bias) = &self.bias {
+            y = y + bias.clone().unsqueeze::<2>();
+        }
+        y.reshape([b, l, out])
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+}
+
+/// LayerNorm over the last dimension.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    /// Scale.
+    pub weight: Tensor<1>,
+    /// Shift.
+    pub bias: Tensor<1>,
+    /// Epsilon.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Normalises `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let mean = x.clone().mean_dim(2);
+        let centered = x - mean;
+        let var = centered.clone().square().mean_dim(2);
+        let normed = centered / (var + self.eps).sqrt();
+        normed * self.weight.clone().unsqueeze::<3>() + self.bias.clone().unsqueeze::<3>()
+    }
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * w`.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    /// Scale.
+    pub weight: Tensor<1>,
+    /// Epsilon.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Normalises `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let ms = x.clone().square().mean_dim(2);
+        x * (ms + self.eps).sqrt().recip() * self.weight.clone().unsqueeze::<3>()
+    }
+}
+
+/// Applies the MLP activation.
+pub fn activate<const D: usize>(act: Act, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        Act::GeluExact => activation::gelu(x),
+        Act::GeluTanh => activation::gelu_approximate(x),
+        Act::Relu => activation::relu(x),
+        Act::Silu => activation::silu(x),
+    }
+}
+
+/// `[batch, seq, heads*dim]` -> `[batch, heads, seq, dim]`.
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, l, w] = x.dims();
+    x.reshape([b, l, heads, w / heads]).swap_dims(1, 2)
+}
+
+/// Scaled dot-product attention with grouped key/value heads.
+///
+/// `q` is `[b, h, l, d]`, `k` and `v` are `[b, kv, l, d]` with `h` a multiple of `kv`; query
+/// head `i` reads key/value head `i / (h / kv)`, as HF's `repeat_kv`. Instead of copying the
+/// key/value heads, the query heads of a group are stacked along the sequence axis, so one
+/// matmul serves the whole group. `bias` is additive, `[b, 1, l, l]`. Returns
+/// `[b, l, h*d]`.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: &Tensor<4>, scale: f64) -> Tensor<3> {
+    let [b, h, l, d] = q.dims();
+    let kv = k.dims()[1];
+    let rep = h / kv;
+    let q = q.reshape([b, kv, rep * l, d]);
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    let scores = scores.reshape([b, h, l, l]) + bias.clone();
+    let probs = activation::softmax(scores, 3).reshape([b, kv, rep * l, l]);
+    let ctx = probs.matmul(v).reshape([b, h, l, d]);
+    ctx.swap_dims(1, 2).reshape([b, l, h * d])
+}
+
+/// Builds a tensor from host data.
+pub fn tensor<const D: usize>(data: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+/// Builds an integer index tensor.
+pub fn index_tensor(ids: &[u32], device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    let n = ids.len();
+    Tensor::from_data(TensorData::new(ids, [n]), device)
+}
+
+/// Transposes a row-major `[rows, cols]` matrix on the host.
+pub fn transpose_host(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; data.len()];
+    // Blocked so that both sides stay in cache for large matrices.
+    const B: usize = 32;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    out[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
