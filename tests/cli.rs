@@ -1,0 +1,98 @@
+//! The `mlmf` binary: `run` writes outputs matching the references, bad input exits
+//! non-zero with a one-line reason, `inspect` prints the plan.
+
+mod common;
+
+use std::process::Command;
+
+use common::{excess, fixture, read_safetensors, tolerances};
+
+fn mlmf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mlmf"))
+}
+
+fn ids(case: &str, seq: usize) -> String {
+    let r = read_safetensors(&fixture(case).join("reference.safetensors"));
+    r[&format!("seq{seq}.input_ids")].i64.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn run_writes_outputs_that_match_the_reference() {
+    let tmp = std::env::temp_dir().join(format!("mlmf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for (case, strategy, outputs) in [
+        ("gpt2_tiny", "pipeline:3", &["logits", "last_hidden_state"][..]),
+        ("llama_tiny", "tensor:2", &["logits", "last_hidden_state"][..]),
+        ("bert_tiny", "layer:3", &["last_hidden_state", "pooler_output"][..]),
+    ] {
+        let out = tmp.join(format!("{case}.safetensors"));
+        let status = mlmf()
+            .args(["run", "--model"])
+            .arg(fixture(case))
+            .args(["--input-ids", &ids(case, 32), "--strategy", strategy, "--block-outputs", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{case}: {}", String::from_utf8_lossy(&status.stderr));
+        let got = read_safetensors(&out);
+        let reference = read_safetensors(&fixture(case).join("reference.safetensors"));
+        let tol = tolerances(case);
+        let layers = if case == "bert_tiny" { 4 } else { 6 };
+        assert_eq!(got.len(), outputs.len() + layers, "{case}: {:?}", got.keys());
+        for (name, t) in &got {
+            let r = &reference[&format!("seq32.{name}")];
+            assert_eq!(t.shape, r.shape, "{case} {name}");
+            let (atol, rtol) = tol[name.split('.').next().unwrap()];
+            let (worst, max_abs) = excess(&t.f32, &r.f32, atol, rtol);
+            assert!(worst <= 0.0, "{case} {name}: max |diff| {max_abs}");
+        }
+        for o in outputs {
+            assert!(got.contains_key(*o), "{case}: no {o}");
+        }
+    }
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = mlmf().args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{args:?}: stderr {err:?} lacks {needle:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line() {
+    let gpt2 = fixture("gpt2_tiny");
+    let g = gpt2.to_str().unwrap();
+    fails_with(&["run", "--model", g, "--input-ids", "3,1000"], "token id 1000 is outside the vocabulary of 1000");
+    let long: String = (0..257).map(|i| (i % 1000).to_string()).collect::<Vec<_>>().join(",");
+    fails_with(&["run", "--model", g, "--input-ids", &long], "sequence length 257 exceeds the model's 256 positions");
+    fails_with(&["run", "--model", g, "--input-ids", "1,2", "--strategy", "diagonal:2"], "bad strategy");
+    fails_with(&["run", "--model", g, "--input-ids", "1,2", "--strategy", "tensor:3"], "tensor:3 does not divide");
+    fails_with(&["run", "--model", g, "--input-ids", "1,2", "--strategy", "pipeline:7"], "between 1 and 6 stages");
+    fails_with(&["run", "--model", g, "--input-ids", "1,2", "--token-type-ids", "0,0"], "token_type_ids are not used");
+    fails_with(&["run", "--model", "/nonexistent/model", "--input-ids", "1"], "/nonexistent/model/config.json");
+    fails_with(&["run", "--model", g, "--input-ids", "1,x"], "invalid value");
+    let l = fixture("llama_tiny");
+    fails_with(&["inspect", "--model", l.to_str().unwrap(), "--strategy", "tensor:4"], "2 key/value heads");
+}
+
+#[test]
+fn inspect_prints_architecture_sizes_and_plan() {
+    let out = mlmf()
+        .args(["inspect", "--model"])
+        .arg(fixture("llama_tiny"))
+        .args(["--strategy", "pipeline:3", "--nodes", "3", "--replication", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["architecture llama", "8 heads / 2 kv heads", "layer 5", "plan pipeline:3 : 3 stage(s)", "node-2"] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    let json = mlmf().args(["inspect", "--json", "--model"]).arg(fixture("bert_tiny")).args(["--strategy", "tensor:4"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["plan"]["shards"].as_array().unwrap().len(), 4);
+    assert_eq!(v["layout"]["layers"].as_array().unwrap().len(), 4);
+}
