@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Also write `block_output.K`, the raw output of every block K.
     #[arg(long)]
     pub block_outputs: bool,
+    /// Compute device: default, flex (cpu), ndarray, wgpu, cuda.
+    #[arg(long, default_value = "default")]
+    pub device: String,
 }
 
 /// Runs the command.
@@ -51,7 +54,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         attention_mask: mask,
         token_type_ids: a.token_type_ids,
     };
-    let device = crate::model::default_device();
+    let device = crate::model::device_by_name(&a.device)?;
     let runner = LocalRunner::load(&a.model, &strategy, &device).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let out = runner.run(&input, RunOptions { block_outputs: a.block_outputs }).map_err(|e| e.to_string())?;

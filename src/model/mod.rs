@@ -33,3 +33,21 @@ pub fn default_device() -> burn::tensor::Device {
     #[allow(unreachable_code)]
     burn::tensor::Device::flex()
 }
+
+/// A device by name: `default`, `flex` (or `cpu`), `ndarray`, `wgpu`, `cuda`. A backend not
+/// compiled in is an error naming the cargo feature that enables it.
+pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, String> {
+    match name {
+        "default" => Ok(default_device()),
+        "flex" | "cpu" => Ok(burn::tensor::Device::flex()),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => Ok(burn::tensor::Device::ndarray()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(burn::tensor::Device::wgpu(Default::default())),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(burn::tensor::Device::cuda(0)),
+        "ndarray" | "wgpu" | "cuda" => Err(format!("device {name:?} needs mlmf built with --features {name}")),
+        other => Err(format!("unknown device {other:?} (default, flex, ndarray, wgpu, cuda)")),
+    }
+}

@@ -77,12 +77,23 @@ impl RmsNorm {
 }
 
 /// Applies the MLP activation.
+///
+/// The tanh GELU and SiLU are written through `exp` rather than burn's `tanh`/`sigmoid`:
+/// on the flex CPU backend those run 2-5x slower than `exp`, which made the activation a
+/// sixth of GPT-2's forward time. The forms are the same functions, rearranged:
+/// `0.5·x·(1 + tanh(u)) = x / (1 + e^(-2u))` and `x·σ(x) = x / (1 + e^(-x))`; both stay
+/// finite for large |x| (the exponential overflows to +inf and the quotient to ∓0).
 pub fn activate<const D: usize>(act: Act, x: Tensor<D>) -> Tensor<D> {
     match act {
         Act::GeluExact => activation::gelu(x),
-        Act::GeluTanh => activation::gelu_approximate(x),
+        Act::GeluTanh => {
+            const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+            let cube = x.clone() * x.clone() * x.clone();
+            let u = (x.clone() + cube * 0.044715) * SQRT_2_OVER_PI;
+            x / ((u * -2.0).exp() + 1.0)
+        }
         Act::Relu => activation::relu(x),
-        Act::Silu => activation::silu(x),
+        Act::Silu => x.clone() / (x.neg().exp() + 1.0),
     }
 }
 
@@ -138,4 +149,31 @@ pub fn transpose_host(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(t: Tensor<1>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// The exp-based forms equal the textbook definitions, and stay finite far out.
+    #[test]
+    fn activations_match_definitions_and_stay_finite() {
+        let xs: Vec<f32> = vec![-1e4, -100.0, -20.0, -3.0, -0.5, -1e-3, 0.0, 1e-3, 0.5, 3.0, 20.0, 100.0, 1e4];
+        let device = Device::flex();
+        let t = tensor(xs.clone(), [xs.len()], &device);
+        let gelu = host(activate(Act::GeluTanh, t.clone()));
+        let silu = host(activate(Act::Silu, t));
+        for (i, &x) in xs.iter().enumerate() {
+            let x64 = x as f64;
+            let g = 0.5 * x64 * (1.0 + (0.797_884_560_802_865_4 * (x64 + 0.044715 * x64.powi(3))).tanh());
+            let s = x64 / (1.0 + (-x64).exp());
+            assert!(gelu[i].is_finite() && silu[i].is_finite(), "x={x}");
+            assert!((gelu[i] as f64 - g).abs() <= 1e-6 * (1.0 + g.abs()), "gelu({x}) = {} vs {g}", gelu[i]);
+            assert!((silu[i] as f64 - s).abs() <= 1e-6 * (1.0 + s.abs()), "silu({x}) = {} vs {s}", silu[i]);
+        }
+    }
 }

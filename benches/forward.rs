@@ -1,0 +1,147 @@
+//! Forward latency per case: whole model vs pipeline stages vs tensor slices, on the tiny
+//! reference models (seq 32) and a GPT-2-small-shaped model (12 layers, 768 wide, vocab
+//! 50257, seq 128, random weights written by this benchmark). Ends with a table against the
+//! PyTorch anchors of `tests/fixtures/latency.json`.
+//!
+//! `RAYON_NUM_THREADS=1 cargo bench --bench forward` for one thread; `MLMF_DEVICE=ndarray`
+//! (with `--features ndarray` or `openblas`) for the ndarray backend.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion};
+use mlmf::exec::{LocalRunner, RunOptions};
+use mlmf::model::ModelInput;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn device() -> burn::tensor::Device {
+    mlmf::model::device_by_name(&std::env::var("MLMF_DEVICE").unwrap_or_else(|_| "default".into()))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Deterministic pseudo-normal weights (sum of uniforms), scaled like HF's 0.02 init.
+fn random(n: usize, seed: &mut u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let mut s = 0.0f32;
+            for _ in 0..4 {
+                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s += (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            }
+            s * 0.035
+        })
+        .collect()
+}
+
+/// Writes a GPT-2-small-shaped checkpoint (124 M parameters) once.
+fn gpt2_small() -> PathBuf {
+    let dir = std::env::temp_dir().join("mlmf-bench-gpt2-small");
+    if dir.join("model.safetensors").is_file() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let (h, l, v, p) = (768usize, 12usize, 50257usize, 1024usize);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![("wte.weight".into(), vec![v, h]), ("wpe.weight".into(), vec![p, h])];
+    for i in 0..l {
+        for (n, s) in [
+            ("ln_1.weight", vec![h]),
+            ("ln_1.bias", vec![h]),
+            ("attn.c_attn.weight", vec![h, 3 * h]),
+            ("attn.c_attn.bias", vec![3 * h]),
+            ("attn.c_proj.weight", vec![h, h]),
+            ("attn.c_proj.bias", vec![h]),
+            ("ln_2.weight", vec![h]),
+            ("ln_2.bias", vec![h]),
+            ("mlp.c_fc.weight", vec![h, 4 * h]),
+            ("mlp.c_fc.bias", vec![4 * h]),
+            ("mlp.c_proj.weight", vec![4 * h, h]),
+            ("mlp.c_proj.bias", vec![h]),
+        ] {
+            shapes.push((format!("h.{i}.{n}"), s));
+        }
+    }
+    shapes.push(("ln_f.weight".into(), vec![h]));
+    shapes.push(("ln_f.bias".into(), vec![h]));
+    let mut seed = 42u64;
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let count = s.iter().product();
+            let mut vals = random(count, &mut seed);
+            if n.ends_with("ln_1.weight") || n.ends_with("ln_2.weight") || n == "ln_f.weight" {
+                vals.iter_mut().for_each(|x| *x += 1.0);
+            }
+            (n, s, vals.iter().flat_map(|x| x.to_le_bytes()).collect())
+        })
+        .collect();
+    let views: Vec<_> = data
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": h, "n_layer": l, "n_head": 12,
+        "n_positions": p, "vocab_size": v, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+        "tie_word_embeddings": true
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+fn bench_model(c: &mut Criterion, group: &str, dir: &Path, seq: usize, strategies: &[&str], samples: usize) {
+    let device = device();
+    let mut g = c.benchmark_group(group);
+    g.sample_size(samples).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    let vocab = mlmf::model::Checkpoint::open(dir).unwrap().config.vocab_size as u32;
+    let ids: Vec<u32> = (0..seq as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let input = ModelInput::single(&ids);
+    for s in strategies {
+        let runner = LocalRunner::load(dir, &s.parse().unwrap(), &device).unwrap();
+        g.bench_with_input(BenchmarkId::from_parameter(s), &input, |b, input| {
+            b.iter(|| runner.run(input, RunOptions::default()).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let strategies = ["none", "pipeline:3", "tensor:2"];
+    for case in ["gpt2_tiny", "llama_tiny", "bert_tiny"] {
+        bench_model(&mut c, case, &fixtures().join(case), 32, &strategies, 30);
+    }
+    bench_model(&mut c, "gpt2_small_shape", &gpt2_small(), 128, &strategies, 10);
+    c.final_summary();
+    print_table();
+}
+
+/// Medians from criterion's estimates next to PyTorch's one-thread anchors.
+fn print_table() {
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target"));
+    let anchors: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("latency.json")).unwrap()).unwrap();
+    let anchors = &anchors["anchors_ms_threads1_median"];
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    println!("\nforward latency, median ms (threads: {threads}, device: {:?})", device());
+    println!("{:<18} {:>10} {:>12} {:>10} {:>14} {:>8}", "model", "none", "pipeline:3", "tensor:2", "pytorch eager", "ratio");
+    for (case, key) in [
+        ("gpt2_tiny", "gpt2_tiny/b1_seq32/eager"),
+        ("llama_tiny", "llama_tiny/b1_seq32/eager"),
+        ("bert_tiny", "bert_tiny/b1_seq32/eager"),
+        ("gpt2_small_shape", "gpt2_small_shape/b1_seq128/eager"),
+    ] {
+        let median = |s: &str| -> Option<f64> {
+            let p = target.join("criterion").join(case).join(s.replace(':', "_")).join("new/estimates.json");
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+            Some(v["median"]["point_estimate"].as_f64()? / 1e6)
+        };
+        let cells: Vec<String> =
+            ["none", "pipeline:3", "tensor:2"].iter().map(|s| median(s).map_or("-".into(), |m| format!("{m:.2}"))).collect();
+        let torch = anchors[key].as_f64().unwrap_or(f64::NAN);
+        let ratio = median("none").map_or("-".into(), |m| format!("{:.2}x", m / torch));
+        println!("{case:<18} {:>10} {:>12} {:>10} {:>14.2} {:>8}", cells[0], cells[1], cells[2], torch, ratio);
+    }
+}
