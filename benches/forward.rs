@@ -107,8 +107,21 @@ fn bench_model(c: &mut Criterion, group: &str, dir: &Path, seq: usize, strategie
     g.finish();
 }
 
+/// One GPT-2-small MLP matmul, `[128, 768] x [768, 3072]`, to read the backend's GFLOP/s.
+fn bench_sgemm(c: &mut Criterion) {
+    use burn::tensor::{Distribution, Tensor};
+    let device = device();
+    let a: Tensor<2> = Tensor::random([128, 768], Distribution::Default, &device);
+    let b: Tensor<2> = Tensor::random([768, 3072], Distribution::Default, &device);
+    let mut g = c.benchmark_group("sgemm");
+    g.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.bench_function("128x768x3072", |bench| bench.iter(|| a.clone().matmul(b.clone()).into_data()));
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
+    bench_sgemm(&mut c);
     let strategies = ["none", "pipeline:3", "tensor:2"];
     for case in ["gpt2_tiny", "llama_tiny", "bert_tiny"] {
         bench_model(&mut c, case, &fixtures().join(case), 32, &strategies, 30);
@@ -143,5 +156,13 @@ fn print_table() {
         let torch = anchors[key].as_f64().unwrap_or(f64::NAN);
         let ratio = median("none").map_or("-".into(), |m| format!("{:.2}x", m / torch));
         println!("{case:<18} {:>10} {:>12} {:>10} {:>14.2} {:>8}", cells[0], cells[1], cells[2], torch, ratio);
+    }
+    let p = target.join("criterion/sgemm/128x768x3072/new/estimates.json");
+    if let Some(ns) = std::fs::read(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["median"]["point_estimate"].as_f64())
+    {
+        println!("sgemm 128x768x3072: {:.3} ms = {:.0} GFLOP/s", ns / 1e6, 2.0 * 128.0 * 768.0 * 3072.0 / ns);
     }
 }

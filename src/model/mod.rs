@@ -47,6 +47,7 @@ pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, String> {
         "wgpu" => Ok(burn::tensor::Device::wgpu(Default::default())),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(burn::tensor::Device::cuda(0)),
+        #[allow(unreachable_patterns)]
         "ndarray" | "wgpu" | "cuda" => Err(format!("device {name:?} needs mlmf built with --features {name}")),
         other => Err(format!("unknown device {other:?} (default, flex, ndarray, wgpu, cuda)")),
     }
