@@ -1,0 +1,83 @@
+//! The cluster key: a shared secret peers (and HTTP clients) present, held in zeroizing
+//! memory, compared in constant time, never printed.
+
+use std::path::Path;
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Shortest key accepted, in bytes.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Why a key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key is too short to be a secret.
+    #[error("cluster key must be at least {MIN_KEY_BYTES} bytes, got {0}")]
+    TooShort(usize),
+}
+
+/// A shared cluster secret.
+#[derive(Clone)]
+pub struct ClusterKey(Zeroizing<Vec<u8>>);
+
+impl ClusterKey {
+    /// A key from bytes (surrounding whitespace removed).
+    pub fn new(bytes: &[u8]) -> Result<ClusterKey, KeyError> {
+        let trimmed = bytes.trim_ascii();
+        if trimmed.len() < MIN_KEY_BYTES {
+            return Err(KeyError::TooShort(trimmed.len()));
+        }
+        Ok(ClusterKey(Zeroizing::new(trimmed.to_vec())))
+    }
+
+    /// Reads a key file.
+    pub fn from_file(path: &Path) -> Result<ClusterKey, KeyError> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|source| KeyError::Io { path: path.display().to_string(), source })?,
+        );
+        ClusterKey::new(&bytes)
+    }
+
+    /// Whether `presented` is this key, in time independent of where they differ.
+    pub fn verify(&self, presented: &[u8]) -> bool {
+        // Length is not secret (it is fixed per cluster); content comparison is.
+        self.0.len() == presented.len() && bool::from(self.0.as_slice().ct_eq(presented))
+    }
+
+    /// The key's bytes, to put in a handshake header.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_and_redaction() {
+        let k = ClusterKey::new(b"  correct horse battery staple\n").unwrap();
+        assert!(k.verify(b"correct horse battery staple"));
+        assert!(!k.verify(b"correct horse battery stapl"));
+        assert!(!k.verify(b"correct horse battery stapleX"));
+        assert!(!k.verify(b"Correct horse battery staple"));
+        assert_eq!(format!("{k:?}"), "ClusterKey(<redacted>)");
+        assert!(matches!(ClusterKey::new(b"short"), Err(KeyError::TooShort(5))));
+    }
+}
