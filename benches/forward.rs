@@ -44,7 +44,8 @@ fn gpt2_small() -> PathBuf {
     }
     std::fs::create_dir_all(&dir).unwrap();
     let (h, l, v, p) = (768usize, 12usize, 50257usize, 1024usize);
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![("wte.weight".into(), vec![v, h]), ("wpe.weight".into(), vec![p, h])];
+    let mut shapes: Vec<(String, Vec<usize>)> =
+        vec![("wte.weight".into(), vec![v, h]), ("wpe.weight".into(), vec![p, h])];
     for i in 0..l {
         for (n, s) in [
             ("ln_1.weight", vec![h]),
@@ -79,7 +80,9 @@ fn gpt2_small() -> PathBuf {
         .collect();
     let views: Vec<_> = data
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     let config = serde_json::json!({
@@ -139,7 +142,10 @@ fn print_table() {
     let anchors = &anchors["anchors_ms_threads1_median"];
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     println!("\nforward latency, median ms (threads: {threads}, device: {:?})", device());
-    println!("{:<18} {:>10} {:>12} {:>10} {:>14} {:>8}", "model", "none", "pipeline:3", "tensor:2", "pytorch eager", "ratio");
+    println!(
+        "{:<18} {:>10} {:>12} {:>10} {:>14} {:>8}",
+        "model", "none", "pipeline:3", "tensor:2", "pytorch eager", "ratio"
+    );
     for (case, key) in [
         ("gpt2_tiny", "gpt2_tiny/b1_seq32/eager"),
         ("llama_tiny", "llama_tiny/b1_seq32/eager"),
@@ -151,8 +157,10 @@ fn print_table() {
             let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
             Some(v["median"]["point_estimate"].as_f64()? / 1e6)
         };
-        let cells: Vec<String> =
-            ["none", "pipeline:3", "tensor:2"].iter().map(|s| median(s).map_or("-".into(), |m| format!("{m:.2}"))).collect();
+        let cells: Vec<String> = ["none", "pipeline:3", "tensor:2"]
+            .iter()
+            .map(|s| median(s).map_or("-".into(), |m| format!("{m:.2}")))
+            .collect();
         let torch = anchors[key].as_f64().unwrap_or(f64::NAN);
         let ratio = median("none").map_or("-".into(), |m| format!("{:.2}x", m / torch));
         println!("{case:<18} {:>10} {:>12} {:>10} {:>14.2} {:>8}", cells[0], cells[1], cells[2], torch, ratio);

@@ -27,7 +27,9 @@ enum Store {
 fn encode(data: &[f32], store: Store) -> (safetensors::Dtype, Vec<u8>) {
     match store {
         Store::F32 => (safetensors::Dtype::F32, data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        Store::F16 => (safetensors::Dtype::F16, data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+        Store::F16 => {
+            (safetensors::Dtype::F16, data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect())
+        }
         Store::BF16 => {
             (safetensors::Dtype::BF16, data.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect())
         }
@@ -180,8 +182,11 @@ fn hostile_checkpoints_give_errors_naming_file_and_tensor() {
         let dir = tmp.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("model.safetensors"), data).unwrap();
-        std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg.unwrap_or_else(|| config("gpt2_tiny"))).unwrap())
-            .unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_vec(&cfg.unwrap_or_else(|| config("gpt2_tiny"))).unwrap(),
+        )
+        .unwrap();
         dir
     };
     // Truncated file: the last tensor's data is cut short.
@@ -263,7 +268,8 @@ fn headers_alone_give_names_shapes_dtypes_and_sizes() {
     assert_eq!(ckpt.tensors.len(), listed.len());
     for (name, info) in listed {
         let e = &ckpt.tensors[name];
-        let shape: Vec<usize> = info["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> =
+            info["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
         assert_eq!(e.shape, shape, "{name}");
         assert_eq!(e.dtype.name(), "F32");
         assert_eq!(e.bytes, 4 * shape.iter().product::<usize>() as u64);
@@ -273,7 +279,8 @@ fn headers_alone_give_names_shapes_dtypes_and_sizes() {
 fn tempdir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("mlmf-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let dir =
+        std::env::temp_dir().join(format!("mlmf-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

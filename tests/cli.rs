@@ -91,7 +91,12 @@ fn inspect_prints_architecture_sizes_and_plan() {
     for needle in ["architecture llama", "8 heads / 2 kv heads", "layer 5", "plan pipeline:3 : 3 stage(s)", "node-2"] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
-    let json = mlmf().args(["inspect", "--json", "--model"]).arg(fixture("bert_tiny")).args(["--strategy", "tensor:4"]).output().unwrap();
+    let json = mlmf()
+        .args(["inspect", "--json", "--model"])
+        .arg(fixture("bert_tiny"))
+        .args(["--strategy", "tensor:4"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["plan"]["shards"].as_array().unwrap().len(), 4);
     assert_eq!(v["layout"]["layers"].as_array().unwrap().len(), 4);

@@ -62,11 +62,9 @@ fn minilm_matches_sentence_transformers() {
             mean.iter_mut().for_each(|v| *v /= n);
             let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             let embedding: Vec<f32> = mean.iter().map(|v| v / norm).collect();
-            for (name, got) in [
-                ("last_hidden_state", &last.data),
-                ("mean_pooled", &mean),
-                ("sentence_embedding", &embedding),
-            ] {
+            for (name, got) in
+                [("last_hidden_state", &last.data), ("mean_pooled", &mean), ("sentence_embedding", &embedding)]
+            {
                 let r = &reference[&format!("s{i}.{name}")];
                 let (atol, rtol) = tol[name];
                 let (worst, max_abs) = excess(got, &r.f32, atol, rtol);

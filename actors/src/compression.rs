@@ -96,8 +96,9 @@ impl Compression {
                 let mut out = Vec::new();
                 let limit = max as u64 + 1;
                 let read = match self {
-                    Compression::Zstd => zstd::stream::read::Decoder::new(data)
-                        .and_then(|d| d.take(limit).read_to_end(&mut out)),
+                    Compression::Zstd => {
+                        zstd::stream::read::Decoder::new(data).and_then(|d| d.take(limit).read_to_end(&mut out))
+                    }
                     _ => flate2::read::GzDecoder::new(data).take(limit).read_to_end(&mut out),
                 };
                 read.map_err(|e| err(e.to_string()))?;

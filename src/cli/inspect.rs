@@ -61,10 +61,28 @@ pub fn inspect(a: InspectArgs) -> Result<(), String> {
     }
     let c = &layout.config;
     println!("model        {}", a.model.display());
-    println!("architecture {} ({} layers, hidden {}, {} heads / {} kv heads, head dim {}, mlp {}, vocab {}, positions {})",
-        c.arch, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size, c.vocab_size, c.max_positions);
+    println!(
+        "architecture {} ({} layers, hidden {}, {} heads / {} kv heads, head dim {}, mlp {}, vocab {}, positions {})",
+        c.arch,
+        c.num_layers,
+        c.hidden_size,
+        c.num_heads,
+        c.num_kv_heads,
+        c.head_dim,
+        c.intermediate_size,
+        c.vocab_size,
+        c.max_positions
+    );
     println!("files        {} ({} tensors, {})", ckpt.files.len(), ckpt.tensors.len(), human_bytes(ckpt.total_bytes()));
-    println!("parameters   {}{}", layout.total_params(), if c.tie_word_embeddings && c.arch != crate::model::Architecture::Bert { " (LM head tied to embeddings)" } else { "" });
+    println!(
+        "parameters   {}{}",
+        layout.total_params(),
+        if c.tie_word_embeddings && c.arch != crate::model::Architecture::Bert {
+            " (LM head tied to embeddings)"
+        } else {
+            ""
+        }
+    );
     println!();
     println!("{:<12} {:>12} {:>12}", "part", "params", "bytes");
     println!("{:<12} {:>12} {:>12}", "embeddings", layout.embeddings.params, human_bytes(layout.embeddings.bytes));

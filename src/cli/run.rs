@@ -8,7 +8,6 @@ use crate::exec::{LocalRunner, RunOptions};
 use crate::model::ModelInput;
 use crate::plan::ShardingStrategy;
 
-
 /// Arguments of `mlmf run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -44,9 +43,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     if a.input_ids.is_empty() {
         return Err("--input-ids is empty".into());
     }
-    let mask = a
-        .attention_mask
-        .map(|m| m.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect::<Vec<u8>>());
+    let mask = a.attention_mask.map(|m| m.into_iter().map(|v| u8::try_from(v).unwrap_or(u8::MAX)).collect::<Vec<u8>>());
     let input = ModelInput {
         batch: 1,
         seq_len: a.input_ids.len(),
@@ -75,7 +72,8 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     if let Some(logits) = out.tensors.get("logits") {
         let vocab = *logits.shape.last().unwrap_or(&1);
         let last = &logits.data[logits.data.len() - vocab..];
-        let (best, _) = last.iter().enumerate().fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        let (best, _) =
+            last.iter().enumerate().fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
         println!("  next token (argmax of the last position): {best}");
     }
     if let Some(path) = a.out {

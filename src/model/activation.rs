@@ -57,10 +57,7 @@ pub fn decode_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), ForwardError> 
 /// Reads a tensor back to the host as shape and f32 data.
 pub fn to_host<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), ForwardError> {
     let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| ForwardError::Backend(format!("{e:?}")))?;
+    let data = t.into_data().try_into_vec::<f32>().map_err(|e| ForwardError::Backend(format!("{e:?}")))?;
     Ok((shape, data))
 }
 
@@ -89,7 +86,10 @@ mod tests {
         let bytes = encode_f32(&[2, 3, 4], &data);
         let (shape, back) = decode_f32(&bytes).unwrap();
         assert_eq!(shape, vec![2, 3, 4]);
-        assert_eq!(back.iter().map(|f| f.to_bits()).collect::<Vec<_>>(), data.iter().map(|f| f.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+            data.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -221,12 +221,10 @@ fn read_index(dir: &Path, index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, L
     if len > MAX_INDEX_BYTES {
         return Err(bad(format!("{len} bytes is too large for an index")));
     }
-    let v: Value = serde_json::from_slice(&std::fs::read(index).map_err(io)?)
-        .map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let map = v
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("missing object \"weight_map\"".into()))?;
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(index).map_err(io)?).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map =
+        v.get("weight_map").and_then(Value::as_object).ok_or_else(|| bad("missing object \"weight_map\"".into()))?;
     let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (tensor, file) in map {
         let file = file.as_str().ok_or_else(|| bad(format!("file of tensor {tensor:?} is not a string")))?;
@@ -237,7 +235,9 @@ fn read_index(dir: &Path, index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, L
             && file != ".."
             && file.ends_with(".safetensors");
         if !plain {
-            return Err(bad(format!("tensor {tensor:?} names file {file:?}, which is not a .safetensors file in the model directory")));
+            return Err(bad(format!(
+                "tensor {tensor:?} names file {file:?}, which is not a .safetensors file in the model directory"
+            )));
         }
         by_file.entry(file.to_string()).or_default().push(tensor.clone());
     }
@@ -279,7 +279,8 @@ fn read_header(path: &Path, file_index: usize) -> Result<(u64, Vec<TensorEntry>)
         entries.push(parse_entry(name, info, data_start, data_len, file_index).map_err(bad)?);
     }
     // Data regions must not overlap (the format lays them out back to back).
-    let mut spans: Vec<(u64, u64, &str)> = entries.iter().map(|e| (e.offset, e.offset + e.bytes, e.name.as_str())).collect();
+    let mut spans: Vec<(u64, u64, &str)> =
+        entries.iter().map(|e| (e.offset, e.offset + e.bytes, e.name.as_str())).collect();
     spans.sort();
     for w in spans.windows(2) {
         if w[1].0 < w[0].1 {
@@ -385,7 +386,9 @@ impl MappedCheckpoint {
         };
         let fits = |rs: &[Range<usize>], n: usize| rs.iter().all(|r| r.start <= r.end && r.end <= n);
         if !fits(rows, n_rows) || !fits(cols, row_len) {
-            return Err(LoadError::InvalidStage(format!("selection {rows:?} x {cols:?} out of range of {name} {shape:?}")));
+            return Err(LoadError::InvalidStage(format!(
+                "selection {rows:?} x {cols:?} out of range of {name} {shape:?}"
+            )));
         }
         let size = e.dtype.size();
         let width: usize = cols.iter().map(|c| c.len()).sum();
@@ -425,16 +428,12 @@ fn decode(e: &TensorEntry, path: &Path, bytes: &[u8]) -> Result<Vec<f32>, LoadEr
 fn decode_into(e: &TensorEntry, path: &Path, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), LoadError> {
     match e.dtype {
         StoredDtype::F32 => out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-        StoredDtype::F16 => {
-            out.extend(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()))
-        }
+        StoredDtype::F16 => out.extend(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
         StoredDtype::BF16 => {
             out.extend(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()))
         }
         StoredDtype::F64 => out.extend(
-            bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
+            bytes.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
         ),
         StoredDtype::Other(d) => {
             return Err(LoadError::UnsupportedDtype {

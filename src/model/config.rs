@@ -154,16 +154,13 @@ impl ModelConfig {
             return Err(cfg_err(path, format!("{len} bytes is too large for a config")));
         }
         let text = std::fs::read(path).map_err(io)?;
-        let value: Value = serde_json::from_slice(&text)
-            .map_err(|e| cfg_err(path, format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(&text).map_err(|e| cfg_err(path, format!("not valid JSON: {e}")))?;
         Self::from_json(&value, path)
     }
 
     /// Builds a config from parsed JSON; `path` only names the file in errors.
     pub fn from_json(value: &Value, path: &Path) -> Result<ModelConfig, LoadError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| cfg_err(path, "the top level is not a JSON object".into()))?;
+        let obj = value.as_object().ok_or_else(|| cfg_err(path, "the top level is not a JSON object".into()))?;
         let r = Reader { obj, path };
         let arch = detect_arch(obj, path)?;
         let cfg = match arch {
@@ -213,10 +210,7 @@ impl ModelConfig {
         if self.arch != Architecture::Llama && self.q_width() != self.hidden_size {
             return Err(cfg_err(
                 path,
-                format!(
-                    "hidden size {} is not divisible by {} attention heads",
-                    self.hidden_size, self.num_heads
-                ),
+                format!("hidden size {} is not divisible by {} attention heads", self.hidden_size, self.num_heads),
             ));
         }
         if self.arch == Architecture::Llama && self.head_dim % 2 != 0 {
@@ -296,25 +290,22 @@ impl Reader<'_> {
     }
 
     fn usize(&self, keys: &[&str]) -> Result<usize, LoadError> {
-        self.usize_opt(keys)?
-            .ok_or_else(|| cfg_err(self.path, format!("missing key {}", keys.join(" or "))))
+        self.usize_opt(keys)?.ok_or_else(|| cfg_err(self.path, format!("missing key {}", keys.join(" or "))))
     }
 
     fn f64_or(&self, keys: &[&str], default: f64) -> Result<f64, LoadError> {
         match self.find(keys) {
             None => Ok(default),
-            Some((k, v)) => v
-                .as_f64()
-                .ok_or_else(|| cfg_err(self.path, format!("{k} must be a number, found {v}"))),
+            Some((k, v)) => v.as_f64().ok_or_else(|| cfg_err(self.path, format!("{k} must be a number, found {v}"))),
         }
     }
 
     fn bool_or(&self, keys: &[&str], default: bool) -> Result<bool, LoadError> {
         match self.find(keys) {
             None => Ok(default),
-            Some((k, v)) => v
-                .as_bool()
-                .ok_or_else(|| cfg_err(self.path, format!("{k} must be true or false, found {v}"))),
+            Some((k, v)) => {
+                v.as_bool().ok_or_else(|| cfg_err(self.path, format!("{k} must be true or false, found {v}")))
+            }
         }
     }
 
@@ -322,7 +313,10 @@ impl Reader<'_> {
         match self.find(keys) {
             None => Ok(default),
             Some((k, v)) => v.as_str().and_then(Act::parse).ok_or_else(|| {
-                cfg_err(self.path, format!("{k} = {v} is not a supported activation (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"))
+                cfg_err(
+                    self.path,
+                    format!("{k} = {v} is not a supported activation (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"),
+                )
             }),
         }
     }
@@ -404,8 +398,7 @@ impl Reader<'_> {
                     factor: sub.f64_or(&["factor"], 8.0)?,
                     low_freq_factor: sub.f64_or(&["low_freq_factor"], 1.0)?,
                     high_freq_factor: sub.f64_or(&["high_freq_factor"], 4.0)?,
-                    original_max_position_embeddings: sub
-                        .f64_or(&["original_max_position_embeddings"], 8192.0)?,
+                    original_max_position_embeddings: sub.f64_or(&["original_max_position_embeddings"], 8192.0)?,
                 },
                 other => {
                     return Err(cfg_err(
@@ -514,9 +507,10 @@ mod tests {
             "num_hidden_layers":2,"intermediate_size":128,"vocab_size":100}))
         .unwrap_err();
         assert!(e.to_string().contains("num_key_value_heads"), "{e}");
-        let e = parse(json!({"model_type":"bert","hidden_size":64,"num_attention_heads":4,"num_hidden_layers":99999999,
+        let e =
+            parse(json!({"model_type":"bert","hidden_size":64,"num_attention_heads":4,"num_hidden_layers":99999999,
             "intermediate_size":128,"vocab_size":100,"max_position_embeddings":16}))
-        .unwrap_err();
+            .unwrap_err();
         assert!(e.to_string().contains("num_hidden_layers"), "{e}");
     }
 }

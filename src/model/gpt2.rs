@@ -50,11 +50,7 @@ pub(crate) fn layer_tensors(cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedSh
 pub(crate) fn head_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
     let h = cfg.hidden_size;
     let lm = if cfg.tie_word_embeddings { format!("{p}wte.weight") } else { "lm_head.weight".to_string() };
-    vec![
-        (format!("{p}ln_f.weight"), vec![h]),
-        (format!("{p}ln_f.bias"), vec![h]),
-        (lm, vec![cfg.vocab_size, h]),
-    ]
+    vec![(format!("{p}ln_f.weight"), vec![h]), (format!("{p}ln_f.bias"), vec![h]), (lm, vec![cfg.vocab_size, h])]
 }
 
 struct Gpt2Embeddings {

@@ -66,10 +66,7 @@ struct LlamaEmbeddings {
 impl Embeddings for LlamaEmbeddings {
     fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3> {
         let h = self.table.dims()[1];
-        self.table
-            .clone()
-            .select(0, index_tensor(&input.input_ids, device))
-            .reshape([input.batch, input.seq_len, h])
+        self.table.clone().select(0, index_tensor(&input.input_ids, device)).reshape([input.batch, input.seq_len, h])
     }
 }
 
@@ -167,10 +164,7 @@ fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> 
         input_norm: RmsNorm { weight: r.vector(&format!("{b}input_layernorm.weight"), h)?, eps: cfg.norm_eps },
         qkv,
         o_proj: r.linear_out_in(&format!("{b}self_attn.o_proj"), [h, q], &[0..h], &[qr], ab && s.owns_bias())?,
-        post_norm: RmsNorm {
-            weight: r.vector(&format!("{b}post_attention_layernorm.weight"), h)?,
-            eps: cfg.norm_eps,
-        },
+        post_norm: RmsNorm { weight: r.vector(&format!("{b}post_attention_layernorm.weight"), h)?, eps: cfg.norm_eps },
         gate_up,
         down: r.linear_out_in(&format!("{b}mlp.down_proj"), [h, m], &[0..h], &[mr], mb && s.owns_bias())?,
         heads: heads.len(),

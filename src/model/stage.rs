@@ -110,13 +110,7 @@ pub struct ModelInput {
 impl ModelInput {
     /// One sequence, no mask, no token types.
     pub fn single(ids: &[u32]) -> ModelInput {
-        ModelInput {
-            batch: 1,
-            seq_len: ids.len(),
-            input_ids: ids.to_vec(),
-            attention_mask: None,
-            token_type_ids: None,
-        }
+        ModelInput { batch: 1, seq_len: ids.len(), input_ids: ids.to_vec(), attention_mask: None, token_type_ids: None }
     }
 
     /// Checks the input against the model, with a one-line reason on failure.

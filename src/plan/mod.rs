@@ -9,6 +9,8 @@ pub mod shard_plan;
 pub mod strategy;
 
 pub use error::PlanError;
-pub use placement::{DeviceKind, DevicePreference, NodeInventory, Placement, PlacementRequest, PlacementStrategy, place};
+pub use placement::{
+    DeviceKind, DevicePreference, NodeInventory, Placement, PlacementRequest, PlacementStrategy, place,
+};
 pub use shard_plan::{ShardPlan, ShardSpec};
 pub use strategy::{CustomSharding, ShardingStrategy};

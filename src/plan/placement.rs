@@ -151,7 +151,8 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
         let shard = &plan.shards[sid];
         let need = (shard.bytes as f64 * req.memory_overhead).ceil() as u64;
         for replica in 0..req.replication {
-            let infeasible = |reason: String| PlanError::Infeasible { shard: sid, what: shard.describe(), replica, reason };
+            let infeasible =
+                |reason: String| PlanError::Infeasible { shard: sid, what: shard.describe(), replica, reason };
             let free = |i: usize| nodes[i].memory_bytes.saturating_sub(used[i]);
             let device_ok = |i: usize, strict: bool| match req.device {
                 DevicePreference::Any => true,
@@ -159,7 +160,9 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
                 DevicePreference::Prefer(k) => !strict || nodes[i].device == k,
             };
             let eligible = |strict: bool| -> Vec<usize> {
-                (0..nodes.len()).filter(|&i| !holds[i].contains(&sid) && device_ok(i, strict) && free(i) >= need).collect()
+                (0..nodes.len())
+                    .filter(|&i| !holds[i].contains(&sid) && device_ok(i, strict) && free(i) >= need)
+                    .collect()
             };
             let mut candidates = eligible(true);
             if candidates.is_empty() && matches!(req.device, DevicePreference::Prefer(_)) {
@@ -173,7 +176,12 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
             }) else {
                 let distinct = (0..nodes.len()).filter(|&i| !holds[i].contains(&sid)).count();
                 let reason = if nodes.len() < req.replication {
-                    format!("replication {} needs {} distinct nodes, only {} available", req.replication, req.replication, nodes.len())
+                    format!(
+                        "replication {} needs {} distinct nodes, only {} available",
+                        req.replication,
+                        req.replication,
+                        nodes.len()
+                    )
                 } else if distinct == 0 {
                     "every node already holds a replica of it".to_string()
                 } else if let DevicePreference::Require(k) = req.device
@@ -278,9 +286,17 @@ mod tests {
 
     fn request() -> impl Strategy<Value = PlacementRequest> {
         (0usize..3, 1usize..4, 0usize..3).prop_map(|(s, r, d)| PlacementRequest {
-            strategy: [PlacementStrategy::MemoryBased, PlacementStrategy::ComputeBased, PlacementStrategy::LoadBalanced][s],
+            strategy: [
+                PlacementStrategy::MemoryBased,
+                PlacementStrategy::ComputeBased,
+                PlacementStrategy::LoadBalanced,
+            ][s],
             replication: r,
-            device: [DevicePreference::Any, DevicePreference::Prefer(DeviceKind::Gpu), DevicePreference::Require(DeviceKind::Gpu)][d],
+            device: [
+                DevicePreference::Any,
+                DevicePreference::Prefer(DeviceKind::Gpu),
+                DevicePreference::Require(DeviceKind::Gpu),
+            ][d],
             memory_overhead: 1.0,
         })
     }
@@ -354,14 +370,20 @@ mod tests {
     fn infeasible_names_shard_and_reason() {
         let lay = layout(&[4000, 4000], 4);
         let plan = ShardPlan::new(&lay, &ShardingStrategy::NoSharding).unwrap();
-        let small = vec![NodeInventory { id: "a".into(), memory_bytes: 100, device: DeviceKind::Cpu, compute: 1.0, load: 0.0 }];
+        let small =
+            vec![NodeInventory { id: "a".into(), memory_bytes: 100, device: DeviceKind::Cpu, compute: 1.0, load: 0.0 }];
         let e = place(&plan, &small, &PlacementRequest::default()).unwrap_err().to_string();
         assert!(e.contains("shard 0") && e.contains("100 bytes on a"), "{e}");
-        let e = place(&plan, &small, &PlacementRequest { replication: 2, ..Default::default() }).unwrap_err().to_string();
+        let e =
+            place(&plan, &small, &PlacementRequest { replication: 2, ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("needs 2 distinct nodes"), "{e}");
-        let e = place(&plan, &small, &PlacementRequest { device: DevicePreference::Require(DeviceKind::Gpu), ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let e = place(
+            &plan,
+            &small,
+            &PlacementRequest { device: DevicePreference::Require(DeviceKind::Gpu), ..Default::default() },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("Gpu"), "{e}");
     }
 
