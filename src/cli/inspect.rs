@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::model::{Checkpoint, ModelLayout};
-use crate::plan::{DeviceKind, NodeInventory, PlacementRequest, ShardPlan, ShardingStrategy, place};
+use crate::plan::{DeviceKind, NodeInventory, PlacementRequest, PlacementStrategy, ShardPlan, ShardingStrategy, place};
 
 use super::human_bytes;
 
@@ -27,6 +27,9 @@ pub struct InspectArgs {
     /// Memory per node when placing, in MiB (default: unlimited).
     #[arg(long)]
     pub node_memory_mib: Option<u64>,
+    /// Placement scoring: memory, compute or load.
+    #[arg(long, default_value = "memory", value_parser = ["memory", "compute", "load"])]
+    pub placement: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -50,7 +53,12 @@ pub fn inspect(a: InspectArgs) -> Result<(), String> {
                     load: 0.0,
                 })
                 .collect();
-            let req = PlacementRequest { replication: a.replication, ..Default::default() };
+            let strategy = match a.placement.as_str() {
+                "compute" => PlacementStrategy::ComputeBased,
+                "load" => PlacementStrategy::LoadBalanced,
+                _ => PlacementStrategy::MemoryBased,
+            };
+            let req = PlacementRequest { replication: a.replication, strategy, ..Default::default() };
             Some(place(&plan, &nodes, &req).map_err(|e| e.to_string())?)
         }
     };
