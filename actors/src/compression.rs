@@ -44,7 +44,13 @@ impl Compression {
         })
     }
 
-    fn name(self) -> &'static str {
+    /// The compression of a name (`none`, `lz4`, `zstd`, `gzip`).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        Compression::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
         match self {
             Compression::None => "none",
             Compression::Lz4 => "lz4",

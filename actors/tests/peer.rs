@@ -1,0 +1,97 @@
+//! Peer connections over real loopback sockets: a node's `/v1/peer` route served by
+//! actix-web on 127.0.0.1, dialled by the awc client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use mlmf_actors::auth::ClusterKey;
+use mlmf_actors::compression::Compression;
+use mlmf_actors::peer::{Handler, PeerClient, PeerConfig, PeerError, accept};
+
+/// Echoes the payload, fails `fail`, and sleeps on `slow`.
+fn handler() -> Handler {
+    Arc::new(|env, payload| {
+        Box::pin(async move {
+            match env.name.as_str() {
+                "fail" => Err("handler refused".to_string()),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Ok(payload)
+                }
+                _ => Ok(payload),
+            }
+        })
+    })
+}
+
+fn start(cfg: PeerConfig) -> String {
+    let h = handler();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(cfg.clone()))
+            .app_data(web::Data::new(h.clone()))
+            .route("/v1/peer", web::get().to(accept))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    format!("ws://{addr}/v1/peer")
+}
+
+fn key(s: &str) -> Option<ClusterKey> {
+    Some(ClusterKey::new(s.as_bytes()).unwrap())
+}
+
+#[actix_rt::test]
+async fn requests_round_trip_with_compression_and_large_payloads() {
+    let cfg = PeerConfig { key: key("a cluster key of some length"), ..PeerConfig::default() };
+    let url = start(cfg.clone());
+    let client = PeerClient::connect(&url, &PeerConfig { compression: vec![Compression::Zstd], ..cfg }).await.unwrap();
+    assert_eq!(client.compression(), Compression::Zstd);
+    // 4 MiB: far above actix-ws's default 64 KiB frame cap.
+    let big: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+    let back = client.request("echo", &big, Duration::from_secs(10), 1).await.unwrap();
+    assert_eq!(back, big);
+    // Concurrent requests are answered to the right caller.
+    let calls = (0..32u32).map(|i| {
+        let c = client.clone();
+        async move { (i, c.request("echo", &i.to_le_bytes(), Duration::from_secs(5), 2).await.unwrap()) }
+    });
+    for (i, back) in futures_util::future::join_all(calls).await {
+        assert_eq!(back, i.to_le_bytes());
+    }
+}
+
+#[actix_rt::test]
+async fn wrong_or_missing_key_is_refused() {
+    let url = start(PeerConfig { key: key("the right key, long enough"), ..PeerConfig::default() });
+    let wrong = PeerConfig { key: key("the wrong key, long enough"), ..PeerConfig::default() };
+    assert_eq!(PeerClient::connect(&url, &wrong).await.err(), Some(PeerError::Unauthorized(url.clone())));
+    assert_eq!(
+        PeerClient::connect(&url, &PeerConfig::default()).await.err(),
+        Some(PeerError::Unauthorized(url.clone()))
+    );
+}
+
+#[actix_rt::test]
+async fn deadlines_errors_and_limits() {
+    let url = start(PeerConfig::default());
+    let client = PeerClient::connect(&url, &PeerConfig::default()).await.unwrap();
+    let e = client.request("slow", b"x", Duration::from_millis(50), 3).await.unwrap_err();
+    assert!(matches!(e, PeerError::Timeout { .. }), "{e:?}");
+    let e = client.request("fail", b"x", Duration::from_secs(5), 4).await.unwrap_err();
+    assert_eq!(e, PeerError::Remote("handler refused".into()));
+    // The connection still serves after both.
+    assert_eq!(client.request("echo", b"ok", Duration::from_secs(5), 5).await.unwrap(), b"ok");
+    // A payload above the configured limit is refused before it is sent.
+    let small = PeerConfig {
+        limits: mlmf_actors::frame::Limits { max_payload: 1024, ..Default::default() },
+        ..Default::default()
+    };
+    let client = PeerClient::connect(&url, &small).await.unwrap();
+    let e = client.request("echo", &[0u8; 2048], Duration::from_secs(5), 6).await.unwrap_err();
+    assert!(matches!(e, PeerError::Wire(_)), "{e:?}");
+}
