@@ -20,7 +20,7 @@ fn strategies(case: &str, family: &str) -> Vec<ShardingStrategy> {
         "pipeline" => (1..=n).map(|s| ShardingStrategy::PipelineSharding { num_stages: s }).collect(),
         "tensor" => [2, 4]
             .into_iter()
-            .filter(|d| cfg.num_heads % d == 0 && cfg.num_kv_heads % d == 0)
+            .filter(|d| cfg.num_heads.is_multiple_of(*d) && cfg.num_kv_heads.is_multiple_of(*d))
             .map(|d| ShardingStrategy::TensorSharding { degree: d })
             .collect(),
         _ => unreachable!(),

@@ -198,7 +198,7 @@ impl ModelConfig {
                 return Err(cfg_err(path, format!("{key} = {v} is out of range 1..={max}")));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(cfg_err(
                 path,
                 format!(
@@ -213,7 +213,7 @@ impl ModelConfig {
                 format!("hidden size {} is not divisible by {} attention heads", self.hidden_size, self.num_heads),
             ));
         }
-        if self.arch == Architecture::Llama && self.head_dim % 2 != 0 {
+        if self.arch == Architecture::Llama && !self.head_dim.is_multiple_of(2) {
             return Err(cfg_err(path, format!("head_dim {} must be even for RoPE", self.head_dim)));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
@@ -332,7 +332,7 @@ impl Reader<'_> {
             num_layers: self.usize(&["n_layer", "num_hidden_layers"])?,
             num_heads: heads,
             num_kv_heads: heads,
-            head_dim: if heads == 0 { 0 } else { hidden / heads },
+            head_dim: hidden.checked_div(heads).unwrap_or(0),
             intermediate_size: inner,
             max_positions: self.usize(&["n_positions", "max_position_embeddings"])?,
             norm_eps: self.f64_or(&["layer_norm_epsilon", "layer_norm_eps"], 1e-5)?,
@@ -439,7 +439,7 @@ impl Reader<'_> {
             num_layers: self.usize(&["num_hidden_layers"])?,
             num_heads: heads,
             num_kv_heads: heads,
-            head_dim: if heads == 0 { 0 } else { hidden / heads },
+            head_dim: hidden.checked_div(heads).unwrap_or(0),
             intermediate_size: self.usize(&["intermediate_size"])?,
             max_positions: self.usize(&["max_position_embeddings"])?,
             norm_eps: self.f64_or(&["layer_norm_eps"], 1e-12)?,

@@ -67,7 +67,7 @@ impl StageSpec {
         if s.degree == 0 || s.rank >= s.degree {
             return Err(LoadError::InvalidStage(format!("slice rank {} of degree {}", s.rank, s.degree)));
         }
-        if cfg.num_heads % s.degree != 0 || cfg.num_kv_heads % s.degree != 0 {
+        if !cfg.num_heads.is_multiple_of(s.degree) || !cfg.num_kv_heads.is_multiple_of(s.degree) {
             return Err(LoadError::InvalidStage(format!(
                 "tensor degree {} must divide the {} attention heads and {} key/value heads",
                 s.degree, cfg.num_heads, cfg.num_kv_heads

@@ -208,7 +208,7 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
             assignments.push(Assignment { shard: sid, replica, node: nodes[best].id.clone() });
         }
     }
-    assignments.sort_by(|a, b| (a.shard, a.replica).cmp(&(b.shard, b.replica)));
+    assignments.sort_by_key(|a| (a.shard, a.replica));
     let node_bytes = nodes.iter().zip(&used).map(|(n, &u)| (n.id.clone(), u)).collect();
     Ok(Placement { assignments, node_bytes })
 }

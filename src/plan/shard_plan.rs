@@ -102,7 +102,7 @@ impl ShardPlan {
             }
             ShardingStrategy::TensorSharding { degree: d } => {
                 let d = *d;
-                if d == 0 || cfg.num_heads % d != 0 || cfg.num_kv_heads % d != 0 {
+                if d == 0 || !cfg.num_heads.is_multiple_of(d) || !cfg.num_kv_heads.is_multiple_of(d) {
                     return Err(PlanError::Unsatisfiable(format!(
                         "tensor:{d} does not divide the {} attention heads and {} key/value heads of this {} model \
                          (degrees that do: {})",
@@ -159,7 +159,11 @@ impl ShardPlan {
 }
 
 fn valid_degrees(heads: usize, kv: usize) -> String {
-    (1..=kv).filter(|d| heads % d == 0 && kv % d == 0).map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+    (1..=kv)
+        .filter(|d| heads.is_multiple_of(*d) && kv.is_multiple_of(*d))
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Tensors (each listed once) and bytes of a shard.
