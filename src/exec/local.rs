@@ -46,11 +46,11 @@ pub struct LocalRunner {
 impl LocalRunner {
     /// Reads the headers, plans `strategy`, and loads every shard from the mapped files.
     ///
-    /// ```no_run
+    /// ```
     /// use mlmf::exec::{LocalRunner, RunOptions};
     /// use mlmf::model::ModelInput;
     /// let device = mlmf::model::default_device();
-    /// let runner = LocalRunner::load("cases/gpt2_tiny".as_ref(), &"tensor:2".parse().unwrap(), &device).unwrap();
+    /// let runner = LocalRunner::load("tests/fixtures/gpt2_tiny".as_ref(), &"tensor:2".parse().unwrap(), &device).unwrap();
     /// let out = runner.run(&ModelInput::single(&[3, 17, 42]), RunOptions::default()).unwrap();
     /// assert_eq!(out.tensors["logits"].shape, vec![1, 3, 1000]);
     /// ```

@@ -133,8 +133,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads `DIR/config.json` and the headers of every safetensors file.
     ///
-    /// ```no_run
-    /// let ckpt = mlmf::model::Checkpoint::open("cases/gpt2_tiny".as_ref()).unwrap();
+    /// ```
+    /// let ckpt = mlmf::model::Checkpoint::open("tests/fixtures/gpt2_tiny".as_ref()).unwrap();
     /// for t in ckpt.tensors.values() {
     ///     println!("{} {:?} {} {} B", t.name, t.shape, t.dtype.name(), t.bytes);
     /// }

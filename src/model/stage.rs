@@ -317,10 +317,10 @@ impl std::fmt::Debug for Stage {
 impl Stage {
     /// Materialises the tensors of `spec` (and only those) from a mapped checkpoint.
     ///
-    /// ```no_run
+    /// ```
     /// use std::sync::Arc;
     /// use mlmf::model::{Checkpoint, ModelInput, Stage, StageSpec};
-    /// let ckpt = Arc::new(Checkpoint::open("cases/gpt2_tiny".as_ref()).unwrap());
+    /// let ckpt = Arc::new(Checkpoint::open("tests/fixtures/gpt2_tiny".as_ref()).unwrap());
     /// let mapped = ckpt.map().unwrap();
     /// let device = burn::tensor::Device::flex();
     /// let stage = Stage::load(&mapped, &StageSpec::whole(&ckpt.config), &device).unwrap();

@@ -62,10 +62,10 @@ pub struct ShardPlan {
 impl ShardPlan {
     /// Plans `strategy` for a model.
     ///
-    /// ```no_run
+    /// ```
     /// use mlmf::model::{Checkpoint, ModelLayout};
     /// use mlmf::plan::{ShardPlan, ShardingStrategy};
-    /// let ckpt = Checkpoint::open("cases/gpt2_tiny".as_ref()).unwrap();
+    /// let ckpt = Checkpoint::open("tests/fixtures/gpt2_tiny".as_ref()).unwrap();
     /// let layout = ModelLayout::from_checkpoint(&ckpt).unwrap();
     /// let plan = ShardPlan::new(&layout, &"pipeline:3".parse().unwrap()).unwrap();
     /// assert_eq!(plan.num_stages, 3);
