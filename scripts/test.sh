@@ -12,7 +12,7 @@ if ! bash scripts/fetch-minilm.sh; then
   fi
   echo "test.sh: MiniLM weights unavailable; its test will say SKIPPED" >&2
 fi
-cargo test --workspace --lib --bins --tests --examples "$@"
-cargo test --workspace --doc "$@"
 # The benches must keep compiling; running them is `cargo bench` (see BENCHMARKS.md).
 cargo test --workspace --benches --no-run
+cargo test --workspace --lib --bins --tests --examples "$@"
+cargo test --workspace --doc "$@"
