@@ -10,6 +10,7 @@
 #![allow(clippy::single_range_in_vec_init, clippy::cloned_ref_to_slice_refs)]
 
 pub mod cli;
+pub mod cluster;
 pub mod exec;
 pub mod model;
 pub mod plan;

@@ -1,0 +1,349 @@
+//! [`ShardActor`]: one loaded shard replica. Its burn compute runs on a `SyncArbiter` thread
+//! (never on an async arbiter) under `catch_unwind`.
+//!
+//! Supervision: a panic during compute answers the request with [`ShardError::Panicked`] and
+//! stops the actor; the `SyncArbiter` then builds a fresh actor from the factory, which
+//! reloads the shard's weights from the (already validated) mapped checkpoint. A
+//! [`RestartPolicy`] bounds this, as Erlang's supervisors do: more than `max_restarts` within
+//! `window` and the factory builds the actor in a failed state that refuses work with
+//! [`ShardError::Escalated`], for the node to act on.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, Addr, Handler, Message, SyncArbiter, SyncContext};
+use burn::tensor::{Device, Tensor};
+
+use crate::exec::{HostTensor, RunOutputs};
+use crate::model::activation::{decode, encode, to_host};
+use crate::model::{ForwardContext, LoadError, MappedCheckpoint, ModelInput, Stage};
+use crate::plan::ShardSpec;
+
+/// Why a shard could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// The request does not fit this shard (input, activation shape, missing part).
+    #[error("shard {shard}: {message}")]
+    Invalid {
+        /// The shard id.
+        shard: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Compute panicked; the actor is being restarted.
+    #[error("shard {shard}: compute panicked ({message}); restarting")]
+    Panicked {
+        /// The shard id.
+        shard: usize,
+        /// The panic message.
+        message: String,
+    },
+    /// The restart limit was exceeded (or the weights could not be reloaded).
+    #[error("shard {shard}: failed, escalated to the node: {reason}")]
+    Escalated {
+        /// The shard id.
+        shard: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How many restarts within how long before a shard gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window`.
+    pub max_restarts: usize,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy { max_restarts: 3, window: Duration::from_secs(5) }
+    }
+}
+
+/// Run the shard's part of one request.
+///
+/// The first stage takes `hidden: None` and embeds `input`; later stages take the previous
+/// stage's activation bytes. Every stage needs `input` for the attention mask.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<StageOutput, ShardError>")]
+pub struct Forward {
+    /// The request (token ids, mask, token types).
+    pub input: Arc<ModelInput>,
+    /// The previous stage's activation, as bytes.
+    pub hidden: Option<Vec<u8>>,
+    /// Also return each block's output.
+    pub block_outputs: bool,
+}
+
+/// What a stage returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageOutput {
+    /// The activation for the next stage, plus block outputs when asked.
+    Hidden {
+        /// Activation bytes.
+        bytes: Vec<u8>,
+        /// `(block index, output)`.
+        blocks: Vec<(usize, HostTensor)>,
+    },
+    /// The model's outputs (last stage).
+    Final(RunOutputs),
+}
+
+/// Makes the shard's compute panic, to exercise supervision (fault-injection tests).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<StageOutput, ShardError>")]
+pub struct InjectPanic;
+
+/// One shard replica.
+pub struct ShardActor {
+    spec: ShardSpec,
+    /// The loaded stage, or why the shard gave up (restart limit, reload failure).
+    stage: Result<Stage, String>,
+}
+
+impl Actor for ShardActor {
+    type Context = SyncContext<Self>;
+}
+
+/// The address of a running shard plus what it holds.
+#[derive(Clone)]
+pub struct ShardHandle {
+    /// The actor (a pool of `threads` identical replicas behind one address).
+    pub addr: Addr<ShardActor>,
+    /// What it holds.
+    pub spec: ShardSpec,
+}
+
+impl ShardActor {
+    /// Loads the shard once (so that a bad checkpoint is an error here, not in a thread), then
+    /// starts it on `threads` sync threads under `policy`.
+    pub fn start(
+        spec: ShardSpec,
+        mapped: Arc<MappedCheckpoint>,
+        device: Device,
+        threads: usize,
+        policy: RestartPolicy,
+    ) -> Result<ShardHandle, LoadError> {
+        let first = Stage::load(&mapped, &spec.spec, &device)?;
+        let preloaded = Mutex::new(Some(first));
+        let starts: Mutex<VecDeque<Instant>> = Mutex::new(VecDeque::new());
+        let threads = threads.max(1);
+        let initial = Mutex::new(threads);
+        let factory_spec = spec.clone();
+        let addr = SyncArbiter::start(threads, move || {
+            let spec = factory_spec.clone();
+            // The first `threads` builds are starts, not restarts.
+            let is_restart = {
+                let mut left = initial.lock().unwrap_or_else(|e| e.into_inner());
+                if *left > 0 {
+                    *left -= 1;
+                    false
+                } else {
+                    true
+                }
+            };
+            if is_restart {
+                let mut log = starts.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                while log.front().is_some_and(|t| now.duration_since(*t) > policy.window) {
+                    log.pop_front();
+                }
+                log.push_back(now);
+                if log.len() > policy.max_restarts {
+                    let reason = format!("{} restarts within {:?}", log.len(), policy.window);
+                    tracing::error!(shard = spec.id, %reason, "shard escalated");
+                    return ShardActor { spec, stage: Err(reason) };
+                }
+                tracing::warn!(shard = spec.id, "restarting shard from the mapped checkpoint");
+            }
+            let stage = match preloaded.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(s) => Ok(s),
+                None => Stage::load(&mapped, &spec.spec, &device).map_err(|e| e.to_string()),
+            };
+            ShardActor { spec, stage }
+        });
+        Ok(ShardHandle { addr, spec })
+    }
+
+    fn run(&self, msg: &Forward) -> Result<StageOutput, ShardError> {
+        let id = self.spec.id;
+        let invalid = |message: String| ShardError::Invalid { shard: id, message };
+        let stage =
+            self.stage.as_ref().map_err(|reason| ShardError::Escalated { shard: id, reason: reason.clone() })?;
+        let cfg = &stage.config;
+        msg.input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
+        let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
+            (None, true) => stage.embed(&msg.input).map_err(|e| invalid(e.to_string()))?,
+            (Some(bytes), false) => {
+                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
+                let want = [msg.input.batch, msg.input.seq_len, cfg.hidden_size];
+                if x.dims() != want {
+                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
+                }
+                x
+            }
+            (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
+            (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
+        };
+        let ctx = ForwardContext::new(cfg, &msg.input, &stage.device);
+        let mut trace = Vec::new();
+        let x =
+            stage.run_blocks(x, &ctx, msg.block_outputs.then_some(&mut trace)).map_err(|e| invalid(e.to_string()))?;
+        let host = |t: Tensor<3>| to_host(t).map(|(shape, data)| HostTensor { shape, data });
+        let mut blocks = Vec::with_capacity(trace.len());
+        for (i, t) in trace {
+            blocks.push((i, host(t).map_err(|e| invalid(e.to_string()))?));
+        }
+        if !stage.spec.head {
+            let bytes = encode(x).map_err(|e| invalid(e.to_string()))?;
+            return Ok(StageOutput::Hidden { bytes, blocks });
+        }
+        let out = stage.head(x).map_err(|e| invalid(e.to_string()))?;
+        let mut outputs = RunOutputs::default();
+        let mut put = |name: &str, t: Result<HostTensor, _>| -> Result<(), ShardError> {
+            outputs
+                .tensors
+                .insert(name.to_string(), t.map_err(|e: crate::model::ForwardError| invalid(e.to_string()))?);
+            Ok(())
+        };
+        put("last_hidden_state", host(out.last_hidden_state))?;
+        if let Some(l) = out.logits {
+            put("logits", host(l))?;
+        }
+        if let Some(p) = out.pooler_output {
+            put("pooler_output", to_host(p).map(|(shape, data)| HostTensor { shape, data }))?;
+        }
+        for (i, t) in blocks {
+            outputs.tensors.insert(format!("block_output.{i}"), t);
+        }
+        Ok(StageOutput::Final(outputs))
+    }
+
+    /// Runs `f` under `catch_unwind`; a panic stops the actor so the arbiter rebuilds it.
+    fn guarded(
+        &mut self,
+        ctx: &mut SyncContext<Self>,
+        f: impl FnOnce(&Self) -> Result<StageOutput, ShardError>,
+    ) -> Result<StageOutput, ShardError> {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(shard = self.spec.id, %message, "shard compute panicked");
+                ctx.stop();
+                Err(ShardError::Panicked { shard: self.spec.id, message })
+            }
+        }
+    }
+}
+
+impl Handler<Forward> for ShardActor {
+    type Result = Result<StageOutput, ShardError>;
+
+    fn handle(&mut self, msg: Forward, ctx: &mut SyncContext<Self>) -> Self::Result {
+        self.guarded(ctx, |me| me.run(&msg))
+    }
+}
+
+impl Handler<InjectPanic> for ShardActor {
+    type Result = Result<StageOutput, ShardError>;
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut SyncContext<Self>) -> Self::Result {
+        self.guarded(ctx, |me| match &me.stage {
+            Err(reason) => Err(ShardError::Escalated { shard: me.spec.id, reason: reason.clone() }),
+            Ok(_) => panic!("injected fault"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{LocalRunner, RunOptions};
+    use crate::model::{Checkpoint, ModelLayout};
+    use crate::plan::ShardPlan;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    fn start_plan(strategy: &str, policy: RestartPolicy) -> Vec<ShardHandle> {
+        let ckpt = Arc::new(Checkpoint::open(&fixture("gpt2_tiny")).unwrap());
+        let layout = ModelLayout::from_checkpoint(&ckpt).unwrap();
+        let plan = ShardPlan::new(&layout, &strategy.parse().unwrap()).unwrap();
+        let mapped = Arc::new(ckpt.map().unwrap());
+        let device = crate::model::default_device();
+        plan.shards
+            .into_iter()
+            .map(|s| ShardActor::start(s, Arc::clone(&mapped), device.clone(), 1, policy).unwrap())
+            .collect()
+    }
+
+    async fn run_pipeline(shards: &[ShardHandle], input: Arc<ModelInput>) -> Result<RunOutputs, ShardError> {
+        let mut hidden = None;
+        for s in shards {
+            match s
+                .addr
+                .send(Forward { input: Arc::clone(&input), hidden: hidden.take(), block_outputs: false })
+                .await
+                .unwrap()?
+            {
+                StageOutput::Hidden { bytes, .. } => hidden = Some(bytes),
+                StageOutput::Final(out) => return Ok(out),
+            }
+        }
+        panic!("no final stage");
+    }
+
+    #[actix::test]
+    async fn a_pipeline_of_shard_actors_equals_the_local_runner() {
+        let shards = start_plan("pipeline:3", RestartPolicy::default());
+        let input = Arc::new(ModelInput::single(&[811, 950, 92, 828, 382, 686, 220]));
+        let got = run_pipeline(&shards, Arc::clone(&input)).await.unwrap();
+        let device = crate::model::default_device();
+        let local = LocalRunner::load(&fixture("gpt2_tiny"), &"none".parse().unwrap(), &device).unwrap();
+        let want = local.run(&input, RunOptions::default()).unwrap();
+        assert_eq!(got.tensors["logits"].shape, vec![1, 7, 1000]);
+        let diff = got.tensors["logits"]
+            .data
+            .iter()
+            .zip(&want.tensors["logits"].data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-5, "{diff}");
+        // A wrong activation is refused with a reason, not a panic.
+        let bad = shards[1]
+            .addr
+            .send(Forward { input: Arc::clone(&input), hidden: Some(vec![1, 2, 3]), block_outputs: false })
+            .await
+            .unwrap();
+        assert!(matches!(bad, Err(ShardError::Invalid { .. })), "{bad:?}");
+    }
+
+    #[actix::test]
+    async fn a_panic_restarts_the_shard_and_too_many_escalate() {
+        let policy = RestartPolicy { max_restarts: 2, window: Duration::from_secs(60) };
+        let shards = start_plan("none", policy);
+        let input = Arc::new(ModelInput::single(&[1, 2, 3]));
+        let addr = &shards[0].addr;
+        for _ in 0..2 {
+            let e = addr.send(InjectPanic).await.unwrap();
+            assert!(matches!(e, Err(ShardError::Panicked { .. })), "{e:?}");
+            // Rebuilt from the mapped checkpoint: it answers again.
+            assert!(run_pipeline(&shards, Arc::clone(&input)).await.is_ok());
+        }
+        let _ = addr.send(InjectPanic).await.unwrap();
+        let e = run_pipeline(&shards, Arc::clone(&input)).await.unwrap_err();
+        assert!(matches!(e, ShardError::Escalated { .. }), "{e:?}");
+    }
+}
