@@ -107,3 +107,44 @@ fn a_single_slice_is_not_the_block() {
     assert!(diff > 1e-2, "half the heads gave the whole attention output (diff {diff})");
     assert!(half.run_blocks(whole.embed(&input).unwrap(), &ctx, None).is_err());
 }
+
+/// A user's own cut: embeddings alone, every block, the head alone.
+#[derive(Debug)]
+struct EndsApart {
+    gap: bool,
+}
+
+impl mlmf::plan::CustomSharding for EndsApart {
+    fn name(&self) -> &str {
+        "ends-apart"
+    }
+
+    fn stages(
+        &self,
+        layout: &mlmf::model::ModelLayout,
+    ) -> Result<Vec<Vec<mlmf::model::StageSpec>>, mlmf::plan::PlanError> {
+        let n = layout.layers.len();
+        let first = if self.gap { 1 } else { 0 };
+        let one = |embeddings, layers, head| {
+            vec![mlmf::model::StageSpec { embeddings, layers, head, slice: mlmf::model::TensorSlice::WHOLE }]
+        };
+        Ok(vec![one(true, 0..0, false), one(false, first..n, false), one(false, n..n, true)])
+    }
+}
+
+#[test]
+fn custom_strategy_matches_the_reference_and_bad_ones_are_named() {
+    let dir = fixture("llama_tiny");
+    let reference = read_safetensors(&dir.join("reference.safetensors"));
+    let device = mlmf::model::default_device();
+    let custom = ShardingStrategy::Custom(std::sync::Arc::new(EndsApart { gap: false }));
+    let runner = LocalRunner::load(&dir, &custom, &device).unwrap();
+    assert_eq!(runner.plan.num_stages, 3);
+    let ids: Vec<u32> = reference["seq7.input_ids"].i64.iter().map(|&i| i as u32).collect();
+    let out = runner.run(&ModelInput::single(&ids), RunOptions { block_outputs: true }).unwrap();
+    let failures = compare(&out, &reference, "seq7.", &tolerances("llama_tiny"), "custom");
+    assert!(failures.is_empty(), "{failures:?}");
+    let bad = ShardingStrategy::Custom(std::sync::Arc::new(EndsApart { gap: true }));
+    let e = LocalRunner::load(&dir, &bad, &device).err().unwrap().to_string();
+    assert!(e.contains("ends-apart") && e.contains("block 0 is next"), "{e}");
+}
