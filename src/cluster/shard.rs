@@ -17,7 +17,7 @@ use actix::{Actor, ActorContext, Addr, Handler, Message, SyncArbiter, SyncContex
 use burn::tensor::{Device, Tensor};
 
 use crate::exec::{HostTensor, RunOutputs};
-use crate::model::activation::{decode, encode, to_host};
+use crate::model::activation::{decode, encode};
 use crate::model::{ForwardContext, LoadError, MappedCheckpoint, ModelInput, Stage};
 use crate::plan::ShardSpec;
 
@@ -195,30 +195,16 @@ impl ShardActor {
         let mut trace = Vec::new();
         let x =
             stage.run_blocks(x, &ctx, msg.block_outputs.then_some(&mut trace)).map_err(|e| invalid(e.to_string()))?;
-        let host = |t: Tensor<3>| to_host(t).map(|(shape, data)| HostTensor { shape, data });
         let mut blocks = Vec::with_capacity(trace.len());
         for (i, t) in trace {
-            blocks.push((i, host(t).map_err(|e| invalid(e.to_string()))?));
+            blocks.push((i, HostTensor::from_tensor(t).map_err(|e| invalid(e.to_string()))?));
         }
         if !stage.spec.head {
             let bytes = encode(x).map_err(|e| invalid(e.to_string()))?;
             return Ok(StageOutput::Hidden { bytes, blocks });
         }
-        let out = stage.head(x).map_err(|e| invalid(e.to_string()))?;
-        let mut outputs = RunOutputs::default();
-        let mut put = |name: &str, t: Result<HostTensor, _>| -> Result<(), ShardError> {
-            outputs
-                .tensors
-                .insert(name.to_string(), t.map_err(|e: crate::model::ForwardError| invalid(e.to_string()))?);
-            Ok(())
-        };
-        put("last_hidden_state", host(out.last_hidden_state))?;
-        if let Some(l) = out.logits {
-            put("logits", host(l))?;
-        }
-        if let Some(p) = out.pooler_output {
-            put("pooler_output", to_host(p).map(|(shape, data)| HostTensor { shape, data }))?;
-        }
+        let head = stage.head(x).map_err(|e| invalid(e.to_string()))?;
+        let mut outputs = RunOutputs::from_head(head).map_err(|e| invalid(e.to_string()))?;
         for (i, t) in blocks {
             outputs.tensors.insert(format!("block_output.{i}"), t);
         }

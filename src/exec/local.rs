@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor};
 
-use crate::model::activation::{decode, encode, to_host};
-use crate::model::{Architecture, Checkpoint, ForwardContext, ForwardError, LoadError, ModelInput, ModelLayout, Stage};
+use crate::model::activation::{decode, encode};
+use crate::model::{Checkpoint, ForwardContext, ForwardError, LoadError, ModelInput, ModelLayout, Stage};
 use crate::plan::{PlanError, ShardPlan, ShardingStrategy};
 
 use super::outputs::{HostTensor, RunOutputs};
@@ -88,22 +88,13 @@ impl LocalRunner {
                 run_tensor_group(members, x, &ctx, traced, &self.device)?
             };
             if s == last {
-                let head = lead.head(x)?;
-                let mut put = |name: &str, t: Option<HostTensor>| {
-                    if let Some(t) = t {
-                        outputs.tensors.insert(name.to_string(), t);
-                    }
-                };
-                put("last_hidden_state", Some(host(head.last_hidden_state)?));
-                put("logits", head.logits.map(host).transpose()?);
-                put("pooler_output", head.pooler_output.map(host).transpose()?);
-                debug_assert!(cfg.arch == Architecture::Bert || outputs.tensors.contains_key("logits"));
+                outputs = RunOutputs::from_head(lead.head(x)?)?;
             } else {
                 boundary = Some(encode(x)?);
             }
         }
         for (k, t) in trace {
-            outputs.tensors.insert(format!("block_output.{k}"), host(t)?);
+            outputs.tensors.insert(format!("block_output.{k}"), HostTensor::from_tensor(t)?);
         }
         Ok(outputs)
     }
@@ -112,11 +103,6 @@ impl LocalRunner {
     pub fn device(&self) -> &Device {
         &self.device
     }
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Result<HostTensor, ForwardError> {
-    let (shape, data) = to_host(t)?;
-    Ok(HostTensor { shape, data })
 }
 
 /// Runs a tensor-parallel group block by block: every member computes its partial sums, the

@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::tensor::Tensor;
 use serde::Serialize;
+
+use crate::model::activation::to_host;
+use crate::model::{ForwardError, HeadOutput};
 
 /// An f32 tensor on the host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -14,6 +18,14 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
+impl HostTensor {
+    /// Reads a tensor back to the host.
+    pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Result<HostTensor, ForwardError> {
+        let (shape, data) = to_host(t)?;
+        Ok(HostTensor { shape, data })
+    }
+}
+
 /// A run's outputs by name (`logits`, `last_hidden_state`, `pooler_output`, `block_output.K`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunOutputs {
@@ -22,6 +34,20 @@ pub struct RunOutputs {
 }
 
 impl RunOutputs {
+    /// The model's outputs from a head: `last_hidden_state`, and `logits` or `pooler_output`
+    /// where the model has them.
+    pub fn from_head(head: HeadOutput) -> Result<RunOutputs, ForwardError> {
+        let mut out = RunOutputs::default();
+        out.tensors.insert("last_hidden_state".into(), HostTensor::from_tensor(head.last_hidden_state)?);
+        if let Some(l) = head.logits {
+            out.tensors.insert("logits".into(), HostTensor::from_tensor(l)?);
+        }
+        if let Some(p) = head.pooler_output {
+            out.tensors.insert("pooler_output".into(), HostTensor::from_tensor(p)?);
+        }
+        Ok(out)
+    }
+
     /// Serialises every tensor as F32 safetensors bytes.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, safetensors::SafeTensorError> {
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self

@@ -159,10 +159,7 @@ fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> 
         .iter()
         .map(|n| r.linear_out_in(&format!("{b}attention.self.{n}"), [h, h], &[cols.clone()], &[0..h], true))
         .collect::<Result<Vec<_>, _>>()?;
-    let qkv = Linear {
-        weight: Tensor::cat(parts.iter().map(|p| p.weight.clone()).collect(), 1),
-        bias: Some(Tensor::cat(parts.iter().filter_map(|p| p.bias.clone()).collect(), 0)),
-    };
+    let qkv = Linear::concat_outputs(parts);
     Ok(BertBlock {
         qkv,
         attn_out: r.linear_out_in(&format!("{b}attention.output.dense"), [h, h], &[0..h], &[cols], s.owns_bias())?,

@@ -130,16 +130,6 @@ impl Head for LlamaHead {
     }
 }
 
-/// Concatenates layers with the same input along their outputs (one matmul for several).
-fn fuse(parts: Vec<Linear>) -> Linear {
-    let bias = if parts.iter().all(|p| p.bias.is_some()) {
-        Some(Tensor::cat(parts.iter().filter_map(|p| p.bias.clone()).collect(), 0))
-    } else {
-        None
-    };
-    Linear { weight: Tensor::cat(parts.into_iter().map(|p| p.weight).collect(), 1), bias }
-}
-
 fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> Result<LlamaBlock, LoadError> {
     let (h, m, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let (q, kv) = (cfg.q_width(), cfg.kv_width());
@@ -151,12 +141,12 @@ fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> 
     let b = format!("layers.{i}.");
     let ab = cfg.attention_bias;
     let mb = cfg.mlp_bias;
-    let qkv = fuse(vec![
+    let qkv = Linear::concat_outputs(vec![
         r.linear_out_in(&format!("{b}self_attn.q_proj"), [q, h], &[qr.clone()], &[0..h], ab)?,
         r.linear_out_in(&format!("{b}self_attn.k_proj"), [kv, h], &[kvr.clone()], &[0..h], ab)?,
         r.linear_out_in(&format!("{b}self_attn.v_proj"), [kv, h], &[kvr], &[0..h], ab)?,
     ]);
-    let gate_up = fuse(vec![
+    let gate_up = Linear::concat_outputs(vec![
         r.linear_out_in(&format!("{b}mlp.gate_proj"), [m, h], &[mr.clone()], &[0..h], mb)?,
         r.linear_out_in(&format!("{b}mlp.up_proj"), [m, h], &[mr.clone()], &[0..h], mb)?,
     ]);

@@ -35,6 +35,17 @@ impl Linear {
     pub fn out_features(&self) -> usize {
         self.weight.dims()[1]
     }
+
+    /// Concatenates layers with the same input along their outputs, so that one matmul
+    /// computes them all (q|k|v, gate|up). Biases are kept only if every part has one.
+    pub fn concat_outputs(parts: Vec<Linear>) -> Linear {
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            Some(Tensor::cat(parts.iter().filter_map(|p| p.bias.clone()).collect(), 0))
+        } else {
+            None
+        };
+        Linear { weight: Tensor::cat(parts.into_iter().map(|p| p.weight).collect(), 1), bias }
+    }
 }
 
 /// LayerNorm over the last dimension.
