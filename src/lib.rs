@@ -9,8 +9,11 @@
 // mistaken `vec![0..h]` element lists, and `&[r.clone()]` reads better than `from_ref`.
 #![allow(clippy::single_range_in_vec_init, clippy::cloned_ref_to_slice_refs)]
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod exec;
 pub mod model;
 pub mod plan;

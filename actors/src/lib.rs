@@ -15,5 +15,7 @@ pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod peer;
+pub mod pool;
+pub mod registry;
 
 pub use error::WireError;

@@ -12,7 +12,7 @@
 //!
 //! Delivery: at most once per message, ordered per connection.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -205,6 +205,7 @@ pub struct PeerClient {
     next: Rc<AtomicU64>,
     compression: Compression,
     limits: Limits,
+    closed: Rc<Cell<bool>>,
 }
 
 impl PeerClient {
@@ -245,6 +246,8 @@ impl PeerClient {
         });
         // Reader: routes each answer to its caller by correlation id.
         let reader_pending = Rc::clone(&pending);
+        let closed = Rc::new(Cell::new(false));
+        let reader_closed = Rc::clone(&closed);
         let limits = cfg.limits;
         actix_web::rt::spawn(async move {
             while let Some(Ok(item)) = stream.next().await {
@@ -260,6 +263,7 @@ impl PeerClient {
                 }
             }
             // The connection is gone: every waiting call fails now rather than at its deadline.
+            reader_closed.set(true);
             for (_, tx) in reader_pending.borrow_mut().drain() {
                 let _ = tx.send(Err(PeerError::Closed));
             }
@@ -271,7 +275,13 @@ impl PeerClient {
             next: Rc::new(AtomicU64::new(1)),
             compression,
             limits: cfg.limits,
+            closed,
         })
+    }
+
+    /// Whether the connection has ended (a pool then dials again).
+    pub fn is_closed(&self) -> bool {
+        self.closed.get() || self.outgoing.is_closed()
     }
 
     /// The compression this connection negotiated.

@@ -1,7 +1,10 @@
 //! The `mlmf` command line.
 
+pub mod client_cmds;
 pub mod inspect;
+pub mod node;
 pub mod run;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +24,16 @@ pub enum Command {
     Run(run::RunArgs),
     /// Show a model's architecture, its sizes per layer and the plan a strategy would make.
     Inspect(inspect::InspectArgs),
+    /// Start a cluster node: HTTP API and peer endpoint on one port.
+    Node(node::NodeArgs),
+    /// Start N nodes on loopback, load a model on them and serve it over HTTP.
+    Serve(serve::ServeArgs),
+    /// Load a model onto a running cluster (shows progress until it is ready).
+    Load(client_cmds::LoadArgs),
+    /// Send one inference request to a running cluster.
+    Infer(client_cmds::InferArgs),
+    /// Show a running cluster's nodes and models, or one model.
+    Status(client_cmds::StatusArgs),
 }
 
 /// Runs the parsed command; errors come back as one line.
@@ -28,6 +41,11 @@ pub fn dispatch(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::inspect(a),
+        Command::Node(a) => node::node(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::Load(a) => client_cmds::load(a),
+        Command::Infer(a) => client_cmds::infer(a),
+        Command::Status(a) => client_cmds::status(a),
     }
 }
 

@@ -94,6 +94,63 @@ pub enum StageOutput {
     Final(RunOutputs),
 }
 
+/// Which sublayer of a block a tensor-parallel step is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Sublayer {
+    /// Self-attention.
+    Attention,
+    /// The MLP.
+    Mlp,
+}
+
+/// One step of a tensor-parallel stage. The group's lead (rank 0) embeds, combines and
+/// finishes; every member computes partial sums. Activations travel as bytes.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<TpOutput, ShardError>")]
+pub enum TpStep {
+    /// Embed the input (lead of a first stage).
+    Embed {
+        /// The request.
+        input: Arc<ModelInput>,
+    },
+    /// This member's partial sum of `sublayer` of block `layer` on activation `x`.
+    Partial {
+        /// The request (for the attention mask).
+        input: Arc<ModelInput>,
+        /// Model-wide block index.
+        layer: usize,
+        /// Which sublayer.
+        sublayer: Sublayer,
+        /// The sublayer's input activation.
+        x: Vec<u8>,
+    },
+    /// Residual (and post-norm) after the group's partials are summed (the all-reduce).
+    Combine {
+        /// Model-wide block index.
+        layer: usize,
+        /// Which sublayer.
+        sublayer: Sublayer,
+        /// The sublayer's input activation.
+        x: Vec<u8>,
+        /// Every member's partial sum.
+        partials: Vec<Vec<u8>>,
+    },
+    /// The stage's output: the head applied when the stage holds it.
+    Finish {
+        /// The last block's output.
+        x: Vec<u8>,
+    },
+}
+
+/// What a [`TpStep`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TpOutput {
+    /// An activation or partial sum, as bytes.
+    Bytes(Vec<u8>),
+    /// The stage's output.
+    Stage(StageOutput),
+}
+
 /// Makes the shard's compute panic, to exercise supervision (fault-injection tests).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Message)]
@@ -131,6 +188,19 @@ impl ShardActor {
         policy: RestartPolicy,
     ) -> Result<ShardHandle, LoadError> {
         let first = Stage::load(&mapped, &spec.spec, &device)?;
+        Ok(ShardActor::start_loaded(spec, mapped, first, device, threads, policy))
+    }
+
+    /// As [`ShardActor::start`], with the first replica's stage already loaded (load it on a
+    /// blocking thread; this must run inside an actix system).
+    pub fn start_loaded(
+        spec: ShardSpec,
+        mapped: Arc<MappedCheckpoint>,
+        first: Stage,
+        device: Device,
+        threads: usize,
+        policy: RestartPolicy,
+    ) -> ShardHandle {
         let preloaded = Mutex::new(Some(first));
         let starts: Mutex<VecDeque<Instant>> = Mutex::new(VecDeque::new());
         let threads = threads.max(1);
@@ -168,7 +238,7 @@ impl ShardActor {
             };
             ShardActor { spec, stage }
         });
-        Ok(ShardHandle { addr, spec })
+        ShardHandle { addr, spec }
     }
 
     fn run(&self, msg: &Forward) -> Result<StageOutput, ShardError> {
@@ -211,12 +281,83 @@ impl ShardActor {
         Ok(StageOutput::Final(outputs))
     }
 
+    fn tp(&self, step: TpStep) -> Result<TpOutput, ShardError> {
+        let id = self.spec.id;
+        let invalid = |message: String| ShardError::Invalid { shard: id, message };
+        let stage =
+            self.stage.as_ref().map_err(|reason| ShardError::Escalated { shard: id, reason: reason.clone() })?;
+        let cfg = &stage.config;
+        let dev = &stage.device;
+        let act = |bytes: &[u8]| -> Result<Tensor<3>, ShardError> {
+            let x = decode::<3>(bytes, dev).map_err(|e| invalid(e.to_string()))?;
+            if x.dims()[2] != cfg.hidden_size {
+                return Err(invalid(format!("activation of shape {:?}, hidden size {}", x.dims(), cfg.hidden_size)));
+            }
+            Ok(x)
+        };
+        let block = |layer: usize| {
+            stage
+                .blocks()
+                .find(|(i, _)| *i == layer)
+                .map(|(_, b)| b)
+                .ok_or_else(|| invalid(format!("no block {layer}")))
+        };
+        let bytes = |t: Tensor<3>| encode(t).map(TpOutput::Bytes).map_err(|e| invalid(e.to_string()));
+        match step {
+            TpStep::Embed { input } => {
+                input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
+                bytes(stage.embed(&input).map_err(|e| invalid(e.to_string()))?)
+            }
+            TpStep::Partial { input, layer, sublayer, x } => {
+                input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
+                let b = block(layer)?;
+                let x = act(&x)?;
+                let [bb, l, _] = x.dims();
+                if [bb, l] != [input.batch, input.seq_len] {
+                    return Err(invalid(format!("activation of shape {:?} for a {bb}x{l} input", x.dims())));
+                }
+                match sublayer {
+                    Sublayer::Attention => bytes(b.attention_partial(x, &ForwardContext::new(cfg, &input, dev))),
+                    Sublayer::Mlp => bytes(b.mlp_partial(x)),
+                }
+            }
+            TpStep::Combine { layer, sublayer, x, partials } => {
+                let b = block(layer)?;
+                let x = act(&x)?;
+                let mut sum: Option<Tensor<3>> = None;
+                for p in &partials {
+                    let p = act(p)?;
+                    if p.dims() != x.dims() {
+                        return Err(invalid(format!("partial of shape {:?}, expected {:?}", p.dims(), x.dims())));
+                    }
+                    sum = Some(match sum {
+                        None => p,
+                        Some(s) => s + p,
+                    });
+                }
+                let sum = sum.ok_or_else(|| invalid("no partial sums to combine".into()))?;
+                match sublayer {
+                    Sublayer::Attention => bytes(b.attention_combine(x, sum)),
+                    Sublayer::Mlp => bytes(b.mlp_combine(x, sum)),
+                }
+            }
+            TpStep::Finish { x } => {
+                if !stage.spec.head {
+                    return Ok(TpOutput::Stage(StageOutput::Hidden { bytes: x, blocks: Vec::new() }));
+                }
+                let head = stage.head(act(&x)?).map_err(|e| invalid(e.to_string()))?;
+                let outputs = RunOutputs::from_head(head).map_err(|e| invalid(e.to_string()))?;
+                Ok(TpOutput::Stage(StageOutput::Final(outputs)))
+            }
+        }
+    }
+
     /// Runs `f` under `catch_unwind`; a panic stops the actor so the arbiter rebuilds it.
-    fn guarded(
+    fn guarded<T>(
         &mut self,
         ctx: &mut SyncContext<Self>,
-        f: impl FnOnce(&Self) -> Result<StageOutput, ShardError>,
-    ) -> Result<StageOutput, ShardError> {
+        f: impl FnOnce(&Self) -> Result<T, ShardError>,
+    ) -> Result<T, ShardError> {
         match catch_unwind(AssertUnwindSafe(|| f(self))) {
             Ok(r) => r,
             Err(panic) => {
@@ -238,6 +379,14 @@ impl Handler<Forward> for ShardActor {
 
     fn handle(&mut self, msg: Forward, ctx: &mut SyncContext<Self>) -> Self::Result {
         self.guarded(ctx, |me| me.run(&msg))
+    }
+}
+
+impl Handler<TpStep> for ShardActor {
+    type Result = Result<TpOutput, ShardError>;
+
+    fn handle(&mut self, msg: TpStep, ctx: &mut SyncContext<Self>) -> Self::Result {
+        self.guarded(ctx, |me| me.tp(msg))
     }
 }
 

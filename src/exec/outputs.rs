@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::Tensor;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::activation::to_host;
 use crate::model::{ForwardError, HeadOutput};
 
 /// An f32 tensor on the host.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostTensor {
     /// Shape, row-major.
     pub shape: Vec<usize>,
@@ -27,7 +27,7 @@ impl HostTensor {
 }
 
 /// A run's outputs by name (`logits`, `last_hidden_state`, `pooler_output`, `block_output.K`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunOutputs {
     /// The tensors.
     pub tensors: BTreeMap<String, HostTensor>,

@@ -89,7 +89,7 @@ impl Default for PlacementRequest {
 }
 
 /// One replica of one shard on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     /// Shard id.
     pub shard: usize,
@@ -100,7 +100,7 @@ pub struct Assignment {
 }
 
 /// The result: every replica's node, and the memory each node takes on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
     /// Sorted by shard, then replica.
     pub assignments: Vec<Assignment>,

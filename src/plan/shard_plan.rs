@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{ModelLayout, StageSpec, TensorSlice};
 
@@ -12,7 +12,7 @@ use super::partition::balanced;
 use super::strategy::ShardingStrategy;
 
 /// One shard: a stage, or one tensor-parallel member of a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSpec {
     /// Position in [`ShardPlan::shards`].
     pub id: usize,
@@ -49,7 +49,7 @@ impl ShardSpec {
 }
 
 /// A model cut into stages; each stage is one shard or a tensor-parallel group of shards.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardPlan {
     /// The strategy that made it.
     pub strategy: String,

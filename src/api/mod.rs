@@ -1,0 +1,61 @@
+//! The HTTP API every node serves (actix-web, JSON), and the peer websocket on the same port.
+//!
+//! `POST /v1/models` · `GET /v1/models` · `GET|DELETE /v1/models/{id}` ·
+//! `POST /v1/models/{id}/infer` · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
+//! `GET /metrics` · websocket `/v1/peer`. With a cluster key configured, every request
+//! needs `Authorization: Bearer <key>`.
+
+pub mod error;
+pub mod routes;
+pub mod types;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+use crate::cluster::peer_handler;
+use crate::cluster::state::Node;
+
+pub use error::ApiError;
+
+/// Builds the node's server on `listener` (not yet running).
+pub fn serve(node: Node, listener: TcpListener) -> std::io::Result<Server> {
+    let workers = node.cfg.http_workers;
+    let handler = peer_handler::handler(node.clone());
+    let peer_cfg = node.peer.clone();
+    let server = HttpServer::new(move || {
+        let auth_node = node.clone();
+        App::new()
+            .app_data(web::Data::new(node.clone()))
+            .app_data(web::Data::new(peer_cfg.clone()))
+            .app_data(web::Data::new(handler.clone()))
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service;
+                let authorised = match &auth_node.key {
+                    None => true,
+                    // The peer route checks the same key itself, before the upgrade.
+                    Some(_) if req.path() == "/v1/peer" => true,
+                    Some(key) => req
+                        .headers()
+                        .get(actix_web::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|s| s.strip_prefix("Bearer "))
+                        .is_some_and(|t| key.verify(t.trim().as_bytes())),
+                };
+                let fut = authorised.then(|| srv.call(req));
+                async move {
+                    match fut {
+                        Some(f) => f.await,
+                        None => Err(ApiError::new(401, "unauthorized", "missing or wrong bearer token").into()),
+                    }
+                }
+            })
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

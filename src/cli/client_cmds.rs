@@ -1,0 +1,209 @@
+//! `mlmf load`, `mlmf infer`, `mlmf status`: the HTTP API of a running cluster.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use mlmf_actors::auth::ClusterKey;
+
+use crate::api::types::{InferRequest, LoadRequest};
+use crate::client::ClusterClient;
+
+/// Where the cluster is.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Any node's `host:port`.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub addr: String,
+    /// File holding the cluster key.
+    #[arg(long)]
+    pub cluster_key_file: Option<PathBuf>,
+}
+
+impl Target {
+    fn client(&self) -> Result<ClusterClient, String> {
+        let key = match &self.cluster_key_file {
+            Some(f) => Some(ClusterKey::from_file(f).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(ClusterClient::new(&self.addr, key))
+    }
+}
+
+/// Arguments of `mlmf load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub target: Target,
+    /// Model id.
+    #[arg(long)]
+    pub id: String,
+    /// Model directory (made absolute).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// none | layer:K | pipeline:S | tensor:D
+    #[arg(long, default_value = "none")]
+    pub strategy: String,
+    /// Replicas per shard.
+    #[arg(long, default_value_t = 1)]
+    pub replication: usize,
+    /// Return at once instead of showing progress until ready.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Arguments of `mlmf infer`.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub target: Target,
+    /// Model id.
+    #[arg(long)]
+    pub id: String,
+    /// Token ids, comma-separated (one sequence).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub input_ids: Vec<i64>,
+    /// Attention mask, comma-separated 0/1.
+    #[arg(long, value_delimiter = ',')]
+    pub attention_mask: Option<Vec<i64>>,
+    /// Token type ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub token_type_ids: Option<Vec<i64>>,
+    /// Outputs to return, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub outputs: Option<Vec<String>>,
+    /// Print the whole JSON answer instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `mlmf status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub target: Target,
+    /// Show one model instead of the cluster.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    actix_web::rt::System::new().block_on(f)
+}
+
+/// Shows loading progress as a bar until the model is ready.
+pub async fn wait_with_bar(client: &ClusterClient, id: &str) -> Result<crate::cluster::wire::ModelStatus, String> {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {bytes}/{total_bytes}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    bar.set_message(id.to_string());
+    let s = client
+        .wait_ready(id, Duration::from_secs(3600), |loaded, total| {
+            bar.set_length(total.max(1));
+            bar.set_position(loaded);
+        })
+        .await
+        .map_err(|e| e.to_string());
+    bar.finish_and_clear();
+    s
+}
+
+/// `mlmf load`.
+pub fn load(a: LoadArgs) -> Result<(), String> {
+    let client = a.target.client()?;
+    let path = std::path::absolute(&a.model).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let req = LoadRequest {
+        id: a.id.clone(),
+        path: path.display().to_string(),
+        strategy: a.strategy,
+        replication: a.replication,
+        placement: None,
+    };
+    block_on(async move {
+        let s = client.load(&req).await.map_err(|e| e.to_string())?;
+        println!("{}: {} shards, {} replicas placed", s.id, s.plan.shards.len(), s.placement.assignments.len());
+        if a.no_wait {
+            return Ok(());
+        }
+        let s = wait_with_bar(&client, &a.id).await?;
+        let pulled = s.progress.iter().filter(|p| p.pulled).count();
+        println!("{}: ready ({} replicas, {pulled} pulled from peers)", s.id, s.progress.len());
+        Ok(())
+    })
+}
+
+/// `mlmf infer`.
+pub fn infer(a: InferArgs) -> Result<(), String> {
+    let client = a.target.client()?;
+    let req = InferRequest {
+        input_ids: vec![a.input_ids],
+        attention_mask: a.attention_mask.map(|m| vec![m]),
+        token_type_ids: a.token_type_ids.map(|m| vec![m]),
+        outputs: a.outputs,
+        session_id: None,
+        priority: None,
+        timeout_ms: None,
+    };
+    block_on(async move {
+        let r = client.infer(&a.id, &req).await.map_err(|e| e.to_string())?;
+        if a.json {
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            return Ok(());
+        }
+        for (name, t) in &r.outputs {
+            let head: Vec<String> = t.data.iter().take(6).map(|v| format!("{v:.5}")).collect();
+            println!("{name} {:?}: [{}, ...]", t.shape, head.join(", "));
+        }
+        println!(
+            "processed_by: {}  ({:.2} ms, {} attempt(s))",
+            r.processed_by.join(" -> "),
+            r.processing_time_ms,
+            r.attempts
+        );
+        Ok(())
+    })
+}
+
+/// `mlmf status`.
+pub fn status(a: StatusArgs) -> Result<(), String> {
+    let client = a.target.client()?;
+    block_on(async move {
+        if let Some(id) = a.id {
+            let s = client.model(&id).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+            return Ok(());
+        }
+        let c = client.cluster().await.map_err(|e| e.to_string())?;
+        println!(
+            "cluster {} (coordinator {}, view {})",
+            c["health"].as_str().unwrap_or("?"),
+            c["coordinator"],
+            c["version"]
+        );
+        for n in c["nodes"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<22} {:<8} phi {:>5.2}  cpu {:>5.1}%  mem {:>6} MiB  shards {}",
+                n["node"]["info"]["id"].as_str().unwrap_or("?"),
+                n["node"]["state"].as_str().unwrap_or("?"),
+                n["phi"].as_f64().unwrap_or(0.0),
+                n["stats"]["cpu_percent"].as_f64().unwrap_or(0.0),
+                n["stats"]["process_memory"].as_u64().unwrap_or(0) >> 20,
+                n["shards"]
+                    .as_array()
+                    .map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+            );
+        }
+        for m in client.models().await.map_err(|e| e.to_string())? {
+            println!("  model {:<12} {:?} strategy {} x{}", m.id, m.status, m.strategy, m.replication);
+        }
+        Ok(())
+    })
+}

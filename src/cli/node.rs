@@ -1,0 +1,93 @@
+//! `mlmf node`: one cluster node (HTTP API and peer endpoint on one port).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::NodeConfig;
+
+/// Arguments of `mlmf node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// `host:port` for the HTTP API and the peer endpoint.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// A member of the cluster to join; without it this node is the coordinator.
+    #[arg(long)]
+    pub join: Option<String>,
+    /// File holding the cluster key (at least 16 bytes).
+    #[arg(long)]
+    pub cluster_key_file: Option<PathBuf>,
+    /// TOML config (flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node id (default: the listen address).
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Directory this node may read models from (repeatable; default: any).
+    #[arg(long = "model-root")]
+    pub model_roots: Vec<PathBuf>,
+    /// Memory offered to shards, MiB (default: the machine's available memory).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Compute device: cpu, flex, wgpu, cuda.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Exit when the parent process exits (used by `mlmf serve`).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
+}
+
+impl NodeArgs {
+    /// The config these flags describe.
+    pub fn config(&self) -> Result<NodeConfig, String> {
+        let mut cfg = match &self.config {
+            Some(f) => NodeConfig::from_file(f).map_err(|e| e.to_string())?,
+            None => NodeConfig::default(),
+        };
+        if let Some(l) = &self.listen {
+            cfg.listen = l.clone();
+        } else if self.config.is_none() {
+            return Err("--listen is required (or give it in --config)".into());
+        }
+        if self.join.is_some() {
+            cfg.join = self.join.clone();
+        }
+        if self.cluster_key_file.is_some() {
+            cfg.cluster_key_file = self.cluster_key_file.clone();
+        }
+        if self.node_id.is_some() {
+            cfg.node_id = self.node_id.clone();
+        }
+        if !self.model_roots.is_empty() {
+            cfg.model_roots = self.model_roots.clone();
+        }
+        if self.memory_mib.is_some() {
+            cfg.memory_mib = self.memory_mib;
+        }
+        if self.device.is_some() {
+            cfg.device = self.device.clone();
+        }
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+}
+
+/// Runs the node until it is killed (or its parent exits, with `--exit-with-parent`).
+pub fn node(args: NodeArgs) -> Result<(), String> {
+    let cfg = args.config()?;
+    let parent = std::os::unix::process::parent_id();
+    actix_web::rt::System::new().block_on(async move {
+        let running = crate::cluster::node::start(cfg).await.map_err(|e| e.to_string())?;
+        println!("mlmf node {} listening on {}", running.node.id, running.node.addr);
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if args.exit_with_parent && std::os::unix::process::parent_id() != parent {
+                tracing::info!("parent exited; stopping");
+                running.server.stop(false).await;
+                return Ok(());
+            }
+        }
+    })
+}

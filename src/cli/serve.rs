@@ -1,0 +1,154 @@
+//! `mlmf serve`: the embedded default. Starts N `mlmf node` processes on loopback (the first
+//! is the coordinator), gives them a fresh cluster key, loads the model, and serves it until
+//! interrupted.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use mlmf_actors::auth::ClusterKey;
+
+use crate::api::types::LoadRequest;
+use crate::client::ClusterClient;
+
+/// Arguments of `mlmf serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model directory (config.json + *.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Nodes to start.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// none | layer:K | pipeline:S | tensor:D
+    #[arg(long, default_value = "none")]
+    pub strategy: String,
+    /// Replicas per shard.
+    #[arg(long, default_value_t = 1)]
+    pub replication: usize,
+    /// Port of the first node (the others take free ports); a free one when 0.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Model id.
+    #[arg(long, default_value = "default")]
+    pub id: String,
+    /// Exit once the model is ready (and stop the nodes) instead of serving.
+    #[arg(long, hide = true)]
+    pub exit_when_ready: bool,
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs the command.
+pub fn serve(a: ServeArgs) -> Result<(), String> {
+    if a.nodes == 0 || a.nodes > 64 {
+        return Err("--nodes must be 1..=64".into());
+    }
+    let model = std::path::absolute(&a.model).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    crate::model::Checkpoint::open(&model).map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("mlmf-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let key_file = dir.join("cluster.key");
+    let key_text: String = (0..32).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&key_file)
+        .and_then(|mut f| f.write_all(key_text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let key = ClusterKey::new(key_text.as_bytes()).map_err(|e| e.to_string())?;
+    drop(key_text);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let first_port = if a.port == 0 { free_port()? } else { a.port };
+    let first = format!("127.0.0.1:{first_port}");
+    let mut nodes = Nodes(Vec::new());
+    for i in 0..a.nodes {
+        let listen = if i == 0 { first.clone() } else { format!("127.0.0.1:{}", free_port()?) };
+        let mut cmd = Command::new(&exe);
+        cmd.args(["node", "--listen", &listen, "--exit-with-parent", "--cluster-key-file"])
+            .arg(&key_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if i > 0 {
+            cmd.args(["--join", &first]);
+        }
+        nodes.0.push(cmd.spawn().map_err(|e| format!("starting node {i}: {e}"))?);
+    }
+    let client = ClusterClient::new(&first, Some(key.clone()));
+    actix_web::rt::System::new().block_on(async {
+        let start = Instant::now();
+        loop {
+            let c = client.cluster().await;
+            if let Ok(c) = c
+                && c["nodes"].as_array().is_some_and(|n| n.len() == a.nodes)
+            {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("the {} nodes did not form a cluster within 60 s", a.nodes));
+            }
+            for (i, c) in nodes.0.iter_mut().enumerate() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(format!("node {i} exited ({status})"));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let req = LoadRequest {
+            id: a.id.clone(),
+            path: model.display().to_string(),
+            strategy: a.strategy.clone(),
+            replication: a.replication,
+            placement: None,
+        };
+        client.load(&req).await.map_err(|e| e.to_string())?;
+        let s = super::client_cmds::wait_with_bar(&client, &a.id).await?;
+        println!(
+            "serving {} ({}, {} shards on {} nodes) at http://{first}",
+            s.id,
+            s.strategy,
+            s.plan.shards.len(),
+            a.nodes
+        );
+        println!("cluster key: {}", key_file.display());
+        println!(
+            "try:  curl -s -H \"Authorization: Bearer $(cat {})\" -d '{{\"input_ids\":[[464,968,758]]}}' http://{first}/v1/models/{}/infer",
+            key_file.display(),
+            s.id
+        );
+        println!("      mlmf infer --addr {first} --cluster-key-file {} --id {} --input-ids 464,968,758", key_file.display(), s.id);
+        Ok::<_, String>(())
+    })?;
+    if a.exit_when_ready {
+        return Ok(());
+    }
+    // Serve until a node dies or we are interrupted (the nodes exit with us).
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        for (i, c) in nodes.0.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!("node {i} exited ({status})"));
+            }
+        }
+    }
+}

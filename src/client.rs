@@ -1,0 +1,155 @@
+//! [`ClusterClient`]: the HTTP API from Rust (what `mlmf load|infer|status` and the
+//! deployment manager use). Runs on an actix runtime.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use mlmf_actors::auth::ClusterKey;
+
+use crate::api::types::{InferRequest, InferResponse, LoadRequest};
+use crate::cluster::wire::{ModelState, ModelStatus};
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached.
+    #[error("cannot reach {addr}: {message}")]
+    Unreachable {
+        /// The node.
+        addr: String,
+        /// Why.
+        message: String,
+    },
+    /// The node answered with an error.
+    #[error("{status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+/// A client of one node's HTTP API.
+#[derive(Clone, Debug)]
+pub struct ClusterClient {
+    addr: String,
+    key: Option<ClusterKey>,
+    timeout: Duration,
+}
+
+impl ClusterClient {
+    /// A client of the node at `host:port`.
+    pub fn new(addr: &str, key: Option<ClusterKey>) -> ClusterClient {
+        ClusterClient { addr: addr.to_string(), key, timeout: Duration::from_secs(120) }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let client = awc::Client::builder().timeout(self.timeout).finish();
+        let mut req = client.request(method, format!("http://{}{path}", self.addr));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(String::from_utf8_lossy(k.expose()));
+        }
+        let unreachable = |message: String| ClientError::Unreachable { addr: self.addr.clone(), message };
+        let mut resp = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        let bytes = resp.body().limit(1 << 30).await.map_err(|e| unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(ClientError::Api {
+                status: resp.status().as_u16(),
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `POST /v1/models`.
+    pub async fn load(&self, req: &LoadRequest) -> Result<ModelStatus, ClientError> {
+        self.call(awc::http::Method::POST, "/v1/models", Some(req)).await
+    }
+
+    /// `GET /v1/models/{id}`.
+    pub async fn model(&self, id: &str) -> Result<ModelStatus, ClientError> {
+        self.call::<(), _>(awc::http::Method::GET, &format!("/v1/models/{id}"), None).await
+    }
+
+    /// `GET /v1/models`.
+    pub async fn models(&self) -> Result<Vec<ModelStatus>, ClientError> {
+        let v: serde_json::Value = self.call::<(), _>(awc::http::Method::GET, "/v1/models", None).await?;
+        serde_json::from_value(v["models"].clone()).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `DELETE /v1/models/{id}`.
+    pub async fn unload(&self, id: &str) -> Result<(), ClientError> {
+        let _: serde_json::Value =
+            self.call::<(), _>(awc::http::Method::DELETE, &format!("/v1/models/{id}"), None).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/models/{id}/infer`.
+    pub async fn infer(&self, id: &str, req: &InferRequest) -> Result<InferResponse, ClientError> {
+        self.call(awc::http::Method::POST, &format!("/v1/models/{id}/infer"), Some(req)).await
+    }
+
+    /// `GET /v1/cluster`.
+    pub async fn cluster(&self) -> Result<serde_json::Value, ClientError> {
+        self.call::<(), _>(awc::http::Method::GET, "/v1/cluster", None).await
+    }
+
+    /// `GET /readyz` succeeded.
+    pub async fn ready(&self) -> bool {
+        self.call::<(), serde_json::Value>(awc::http::Method::GET, "/readyz", None).await.is_ok()
+    }
+
+    /// Polls the model until it is ready or failed, calling `progress(loaded, total)`.
+    pub async fn wait_ready(
+        &self,
+        id: &str,
+        timeout: Duration,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<ModelStatus, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.model(id).await?;
+            let loaded = s.progress.iter().map(|p| p.loaded).sum();
+            let total = s.progress.iter().map(|p| p.total).sum();
+            progress(loaded, total);
+            match &s.status {
+                ModelState::Ready => return Ok(s),
+                ModelState::Failed { reason } => {
+                    return Err(ClientError::Api { status: 500, code: "load_failed".into(), message: reason.clone() });
+                }
+                ModelState::Loading if start.elapsed() > timeout => {
+                    return Err(ClientError::Api {
+                        status: 504,
+                        code: "timeout".into(),
+                        message: format!("model {id} not ready after {timeout:?}"),
+                    });
+                }
+                ModelState::Loading => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! [`Coordinator`]: one per cluster, on the node started without `--join`. It owns the
+//! membership, the model registry and the shard map: it admits nodes, plans and places
+//! models, sends `LoadShard` to the nodes a placement names, tracks their progress, and
+//! publishes the [`ClusterView`] every node routes by.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture, WrapFuture,
+};
+
+use crate::model::{Checkpoint, ModelConfig, ModelLayout};
+use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
+
+use super::health::{Beat, Forget, HealthMonitor, NodeStateChanged, Phis};
+use super::state::Node;
+use super::wire::{
+    self, ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, LoadModel, LoadShard, ModelRoutes,
+    ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeStatus, NodeView, Progress, ShardLoaded,
+    ShardProgress, ShardReplicas, UnloadShard, names,
+};
+
+struct Member {
+    info: NodeInfo,
+    state: NodeState,
+    stats: NodeStats,
+}
+
+struct Record {
+    status: ModelStatus,
+    config: ModelConfig,
+}
+
+/// The cluster's coordinator.
+pub struct Coordinator {
+    node: Node,
+    members: BTreeMap<String, Member>,
+    models: BTreeMap<String, Record>,
+    version: u64,
+    health: Option<Addr<HealthMonitor>>,
+}
+
+impl Coordinator {
+    /// A coordinator on `node`, which is its first member.
+    pub fn new(node: Node, me: NodeInfo) -> Coordinator {
+        let mut members = BTreeMap::new();
+        members.insert(me.id.clone(), Member { info: me, state: NodeState::Up, stats: NodeStats::default() });
+        Coordinator { node, members, models: BTreeMap::new(), version: 0, health: None }
+    }
+
+    fn view(&self) -> ClusterView {
+        let nodes: Vec<NodeView> =
+            self.members.values().map(|m| NodeView { info: m.info.clone(), state: m.state }).collect();
+        let models = self
+            .models
+            .values()
+            .filter(|r| r.status.status == ModelState::Ready)
+            .map(|r| {
+                let s = &r.status;
+                let stages = (0..s.plan.num_stages)
+                    .map(|stage| {
+                        s.plan
+                            .stage(stage)
+                            .map(|shard| ShardReplicas {
+                                shard: shard.id,
+                                nodes: s
+                                    .progress
+                                    .iter()
+                                    .filter(|p| p.shard == shard.id && p.done)
+                                    .filter(|p| self.members.get(&p.node).is_some_and(|m| m.state != NodeState::Down))
+                                    .map(|p| p.node.clone())
+                                    .collect(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                ModelRoutes { id: s.id.clone(), config: r.config.clone(), stages }
+            })
+            .collect();
+        ClusterView { version: self.version, coordinator: self.node.id.clone(), nodes, models }
+    }
+
+    /// Bumps the version and sends the view to every member.
+    fn publish(&mut self, ctx: &mut Context<Self>) {
+        self.version += 1;
+        let view = self.view();
+        self.node.set_view(view.clone());
+        let Ok(bytes) = wire::to_bytes(&view) else { return };
+        let bytes = Arc::new(bytes);
+        for m in self.members.values().filter(|m| m.info.id != self.node.id && m.state != NodeState::Down) {
+            let (node, addr, bytes) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&bytes));
+            ctx.spawn(
+                async move {
+                    if let Err(e) = node.call(&addr, names::VIEW, &bytes, Duration::from_secs(3), 0).await {
+                        tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    fn load(&mut self, req: LoadModel, ctx: &mut Context<Self>) -> Result<ModelStatus, ControlError> {
+        let id_ok = !req.id.is_empty()
+            && req.id.len() <= 64
+            && req.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !id_ok {
+            return Err(ControlError::bad_request(
+                "invalid_id",
+                "model id must be 1-64 characters of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        if let Some(r) = self.models.get(&req.id)
+            && !matches!(r.status.status, ModelState::Failed { .. })
+        {
+            return Err(ControlError::new(409, "model_exists", format!("model {:?} is already loaded", req.id)));
+        }
+        if req.replication == 0 || req.replication > 16 {
+            return Err(ControlError::bad_request("invalid_replication", "replication must be 1..=16"));
+        }
+        let strategy: ShardingStrategy = req
+            .strategy
+            .parse()
+            .map_err(|e: crate::plan::PlanError| ControlError::bad_request("invalid_strategy", e.to_string()))?;
+        let path = PathBuf::from(&req.path);
+        if !path.is_absolute() {
+            return Err(ControlError::bad_request("invalid_path", format!("path {:?} must be absolute", req.path)));
+        }
+        if !self.node.can_read(&path) {
+            return Err(ControlError::bad_request(
+                "unreadable_path",
+                format!(
+                    "the coordinator cannot read a model at {:?} (no config.json, or outside its model roots)",
+                    req.path
+                ),
+            ));
+        }
+        let ckpt =
+            Checkpoint::open(&path).map_err(|e| ControlError::bad_request("invalid_checkpoint", e.to_string()))?;
+        let layout = ModelLayout::from_checkpoint(&ckpt)
+            .map_err(|e| ControlError::bad_request("invalid_checkpoint", e.to_string()))?;
+        let plan = ShardPlan::new(&layout, &strategy)
+            .map_err(|e| ControlError::bad_request("invalid_strategy", e.to_string()))?;
+        let live: Vec<&Member> = self.members.values().filter(|m| m.state == NodeState::Up).collect();
+        let inventory: Vec<NodeInventory> = live
+            .iter()
+            .map(|m| NodeInventory {
+                id: m.info.id.clone(),
+                memory_bytes: m.info.memory_bytes,
+                device: m.info.device,
+                compute: m.info.compute,
+                load: 0.0,
+            })
+            .collect();
+        let mut preq = req.placement.clone().unwrap_or_default();
+        preq.replication = req.replication;
+        let placement = place(&plan, &inventory, &preq)
+            .map_err(|e| ControlError::unavailable("placement_failed", e.to_string()))?;
+        let progress: Vec<ShardProgress> = placement
+            .assignments
+            .iter()
+            .map(|a| ShardProgress {
+                shard: a.shard,
+                replica: a.replica,
+                node: a.node.clone(),
+                loaded: 0,
+                total: plan.shards[a.shard].bytes,
+                done: false,
+                pulled: false,
+            })
+            .collect();
+        let status = ModelStatus {
+            id: req.id.clone(),
+            path: req.path.clone(),
+            strategy: strategy.to_string(),
+            replication: req.replication,
+            status: ModelState::Loading,
+            plan: plan.clone(),
+            placement: placement.clone(),
+            progress,
+        };
+        self.models.insert(req.id.clone(), Record { status: status.clone(), config: layout.config.clone() });
+        tracing::info!(model = %req.id, strategy = %strategy, shards = plan.shards.len(), "loading model");
+        let sources: Vec<String> = live.iter().map(|m| m.info.addr.clone()).collect();
+        for a in &placement.assignments {
+            let Some(target) = self.members.get(&a.node).map(|m| m.info.addr.clone()) else { continue };
+            let msg = LoadShard {
+                model: req.id.clone(),
+                path: req.path.clone(),
+                replica: a.replica,
+                shard: plan.shards[a.shard].clone(),
+                sources: sources.iter().filter(|s| **s != target).cloned().collect(),
+                coordinator: self.node.addr.clone(),
+            };
+            let node = self.node.clone();
+            let (model, shard, replica, member) = (req.id.clone(), a.shard, a.replica, a.node.clone());
+            let fut = async move {
+                if target == node.addr {
+                    return super::loader::load_shard(&node, msg).await;
+                }
+                let payload = wire::to_bytes(&msg)?;
+                let answer = node
+                    .call(&target, names::LOAD_SHARD, &payload, Duration::from_secs(1800), 0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                wire::from_bytes::<Result<ShardLoaded, String>>(&answer)?
+            };
+            ctx.spawn(fut.into_actor(self).map(move |result, me, ctx| {
+                me.shard_done(ShardDone { model, shard, replica, node: member, result }, ctx)
+            }));
+        }
+        Ok(status)
+    }
+
+    fn shard_done(&mut self, done: ShardDone, ctx: &mut Context<Self>) {
+        let Some(rec) = self.models.get_mut(&done.model) else { return };
+        if rec.status.status != ModelState::Loading {
+            return;
+        }
+        match done.result {
+            Ok(loaded) => {
+                if let Some(p) =
+                    rec.status.progress.iter_mut().find(|p| p.shard == done.shard && p.replica == done.replica)
+                {
+                    p.done = true;
+                    p.loaded = loaded.bytes;
+                    p.total = loaded.bytes;
+                    p.pulled = loaded.pulled;
+                }
+                if rec.status.progress.iter().all(|p| p.done) {
+                    rec.status.status = ModelState::Ready;
+                    tracing::info!(model = %done.model, "model ready");
+                    self.publish(ctx);
+                }
+            }
+            Err(reason) => {
+                let reason = format!("shard {} on {}: {reason}", done.shard, done.node);
+                tracing::error!(model = %done.model, %reason, "model failed to load");
+                rec.status.status = ModelState::Failed { reason };
+                let nodes: Vec<String> = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
+                self.unload_from(&done.model, nodes, ctx);
+            }
+        }
+    }
+
+    fn unload_from(&mut self, model: &str, nodes: Vec<String>, ctx: &mut Context<Self>) {
+        let mut nodes = nodes;
+        nodes.sort();
+        nodes.dedup();
+        let Ok(payload) = wire::to_bytes(&UnloadShard { model: model.to_string() }) else { return };
+        for n in nodes {
+            if n == self.node.id {
+                super::node::unload_local(&self.node, model);
+                continue;
+            }
+            let Some(addr) = self.members.get(&n).map(|m| m.info.addr.clone()) else { continue };
+            let (node, payload) = (self.node.clone(), payload.clone());
+            ctx.spawn(
+                async move {
+                    let _ = node.call(&addr, names::UNLOAD_SHARD, &payload, Duration::from_secs(10), 0).await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let monitor = HealthMonitor::new(self.node.cfg.health.clone(), ctx.address().recipient());
+        self.health = Some(monitor.start());
+        self.publish(ctx);
+    }
+}
+
+#[derive(Debug)]
+struct ShardDone {
+    model: String,
+    shard: usize,
+    replica: usize,
+    node: String,
+    result: Result<ShardLoaded, String>,
+}
+
+/// A node asks to join.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ClusterView, ControlError>")]
+pub struct JoinMsg(pub Join);
+
+impl Handler<JoinMsg> for Coordinator {
+    type Result = MessageResult<JoinMsg>;
+
+    fn handle(&mut self, JoinMsg(join): JoinMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let info = join.node;
+        if let Some(m) = self.members.get(&info.id)
+            && m.info.addr != info.addr
+            && m.state != NodeState::Down
+        {
+            return MessageResult(Err(ControlError::new(
+                409,
+                "node_id_taken",
+                format!("node id {:?} is already used by {}", info.id, m.info.addr),
+            )));
+        }
+        tracing::info!(node = %info.id, addr = %info.addr, "node joined");
+        if let Some(h) = &self.health {
+            h.do_send(Beat { node: info.id.clone() });
+        }
+        self.members.insert(info.id.clone(), Member { info, state: NodeState::Up, stats: NodeStats::default() });
+        self.publish(ctx);
+        MessageResult(Ok(self.view()))
+    }
+}
+
+/// A heartbeat arrived.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<HeartbeatAck, ControlError>")]
+pub struct HeartbeatMsg(pub Heartbeat);
+
+impl Handler<HeartbeatMsg> for Coordinator {
+    type Result = MessageResult<HeartbeatMsg>;
+
+    fn handle(&mut self, HeartbeatMsg(hb): HeartbeatMsg, _: &mut Context<Self>) -> Self::Result {
+        let Some(m) = self.members.get_mut(&hb.node) else {
+            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
+        };
+        m.stats = hb.stats;
+        if let Some(h) = &self.health {
+            h.do_send(Beat { node: hb.node.clone() });
+        }
+        let view = (hb.view_version != self.version).then(|| self.view());
+        MessageResult(Ok(HeartbeatAck { view }))
+    }
+}
+
+impl Handler<NodeStateChanged> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodeStateChanged, ctx: &mut Context<Self>) {
+        let Some(m) = self.members.get_mut(&msg.node) else { return };
+        if m.state == msg.state {
+            return;
+        }
+        tracing::warn!(node = %msg.node, state = ?msg.state, phi = msg.phi, "membership change");
+        m.state = msg.state;
+        self.publish(ctx);
+    }
+}
+
+/// Load a model.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ModelStatus, ControlError>")]
+pub struct LoadModelMsg(pub LoadModel);
+
+impl Handler<LoadModelMsg> for Coordinator {
+    type Result = MessageResult<LoadModelMsg>;
+
+    fn handle(&mut self, msg: LoadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.load(msg.0, ctx))
+    }
+}
+
+/// Loading progress from a node.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ProgressMsg(pub Progress);
+
+impl Handler<ProgressMsg> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, ProgressMsg(p): ProgressMsg, _: &mut Context<Self>) {
+        if let Some(rec) = self.models.get_mut(&p.model)
+            && let Some(s) = rec.status.progress.iter_mut().find(|s| s.shard == p.shard && s.node == p.node)
+            && !s.done
+        {
+            s.loaded = p.loaded.min(p.total);
+            s.total = p.total;
+        }
+    }
+}
+
+/// Unload a model.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct UnloadModelMsg(pub String);
+
+impl Handler<UnloadModelMsg> for Coordinator {
+    type Result = MessageResult<UnloadModelMsg>;
+
+    fn handle(&mut self, msg: UnloadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(rec) = self.models.remove(&msg.0) else {
+            return MessageResult(Err(ControlError::not_found(format!("no model {:?}", msg.0))));
+        };
+        tracing::info!(model = %msg.0, "unloading model");
+        let nodes = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
+        self.publish(ctx);
+        self.unload_from(&msg.0, nodes, ctx);
+        MessageResult(Ok(()))
+    }
+}
+
+/// One model's status.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ModelStatus, ControlError>")]
+pub struct ModelStatusMsg(pub String);
+
+impl Handler<ModelStatusMsg> for Coordinator {
+    type Result = MessageResult<ModelStatusMsg>;
+
+    fn handle(&mut self, msg: ModelStatusMsg, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.models
+                .get(&msg.0)
+                .map(|r| r.status.clone())
+                .ok_or_else(|| ControlError::not_found(format!("no model {:?}", msg.0))),
+        )
+    }
+}
+
+/// Every model's status.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<ModelStatus>")]
+pub struct ListModelsMsg;
+
+impl Handler<ListModelsMsg> for Coordinator {
+    type Result = MessageResult<ListModelsMsg>;
+
+    fn handle(&mut self, _: ListModelsMsg, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.models.values().map(|r| r.status.clone()).collect())
+    }
+}
+
+/// The cluster's members, their stats and shards.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ClusterStatus")]
+pub struct ClusterStatusMsg;
+
+impl Handler<ClusterStatusMsg> for Coordinator {
+    type Result = ResponseFuture<ClusterStatus>;
+
+    fn handle(&mut self, _: ClusterStatusMsg, _: &mut Context<Self>) -> Self::Result {
+        let own = super::health::StatsSampler::default().sample(&self.node);
+        let nodes: Vec<NodeStatus> = self
+            .members
+            .values()
+            .map(|m| {
+                let shards = self
+                    .models
+                    .values()
+                    .flat_map(|r| {
+                        r.status
+                            .progress
+                            .iter()
+                            .filter(|p| p.node == m.info.id)
+                            .map(move |p| format!("{}/{}", r.status.id, p.shard))
+                    })
+                    .collect();
+                let stats = if m.info.id == self.node.id { own.clone() } else { m.stats.clone() };
+                NodeStatus { node: NodeView { info: m.info.clone(), state: m.state }, stats, phi: 0.0, shards }
+            })
+            .collect();
+        let (coordinator, version, health) = (self.node.id.clone(), self.version, self.health.clone());
+        Box::pin(async move {
+            let phis = match health {
+                Some(h) => h.send(Phis).await.unwrap_or_default(),
+                None => Default::default(),
+            };
+            let nodes = nodes
+                .into_iter()
+                .map(|mut n| {
+                    n.phi = phis.get(&n.node.info.id).copied().unwrap_or(0.0);
+                    n
+                })
+                .collect();
+            ClusterStatus { coordinator, version, nodes }
+        })
+    }
+}
+
+/// A node left for good (operator's request).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RemoveNode(pub String);
+
+impl Handler<RemoveNode> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveNode, ctx: &mut Context<Self>) {
+        if self.members.remove(&msg.0).is_some() {
+            if let Some(h) = &self.health {
+                h.do_send(Forget { node: msg.0 });
+            }
+            self.publish(ctx);
+        }
+    }
+}

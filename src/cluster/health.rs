@@ -1,0 +1,334 @@
+//! Failure detection and heartbeats.
+//!
+//! [`PhiAccrual`] is the detector of Hayashibara et al. (2004) as Akka implements it: the
+//! intervals between heartbeats are taken as normally distributed, and phi is
+//! `-log10(P(a heartbeat is still to come after this long))`, computed with Akka's logistic
+//! approximation of the normal CDF. An acceptable pause is added to the mean, and the
+//! standard deviation has a floor, so that a steady sender is not declared dead by jitter.
+//! Pure and clock-free: the caller passes times in.
+//!
+//! [`HealthMonitor`] (on the coordinator) feeds it and reports state changes;
+//! [`HeartbeatSender`] (on every other node) sends heartbeats with sysinfo stats on a
+//! connection of its own, from an arbiter of its own.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+
+use crate::config::HealthConfig;
+
+use super::state::Node;
+use super::wire::{self, Heartbeat, HeartbeatAck, NodeState, NodeStats, names};
+
+/// The phi-accrual failure detector for one sender.
+#[derive(Debug, Clone)]
+pub struct PhiAccrual {
+    intervals: VecDeque<f64>,
+    last: Option<f64>,
+    max_samples: usize,
+    min_std_dev: f64,
+    acceptable_pause: f64,
+    first_interval: f64,
+}
+
+impl PhiAccrual {
+    /// A detector expecting heartbeats every `interval`.
+    pub fn new(cfg: &HealthConfig) -> PhiAccrual {
+        PhiAccrual {
+            intervals: VecDeque::new(),
+            last: None,
+            max_samples: 1000,
+            min_std_dev: cfg.min_std_dev_ms as f64 / 1000.0,
+            acceptable_pause: cfg.acceptable_pause_ms as f64 / 1000.0,
+            first_interval: cfg.heartbeat_interval_ms as f64 / 1000.0,
+        }
+    }
+
+    /// Records a heartbeat at `now` (seconds on any monotonic clock).
+    pub fn heartbeat(&mut self, now: f64) {
+        match self.last {
+            None => {
+                // As Akka: seed with the expected interval, ± a quarter, so that phi is
+                // defined from the first heartbeat.
+                let i = self.first_interval;
+                self.intervals.extend([i - i / 4.0, i + i / 4.0]);
+            }
+            Some(last) => {
+                self.intervals.push_back((now - last).max(0.0));
+                while self.intervals.len() > self.max_samples {
+                    self.intervals.pop_front();
+                }
+            }
+        }
+        self.last = Some(now);
+    }
+
+    /// Phi at `now`; 0 before the first heartbeat.
+    pub fn phi(&self, now: f64) -> f64 {
+        let Some(last) = self.last else { return 0.0 };
+        let n = self.intervals.len() as f64;
+        let mean = self.intervals.iter().sum::<f64>() / n;
+        let var = self.intervals.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let std = var.sqrt().max(self.min_std_dev);
+        let mean = mean + self.acceptable_pause;
+        let t = now - last;
+        let y = (t - mean) / std;
+        let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
+        let p = if t > mean { e / (1.0 + e) } else { 1.0 - 1.0 / (1.0 + e) };
+        (-p.max(f64::MIN_POSITIVE).log10()).max(0.0)
+    }
+}
+
+/// The state phi puts a node in.
+pub fn state_of(phi: f64, cfg: &HealthConfig) -> NodeState {
+    if phi >= cfg.phi_threshold {
+        NodeState::Down
+    } else if phi >= cfg.phi_suspect {
+        NodeState::Suspect
+    } else {
+        NodeState::Up
+    }
+}
+
+/// A heartbeat arrived from `node`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Beat {
+    /// Sender.
+    pub node: String,
+}
+
+/// Stop watching `node`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Forget {
+    /// Node id.
+    pub node: String,
+}
+
+/// A node's state changed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct NodeStateChanged {
+    /// Node id.
+    pub node: String,
+    /// New state.
+    pub state: NodeState,
+    /// Phi when it changed.
+    pub phi: f64,
+}
+
+/// Phi of every watched node.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "HashMap<String, f64>")]
+pub struct Phis;
+
+/// Watches heartbeats and reports state changes to a subscriber (the coordinator).
+pub struct HealthMonitor {
+    cfg: HealthConfig,
+    epoch: Instant,
+    watched: HashMap<String, (PhiAccrual, NodeState)>,
+    subscriber: Recipient<NodeStateChanged>,
+}
+
+impl HealthMonitor {
+    /// A monitor reporting to `subscriber`.
+    pub fn new(cfg: HealthConfig, subscriber: Recipient<NodeStateChanged>) -> HealthMonitor {
+        HealthMonitor { cfg, epoch: Instant::now(), watched: HashMap::new(), subscriber }
+    }
+
+    fn now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    fn check(&mut self) {
+        let now = self.now();
+        for (node, (det, state)) in self.watched.iter_mut() {
+            let phi = det.phi(now);
+            let next = state_of(phi, &self.cfg);
+            // A node comes back only through a heartbeat, never by phi falling on its own.
+            if next != *state && !(*state == NodeState::Down && next != NodeState::Down) {
+                tracing::warn!(%node, phi, from = ?*state, to = ?next, "node state changed");
+                *state = next;
+                self.subscriber.do_send(NodeStateChanged { node: node.clone(), state: next, phi });
+            }
+        }
+    }
+}
+
+impl Actor for HealthMonitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let tick = Duration::from_millis((self.cfg.heartbeat_interval_ms / 10).clamp(10, 100));
+        ctx.run_interval(tick, |me, _| me.check());
+    }
+}
+
+impl Handler<Beat> for HealthMonitor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Beat, _: &mut Context<Self>) {
+        let now = self.now();
+        let cfg = self.cfg.clone();
+        let (det, state) =
+            self.watched.entry(msg.node.clone()).or_insert_with(|| (PhiAccrual::new(&cfg), NodeState::Up));
+        det.heartbeat(now);
+        if *state != NodeState::Up {
+            tracing::info!(node = %msg.node, "node is up again");
+            *state = NodeState::Up;
+            self.subscriber.do_send(NodeStateChanged { node: msg.node, state: NodeState::Up, phi: 0.0 });
+        }
+    }
+}
+
+impl Handler<Forget> for HealthMonitor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        self.watched.remove(&msg.node);
+    }
+}
+
+impl Handler<Phis> for HealthMonitor {
+    type Result = actix::MessageResult<Phis>;
+
+    fn handle(&mut self, _: Phis, _: &mut Context<Self>) -> Self::Result {
+        let now = self.now();
+        actix::MessageResult(self.watched.iter().map(|(k, (d, _))| (k.clone(), d.phi(now))).collect())
+    }
+}
+
+/// Samples this process and machine for heartbeats.
+pub struct StatsSampler {
+    sys: sysinfo::System,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl Default for StatsSampler {
+    fn default() -> Self {
+        StatsSampler { sys: sysinfo::System::new(), pid: sysinfo::get_current_pid().ok() }
+    }
+}
+
+impl StatsSampler {
+    /// Current stats of `node`.
+    pub fn sample(&mut self, node: &Node) -> NodeStats {
+        self.sys.refresh_memory();
+        self.sys.refresh_cpu_usage();
+        let mut process_memory = 0;
+        if let Some(pid) = self.pid {
+            self.sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+            process_memory = self.sys.process(pid).map(|p| p.memory()).unwrap_or(0);
+        }
+        NodeStats {
+            memory_total: self.sys.total_memory(),
+            memory_used: self.sys.used_memory(),
+            process_memory,
+            cpu_percent: self.sys.global_cpu_usage(),
+            shards: node.shards.len(),
+            in_flight: node.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            requests: node.requests.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// Sends heartbeats to the coordinator and adopts the newer views it answers with; joins
+/// again when the coordinator no longer knows this node.
+pub struct HeartbeatSender {
+    node: Node,
+    coordinator_addr: String,
+    seq: u64,
+    sampler: StatsSampler,
+    busy: bool,
+}
+
+impl HeartbeatSender {
+    /// A sender from `node` to the coordinator at `coordinator_addr`.
+    pub fn new(node: Node, coordinator_addr: String) -> HeartbeatSender {
+        HeartbeatSender { node, coordinator_addr, seq: 0, sampler: StatsSampler::default(), busy: false }
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.seq += 1;
+        let hb = Heartbeat {
+            node: self.node.id.clone(),
+            seq: self.seq,
+            view_version: self.node.view().version,
+            stats: self.sampler.sample(&self.node),
+        };
+        let Ok(payload) = wire::to_bytes(&hb) else { return };
+        let node = self.node.clone();
+        let addr = self.coordinator_addr.clone();
+        let interval = Duration::from_millis(node.cfg.health.heartbeat_interval_ms);
+        self.busy = true;
+        let fut = async move {
+            match node.call_heartbeat(&addr, names::HEARTBEAT, &payload, interval * 2).await {
+                Ok(bytes) => match wire::from_bytes::<Result<HeartbeatAck, wire::ControlError>>(&bytes) {
+                    Ok(Ok(HeartbeatAck { view: Some(view) })) => node.set_view(view),
+                    Ok(Err(e)) if e.status == 404 => {
+                        tracing::warn!("the coordinator does not know this node; joining again");
+                        if let Err(e) = super::node::join(&node, &addr).await {
+                            tracing::warn!(error = %e, "join failed");
+                        }
+                    }
+                    _ => {}
+                },
+                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            }
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|_, me, _| me.busy = false));
+    }
+}
+
+use actix::ActorFutureExt;
+
+impl Actor for HeartbeatSender {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let interval = Duration::from_millis(self.node.cfg.health.heartbeat_interval_ms);
+        ctx.run_interval(interval, |me, ctx| me.beat(ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phi_rises_with_silence_and_steady_heartbeats_stay_up() {
+        let cfg = HealthConfig::default();
+        let mut d = PhiAccrual::new(&cfg);
+        for i in 0..20 {
+            d.heartbeat(i as f64);
+        }
+        let last = 19.0;
+        assert!(d.phi(last + 1.0) < 1.0, "{}", d.phi(last + 1.0));
+        assert_eq!(state_of(d.phi(last + 2.0), &cfg), NodeState::Up);
+        // With Akka's defaults (1 s, 3 s pause, threshold 8) a silent node is down within ~5 s.
+        let down_after = (0..100).map(|i| last + i as f64 * 0.1).find(|t| d.phi(*t) >= cfg.phi_threshold).unwrap();
+        assert!(down_after - last > 3.0 && down_after - last < 6.0, "{}", down_after - last);
+        // Monotone in the time since the last heartbeat.
+        let phis: Vec<f64> = (0..60).map(|i| d.phi(last + i as f64 * 0.1)).collect();
+        assert!(phis.windows(2).all(|w| w[1] >= w[0]));
+    }
+
+    #[test]
+    fn jittery_heartbeats_raise_the_tolerance() {
+        let cfg = HealthConfig { acceptable_pause_ms: 0, ..HealthConfig::default() };
+        let mut steady = PhiAccrual::new(&cfg);
+        let mut jittery = PhiAccrual::new(&cfg);
+        let mut t = 0.0;
+        for i in 0..50 {
+            steady.heartbeat(i as f64);
+            t += if i % 2 == 0 { 0.4 } else { 1.6 };
+            jittery.heartbeat(t);
+        }
+        assert!(jittery.phi(t + 2.0) < steady.phi(49.0 + 2.0));
+    }
+}

@@ -1,0 +1,255 @@
+//! Loading a shard replica on this node: from the mapped checkpoint when the node can read
+//! the model directory, otherwise by pulling exactly the byte ranges it needs from a peer
+//! that can (checked tensor by tensor against the SHA-256 the peer computed).
+//!
+//! A pulled checkpoint is rebuilt as sparse files in the node's data directory: the config,
+//! the index, every safetensors header and the shard's own tensors, at their original
+//! offsets, so the ordinary header validation and mmap reader load it unchanged. Bytes never
+//! pulled are holes and are never read.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{Checkpoint, MappedCheckpoint};
+
+use super::shard::{RestartPolicy, ShardActor};
+use super::state::{LocalShard, Node};
+use super::wire::{
+    self, FETCH_MAX, Fetch, LoadShard, Manifest, ManifestFile, ManifestRequest, ManifestTensor, Progress, ShardLoaded,
+    names,
+};
+
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn report(node: &Node, msg: &LoadShard, loaded: u64, total: u64) {
+    let p = Progress { model: msg.model.clone(), shard: msg.shard.id, node: node.id.clone(), loaded, total };
+    let Ok(bytes) = wire::to_bytes(&p) else { return };
+    if msg.coordinator == node.addr {
+        if let Some(c) = node.coordinator.get() {
+            c.do_send(super::coordinator::ProgressMsg(p));
+        }
+        return;
+    }
+    let _ = node.call(&msg.coordinator, names::PROGRESS, &bytes, Duration::from_secs(5), 0).await;
+}
+
+/// Loads `msg`'s replica and registers it on `node`.
+pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, String> {
+    let path = PathBuf::from(&msg.path);
+    let key = (msg.model.clone(), msg.shard.id);
+    if let Some(s) = node.shards.get(&key) {
+        return Ok(ShardLoaded { bytes: s.bytes, pulled: s.pulled });
+    }
+    let (mapped, pulled) = if node.can_read(&path) {
+        let n = node.clone();
+        let p = path.clone();
+        let mapped =
+            actix_web::rt::task::spawn_blocking(move || n.open_local(&p)).await.map_err(|e| e.to_string())??;
+        (mapped, false)
+    } else {
+        (pull(node, &msg).await?, true)
+    };
+    let names: Vec<String> = msg.shard.tensors.clone();
+    let total: u64 =
+        names.iter().filter_map(|n| mapped.checkpoint().tensors.get(n)).map(|t| t.bytes).sum::<u64>().max(1);
+    if !pulled {
+        // Page the shard's bytes in, reporting progress; this is the read that costs time on
+        // a cold disk, and what the progress bar shows.
+        let mut loaded = 0u64;
+        let mut last_report = 0u64;
+        for name in &names {
+            let m = Arc::clone(&mapped);
+            let n = name.clone();
+            let bytes = actix_web::rt::task::spawn_blocking(move || -> Result<u64, String> {
+                let (e, raw) = m.raw(&n).map_err(|e| e.to_string())?;
+                // Touch one byte per page.
+                let mut acc = 0u8;
+                for b in raw.iter().step_by(4096) {
+                    acc = acc.wrapping_add(*b);
+                }
+                std::hint::black_box(acc);
+                Ok(e.bytes)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            loaded += bytes;
+            if loaded - last_report >= total / 8 {
+                last_report = loaded;
+                report(node, &msg, loaded, total).await;
+            }
+        }
+    }
+    let spec = msg.shard.clone();
+    let device = node.device.clone();
+    let threads = node.cfg.shard_threads;
+    let (m, s, d) = (Arc::clone(&mapped), spec.spec.clone(), device.clone());
+    let first =
+        actix_web::rt::task::spawn_blocking(move || crate::model::Stage::load(&m, &s, &d).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())??;
+    let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default());
+    let bounded = mlmf_actors::registry::Bounded::new(handle.addr.clone(), node.cfg.requests.shard_queue);
+    node.shards.insert(key, LocalShard { handle, bounded, bytes: total, pulled });
+    report(node, &msg, total, total).await;
+    tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes = total, "shard loaded");
+    Ok(ShardLoaded { bytes: total, pulled })
+}
+
+/// Pulls the shard's tensors from the first source that answers.
+async fn pull(node: &Node, msg: &LoadShard) -> Result<Arc<MappedCheckpoint>, String> {
+    let mut errors = Vec::new();
+    for src in &msg.sources {
+        match pull_from(node, msg, src).await {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                tracing::warn!(source = %src, error = %e, "pull failed");
+                errors.push(format!("{src}: {e}"));
+            }
+        }
+    }
+    Err(format!("node {} cannot read {} and no peer could supply it ({})", node.id, msg.path, errors.join("; ")))
+}
+
+async fn fetch(node: &Node, src: &str, path: &str, file: usize, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+    let req = wire::to_bytes(&Fetch { path: path.into(), file, offset, len })?;
+    let bytes = node.call(src, names::FETCH, &req, Duration::from_secs(60), 0).await.map_err(|e| e.to_string())?;
+    if bytes.len() as u64 != len {
+        return Err(format!("asked for {len} bytes at {offset}, got {}", bytes.len()));
+    }
+    Ok(bytes)
+}
+
+fn safe_name(name: &str) -> Result<&str, String> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\\')
+        && Path::new(name).file_name().is_some_and(|f| f == name);
+    if ok { Ok(name) } else { Err(format!("peer sent an unsafe file name {name:?}")) }
+}
+
+async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<MappedCheckpoint>, String> {
+    let req = wire::to_bytes(&ManifestRequest { path: msg.path.clone(), tensors: msg.shard.tensors.clone() })?;
+    let bytes = node.call(src, names::MANIFEST, &req, Duration::from_secs(60), 0).await.map_err(|e| e.to_string())?;
+    let manifest: Manifest = wire::from_bytes(&bytes)?;
+    let digest = Sha256::digest(msg.path.as_bytes());
+    let safe_model: String =
+        msg.model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let dir = node.data_dir().join(format!("{safe_model}-{}", &hex(&digest)[..12]));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"));
+    write("config.json", &manifest.config_json)?;
+    if let Some(index) = &manifest.index_json {
+        write(INDEX_FILE, index)?;
+    }
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for (i, f) in manifest.files.iter().enumerate() {
+        let name = safe_name(&f.name)?;
+        if f.header_end > f.len || f.header_end > 100 << 20 {
+            return Err(format!("{name}: header end {} beyond the file of {} bytes", f.header_end, f.len));
+        }
+        let p = dir.join(name);
+        let file =
+            OpenOptions::new().create(true).write(true).truncate(false).open(&p).map_err(|e| format!("{name}: {e}"))?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) != f.len {
+            file.set_len(f.len).map_err(|e| format!("{name}: {e}"))?;
+        }
+        let header = fetch(node, src, &msg.path, i, 0, f.header_end).await?;
+        file.write_all_at(&header, 0).map_err(|e| format!("{name}: {e}"))?;
+        files.push(file);
+    }
+    let total: u64 = manifest.tensors.iter().map(|t| t.len).sum::<u64>().max(1);
+    let mut loaded = 0;
+    for t in &manifest.tensors {
+        let (file, meta) =
+            files.get(t.file).zip(manifest.files.get(t.file)).ok_or_else(|| format!("tensor {} in no file", t.name))?;
+        if t.offset.checked_add(t.len).is_none_or(|end| end > meta.len) || t.offset < meta.header_end {
+            return Err(format!("tensor {} lies outside its file's data", t.name));
+        }
+        let mut hasher = Sha256::new();
+        let mut at = 0;
+        while at < t.len {
+            let n = (t.len - at).min(FETCH_MAX);
+            let chunk = fetch(node, src, &msg.path, t.file, t.offset + at, n).await?;
+            hasher.update(&chunk);
+            file.write_all_at(&chunk, t.offset + at).map_err(|e| format!("{}: {e}", t.name))?;
+            at += n;
+            loaded += n;
+            report(node, msg, loaded, total).await;
+        }
+        if hasher.finalize().as_slice() != t.sha256 {
+            return Err(format!("tensor {} from {src} failed its SHA-256 check", t.name));
+        }
+    }
+    drop(files);
+    let d = dir.clone();
+    actix_web::rt::task::spawn_blocking(move || -> Result<Arc<MappedCheckpoint>, String> {
+        let ckpt = Arc::new(Checkpoint::open(&d).map_err(|e| e.to_string())?);
+        Ok(Arc::new(ckpt.map().map_err(|e| e.to_string())?))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Answers a [`ManifestRequest`] from a peer: only for a directory this node may read, only
+/// for tensors that exist.
+pub async fn manifest(node: &Node, req: ManifestRequest) -> Result<Manifest, String> {
+    let dir = PathBuf::from(&req.path);
+    let n = node.clone();
+    actix_web::rt::task::spawn_blocking(move || -> Result<Manifest, String> {
+        let mapped = n.open_local(&dir)?;
+        let ckpt = mapped.checkpoint();
+        let mut files = Vec::new();
+        for f in &ckpt.files {
+            let name = f.path.file_name().and_then(|s| s.to_str()).ok_or("file name is not UTF-8")?.to_string();
+            let mut len8 = [0u8; 8];
+            std::fs::File::open(&f.path)
+                .and_then(|h| h.read_exact_at(&mut len8, 0))
+                .map_err(|e| format!("{}: {e}", f.path.display()))?;
+            files.push(ManifestFile { name, len: f.len, header_end: 8 + u64::from_le_bytes(len8) });
+        }
+        let mut tensors = Vec::new();
+        for name in &req.tensors {
+            let (e, raw) = mapped.raw(name).map_err(|e| e.to_string())?;
+            let sha256: [u8; 32] = Sha256::digest(raw).into();
+            tensors.push(ManifestTensor { name: name.clone(), file: e.file, offset: e.offset, len: e.bytes, sha256 });
+        }
+        let config_json = std::fs::read(ckpt.dir.join("config.json")).map_err(|e| e.to_string())?;
+        let index_json = std::fs::read(ckpt.dir.join(INDEX_FILE)).ok();
+        Ok(Manifest { config_json, index_json, files, tensors })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Answers a [`Fetch`]: a range of one of the checkpoint's own files, within its length.
+pub async fn fetch_range(node: &Node, req: Fetch) -> Result<Vec<u8>, String> {
+    if req.len > FETCH_MAX {
+        return Err(format!("a fetch returns at most {FETCH_MAX} bytes, {} asked", req.len));
+    }
+    let n = node.clone();
+    actix_web::rt::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let mapped = n.open_local(Path::new(&req.path))?;
+        let f = mapped.checkpoint().files.get(req.file).ok_or("no such file")?;
+        if req.offset.checked_add(req.len).is_none_or(|end| end > f.len) {
+            return Err(format!("range {}+{} beyond the file of {} bytes", req.offset, req.len, f.len));
+        }
+        let mut buf = vec![0u8; req.len as usize];
+        std::fs::File::open(&f.path)
+            .and_then(|h| h.read_exact_at(&mut buf, req.offset))
+            .map_err(|e| format!("{}: {e}", f.path.display()))?;
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

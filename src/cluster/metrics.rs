@@ -1,0 +1,121 @@
+//! Counters and latency histograms of one node, rendered as Prometheus text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the latency buckets, seconds.
+pub const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// One histogram.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// A node's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Inference requests by `(model, HTTP status)`.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Latency of successful inference requests, by model.
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Bytes sent to peers.
+    pub bytes_sent: AtomicU64,
+    /// Bytes received from peers (answers).
+    pub bytes_received: AtomicU64,
+    /// Attempts retried on another route.
+    pub retries: AtomicU64,
+    /// Stages run on this node.
+    pub stages: AtomicU64,
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Records one inference request.
+    pub fn request(&self, model: &str, status: u16, seconds: Option<f64>) {
+        let model = if model.len() > 64 { "(long)" } else { model };
+        *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((model.to_string(), status)).or_default() += 1;
+        if let Some(s) = seconds {
+            self.latency.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(s);
+        }
+    }
+
+    /// Prometheus text; `extra` is appended (gauges the caller knows).
+    pub fn render(&self, node: &str, extra: &str) -> String {
+        let mut out = String::new();
+        let n = label(node);
+        out.push_str("# HELP mlmf_requests_total Inference requests taken over HTTP, by model and status.\n");
+        out.push_str("# TYPE mlmf_requests_total counter\n");
+        for ((m, s), v) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "mlmf_requests_total{{node=\"{n}\",model=\"{}\",status=\"{s}\"}} {v}", label(m));
+        }
+        out.push_str("# HELP mlmf_request_duration_seconds Latency of successful inference requests.\n");
+        out.push_str("# TYPE mlmf_request_duration_seconds histogram\n");
+        for (m, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let m = label(m);
+            for (b, c) in BUCKETS.iter().zip(h.counts) {
+                let _ =
+                    writeln!(out, "mlmf_request_duration_seconds_bucket{{node=\"{n}\",model=\"{m}\",le=\"{b}\"}} {c}");
+            }
+            let _ = writeln!(
+                out,
+                "mlmf_request_duration_seconds_bucket{{node=\"{n}\",model=\"{m}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "mlmf_request_duration_seconds_sum{{node=\"{n}\",model=\"{m}\"}} {}", h.sum);
+            let _ = writeln!(out, "mlmf_request_duration_seconds_count{{node=\"{n}\",model=\"{m}\"}} {}", h.count);
+        }
+        for (name, help, v) in [
+            ("mlmf_peer_bytes_sent_total", "Bytes sent to peers.", &self.bytes_sent),
+            ("mlmf_peer_bytes_received_total", "Bytes received from peers in answers.", &self.bytes_received),
+            ("mlmf_retries_total", "Inference attempts retried on another route.", &self.retries),
+            ("mlmf_stages_total", "Pipeline stages run on this node.", &self.stages),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{node=\"{n}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(extra);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_labels_are_escaped() {
+        let m = Metrics::default();
+        m.request("a\"b", 200, Some(0.003));
+        m.request("a\"b", 200, Some(0.2));
+        m.request("a\"b", 400, None);
+        let text = m.render("n1", "");
+        assert!(text.contains("mlmf_requests_total{node=\"n1\",model=\"a\\\"b\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("le=\"0.25\"} 2"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 2"), "{text}");
+    }
+}

@@ -1,0 +1,176 @@
+//! [`NodeActor`] and starting a node: the HTTP API and the peer endpoint on one port, the
+//! node's actors each on an arbiter of its own, and joining the cluster.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Arbiter, Context, Handler, Message, ResponseFuture};
+use actix_web::dev::ServerHandle;
+
+use mlmf_actors::auth::ClusterKey;
+
+use crate::config::NodeConfig;
+use crate::plan::DeviceKind;
+
+use super::balancer::Balancer;
+use super::coordinator::Coordinator;
+use super::health::HeartbeatSender;
+use super::loader;
+use super::state::Node;
+use super::wire::{self, ClusterView, ControlError, Join, LoadShard, NodeInfo, ShardLoaded, names};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Bad configuration (key file, device).
+    #[error("{0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cluster refused or could not be reached.
+    #[error("cannot join {addr}: {message}")]
+    Join {
+        /// The member dialled.
+        addr: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Owns this node's shard lifecycle: loads run here, one arbiter away from HTTP.
+pub struct NodeActor {
+    node: Node,
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+}
+
+/// Load a shard replica here.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ShardLoaded, String>")]
+pub struct LoadShardMsg(pub LoadShard);
+
+impl Handler<LoadShardMsg> for NodeActor {
+    type Result = ResponseFuture<Result<ShardLoaded, String>>;
+
+    fn handle(&mut self, msg: LoadShardMsg, _: &mut Context<Self>) -> Self::Result {
+        let node = self.node.clone();
+        Box::pin(async move { loader::load_shard(&node, msg.0).await })
+    }
+}
+
+/// Drops every shard of `model` held here (their threads stop once idle).
+pub fn unload_local(node: &Node, model: &str) {
+    let gone = node.shards.remove_where(|k| k.0 == model);
+    if !gone.is_empty() {
+        tracing::info!(%model, shards = gone.len(), "unloaded");
+    }
+    node.release_checkpoints();
+}
+
+fn info(node: &Node) -> NodeInfo {
+    let memory_bytes = node.cfg.memory_mib.map(|m| m << 20).unwrap_or_else(|| {
+        let mut sys = sysinfo::System::new();
+        sys.refresh_memory();
+        sys.available_memory()
+    });
+    let device = match node.cfg.device.as_deref() {
+        Some("wgpu") | Some("cuda") => DeviceKind::Gpu,
+        _ => DeviceKind::Cpu,
+    };
+    NodeInfo { id: node.id.clone(), addr: node.addr.clone(), memory_bytes, device, compute: 1.0 }
+}
+
+/// Asks the member at `addr` (which forwards to nothing: it must be the coordinator or
+/// know it) to admit this node; adopts the view it answers with.
+pub async fn join(node: &Node, addr: &str) -> Result<ClusterView, NodeError> {
+    let fail = |message: String| NodeError::Join { addr: addr.to_string(), message };
+    let payload = wire::to_bytes(&Join { node: info(node) }).map_err(fail)?;
+    let answer =
+        node.call(addr, names::JOIN, &payload, Duration::from_secs(10), 0).await.map_err(|e| fail(e.to_string()))?;
+    let view =
+        wire::from_bytes::<Result<ClusterView, ControlError>>(&answer).map_err(fail)?.map_err(|e| fail(e.message))?;
+    node.set_view(view.clone());
+    node.joined.store(true, std::sync::atomic::Ordering::Release);
+    Ok(view)
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// Its shared state.
+    pub node: Node,
+    /// Stops its HTTP server.
+    pub server: ServerHandle,
+}
+
+/// Starts a node from `cfg` on the current actix system: binds, serves, and joins the
+/// cluster at `cfg.join` (retrying with backoff for up to 30 s while it is unreachable) or
+/// becomes its coordinator.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+    cfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+    let key = match &cfg.cluster_key_file {
+        Some(f) => Some(ClusterKey::from_file(f).map_err(|e| NodeError::Config(e.to_string()))?),
+        None => None,
+    };
+    let device = match &cfg.device {
+        Some(d) => crate::model::device_by_name(d).map_err(NodeError::Config)?,
+        None => crate::model::default_device(),
+    };
+    let listener =
+        TcpListener::bind(&cfg.listen).map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
+    let bound = listener.local_addr().map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
+    let node = Node::new(cfg.clone(), bound.to_string(), key, device);
+    let _ = node.balancer.set(Balancer::start_in_arbiter(&Arbiter::new().handle(), |_| Balancer::default()));
+    let n = node.clone();
+    let _ = node.node_actor.set(NodeActor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor { node: n }));
+    if cfg.join.is_none() {
+        let (n, me) = (node.clone(), info(&node));
+        let coordinator = Coordinator::start_in_arbiter(&Arbiter::new().handle(), move |_| Coordinator::new(n, me));
+        let _ = node.coordinator.set(coordinator);
+        node.joined.store(true, std::sync::atomic::Ordering::Release);
+    }
+    let server = crate::api::serve(node.clone(), listener)
+        .map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(node = %node.id, addr = %node.addr, coordinator = node.is_coordinator(), "node started");
+    if let Some(seed) = &cfg.join {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match join(&node, seed).await {
+                Ok(view) => {
+                    tracing::info!(coordinator = %view.coordinator, members = view.nodes.len(), "joined");
+                    break;
+                }
+                Err(NodeError::Join { message, .. })
+                    if message.contains("refused the cluster key") || message.contains("already used") =>
+                {
+                    handle.stop(false).await;
+                    return Err(NodeError::Join { addr: seed.clone(), message });
+                }
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    handle.stop(false).await;
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "join failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        let coordinator_addr =
+            node.view().addr_of(&node.view().coordinator).map(str::to_string).unwrap_or_else(|| seed.clone());
+        let n = node.clone();
+        HeartbeatSender::start_in_arbiter(&Arbiter::new().handle(), move |_| HeartbeatSender::new(n, coordinator_addr));
+    }
+    Ok(RunningNode { node, server: handle })
+}

@@ -1,0 +1,225 @@
+//! [`DistributedConfig`]: how a deployment is sharded, placed, balanced and kept alive, with
+//! the seed's presets (`DevicePlacementConfig::gpu_optimized()`,
+//! `LoadBalancingConfig::resource_based()`, `FaultToleranceConfig::high_availability()`).
+
+use std::time::Duration;
+
+use mlmf_actors::auth::ClusterKey;
+
+use crate::plan::{DeviceKind, DevicePreference, PlacementRequest, PlacementStrategy, ShardingStrategy};
+
+use super::node::{ConfigError, HealthConfig};
+
+/// Where shards go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicePlacementConfig {
+    /// How nodes are scored.
+    pub strategy: PlacementStrategy,
+    /// Device constraint.
+    pub device: DevicePreference,
+    /// Memory needed per weight byte (activations, workspace).
+    pub memory_overhead: f64,
+}
+
+impl Default for DevicePlacementConfig {
+    fn default() -> Self {
+        DevicePlacementConfig {
+            strategy: PlacementStrategy::MemoryBased,
+            device: DevicePreference::Any,
+            memory_overhead: 1.0,
+        }
+    }
+}
+
+impl DevicePlacementConfig {
+    /// GPU nodes first (CPU nodes when no GPU has room), fastest nodes filled first.
+    pub fn gpu_optimized() -> Self {
+        DevicePlacementConfig {
+            strategy: PlacementStrategy::ComputeBased,
+            device: DevicePreference::Prefer(DeviceKind::Gpu),
+            memory_overhead: 1.2,
+        }
+    }
+
+    /// Bytes spread evenly over all nodes.
+    pub fn memory_optimized() -> Self {
+        DevicePlacementConfig::default()
+    }
+
+    /// The placement request for `replication` replicas.
+    pub fn request(&self, replication: usize) -> PlacementRequest {
+        PlacementRequest {
+            strategy: self.strategy,
+            replication,
+            device: self.device,
+            memory_overhead: self.memory_overhead,
+        }
+    }
+}
+
+/// How requests are spread over replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BalancingStrategy {
+    /// Each shard's replicas in turn.
+    #[default]
+    RoundRobin,
+    /// Least loaded node by heartbeat stats. Not built yet: balancers use round-robin.
+    ResourceBased,
+}
+
+/// Load balancing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadBalancingConfig {
+    /// The strategy.
+    pub strategy: BalancingStrategy,
+}
+
+impl LoadBalancingConfig {
+    /// Round-robin over replicas.
+    pub fn round_robin() -> Self {
+        LoadBalancingConfig { strategy: BalancingStrategy::RoundRobin }
+    }
+
+    /// The seed's resource-based preset. The resource-based balancer is not built yet (see
+    /// the README); requests are balanced round-robin.
+    pub fn resource_based() -> Self {
+        LoadBalancingConfig { strategy: BalancingStrategy::ResourceBased }
+    }
+}
+
+/// Replication, retries and failure detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultToleranceConfig {
+    /// Replicas per shard.
+    pub replication: usize,
+    /// Routes tried per request.
+    pub max_attempts: usize,
+    /// Deadline of one attempt.
+    pub attempt_timeout: Duration,
+    /// Failure detection.
+    pub health: HealthConfig,
+}
+
+impl Default for FaultToleranceConfig {
+    fn default() -> Self {
+        FaultToleranceConfig {
+            replication: 1,
+            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(10),
+            health: HealthConfig::default(),
+        }
+    }
+}
+
+impl FaultToleranceConfig {
+    /// Two replicas of every shard, three routes per request, short attempts.
+    pub fn high_availability() -> Self {
+        FaultToleranceConfig {
+            replication: 2,
+            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(5),
+            health: HealthConfig::default(),
+        }
+    }
+}
+
+/// A deployment's configuration.
+#[derive(Debug, Clone)]
+pub struct DistributedConfig {
+    /// How the model is cut.
+    pub sharding: ShardingStrategy,
+    /// Where shards go.
+    pub placement: DevicePlacementConfig,
+    /// Balancing.
+    pub balancing: LoadBalancingConfig,
+    /// Fault tolerance.
+    pub fault_tolerance: FaultToleranceConfig,
+    /// Cluster key for the nodes' links and HTTP API.
+    pub cluster_key: Option<ClusterKey>,
+}
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        DistributedConfig {
+            sharding: ShardingStrategy::NoSharding,
+            placement: DevicePlacementConfig::default(),
+            balancing: LoadBalancingConfig::default(),
+            fault_tolerance: FaultToleranceConfig::default(),
+            cluster_key: None,
+        }
+    }
+}
+
+/// Builds a [`DistributedConfig`].
+///
+/// ```
+/// use mlmf::config::*;
+/// use mlmf::plan::ShardingStrategy;
+/// let cfg = DistributedConfigBuilder::new()
+///     .sharding(ShardingStrategy::PipelineSharding { num_stages: 3 })
+///     .device_placement(DevicePlacementConfig::gpu_optimized())
+///     .load_balancing(LoadBalancingConfig::resource_based())
+///     .fault_tolerance(FaultToleranceConfig::high_availability())
+///     .build()
+///     .unwrap();
+/// assert_eq!(cfg.fault_tolerance.replication, 2);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DistributedConfigBuilder {
+    cfg: DistributedConfig,
+}
+
+impl DistributedConfigBuilder {
+    /// Defaults: no sharding, memory-based placement, round-robin, one replica.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sharding strategy.
+    pub fn sharding(mut self, s: ShardingStrategy) -> Self {
+        self.cfg.sharding = s;
+        self
+    }
+
+    /// Placement.
+    pub fn device_placement(mut self, p: DevicePlacementConfig) -> Self {
+        self.cfg.placement = p;
+        self
+    }
+
+    /// Balancing.
+    pub fn load_balancing(mut self, b: LoadBalancingConfig) -> Self {
+        self.cfg.balancing = b;
+        self
+    }
+
+    /// Fault tolerance.
+    pub fn fault_tolerance(mut self, f: FaultToleranceConfig) -> Self {
+        self.cfg.fault_tolerance = f;
+        self
+    }
+
+    /// Cluster key (at least 16 bytes).
+    pub fn cluster_key(mut self, key: ClusterKey) -> Self {
+        self.cfg.cluster_key = Some(key);
+        self
+    }
+
+    /// Checks and returns the config.
+    pub fn build(self) -> Result<DistributedConfig, ConfigError> {
+        let f = &self.cfg.fault_tolerance;
+        if f.replication == 0 || f.replication > 16 {
+            return Err(ConfigError::Invalid { key: "fault_tolerance.replication", message: "must be 1..=16".into() });
+        }
+        if f.max_attempts == 0 || f.max_attempts > 16 {
+            return Err(ConfigError::Invalid { key: "fault_tolerance.max_attempts", message: "must be 1..=16".into() });
+        }
+        if !(self.cfg.placement.memory_overhead >= 1.0 && self.cfg.placement.memory_overhead.is_finite()) {
+            return Err(ConfigError::Invalid {
+                key: "placement.memory_overhead",
+                message: "must be at least 1.0".into(),
+            });
+        }
+        Ok(self.cfg)
+    }
+}

@@ -1,0 +1,222 @@
+//! [`NodeConfig`]: how one `mlmf node` runs, from flags and an optional TOML file.
+//!
+//! A TOML error names the file, the line and the key (unknown keys are errors, so a typo
+//! is never silently ignored).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Failure detection (phi accrual, as Akka's; the defaults are Akka's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Interval between heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// Phi at which a node is declared down.
+    pub phi_threshold: f64,
+    /// Phi at which a node is suspect.
+    pub phi_suspect: f64,
+    /// A pause this long is still normal.
+    pub acceptable_pause_ms: u64,
+    /// Floor on the standard deviation of intervals.
+    pub min_std_dev_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            heartbeat_interval_ms: 1000,
+            phi_threshold: 8.0,
+            phi_suspect: 3.0,
+            acceptable_pause_ms: 3000,
+            min_std_dev_ms: 100,
+        }
+    }
+}
+
+/// Request handling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestConfig {
+    /// Overall deadline of one inference request.
+    pub timeout_ms: u64,
+    /// Deadline of one attempt (one route); a late attempt is retried on another route.
+    pub attempt_timeout_ms: u64,
+    /// Routes tried per request.
+    pub max_attempts: usize,
+    /// Largest HTTP body accepted.
+    pub max_body_bytes: usize,
+    /// Messages in flight per shard before it answers "overloaded".
+    pub shard_queue: usize,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            timeout_ms: 30_000,
+            attempt_timeout_ms: 10_000,
+            max_attempts: 3,
+            max_body_bytes: 8 << 20,
+            shard_queue: 256,
+        }
+    }
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// `host:port` for the HTTP API and the peer endpoint.
+    pub listen: String,
+    /// A member to join; none makes this node the coordinator.
+    pub join: Option<String>,
+    /// Node id; the listen address when absent.
+    pub node_id: Option<String>,
+    /// File holding the cluster key (required of peers and HTTP clients when set).
+    pub cluster_key_file: Option<PathBuf>,
+    /// Directories this node reads models from; empty means any. A model elsewhere is
+    /// pulled from a peer that can read it.
+    pub model_roots: Vec<PathBuf>,
+    /// Where pulled weights are kept; a temporary directory when absent.
+    pub data_dir: Option<PathBuf>,
+    /// Memory offered to shards, MiB; the machine's available memory when absent.
+    pub memory_mib: Option<u64>,
+    /// Compute device: cpu, flex, wgpu, cuda; the best built-in one when absent.
+    pub device: Option<String>,
+    /// Threads per shard replica.
+    pub shard_threads: usize,
+    /// HTTP worker threads.
+    pub http_workers: usize,
+    /// Compressions offered to peers, in order of preference.
+    pub compression: Vec<String>,
+    /// Failure detection.
+    pub health: HealthConfig,
+    /// Request handling.
+    pub requests: RequestConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: "127.0.0.1:7070".into(),
+            join: None,
+            node_id: None,
+            cluster_key_file: None,
+            model_roots: Vec::new(),
+            data_dir: None,
+            memory_mib: None,
+            device: None,
+            shard_threads: 1,
+            http_workers: 2,
+            compression: vec!["lz4".into(), "zstd".into(), "gzip".into(), "none".into()],
+            health: HealthConfig::default(),
+            requests: RequestConfig::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("mlmf-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let f = dir.join("node.toml");
+    /// std::fs::write(&f, "http_workers = 4\n[health]\nphi_threshold = 10.0\n").unwrap();
+    /// let cfg = mlmf::config::NodeConfig::from_file(&f).unwrap();
+    /// assert_eq!(cfg.health.phi_threshold, 10.0);
+    /// std::fs::write(&f, "[health]\nphi_treshold = 1\n").unwrap();
+    /// let e = mlmf::config::NodeConfig::from_file(&f).unwrap_err().to_string();
+    /// assert!(e.contains("node.toml") && e.contains("phi_treshold"), "{e}");
+    /// ```
+    pub fn from_file(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let cfg: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        if self.shard_threads == 0 || self.shard_threads > 256 {
+            return bad("shard_threads", "must be 1..=256");
+        }
+        if self.http_workers == 0 || self.http_workers > 256 {
+            return bad("http_workers", "must be 1..=256");
+        }
+        if self.requests.max_attempts == 0 || self.requests.max_attempts > 16 {
+            return bad("requests.max_attempts", "must be 1..=16");
+        }
+        if self.requests.max_body_bytes < 1024 {
+            return bad("requests.max_body_bytes", "must be at least 1024");
+        }
+        if self.requests.attempt_timeout_ms == 0 || self.requests.timeout_ms == 0 {
+            return bad("requests.timeout_ms", "timeouts must be positive");
+        }
+        if self.health.heartbeat_interval_ms < 10 {
+            return bad("health.heartbeat_interval_ms", "must be at least 10");
+        }
+        if !(self.health.phi_suspect > 0.0 && self.health.phi_threshold >= self.health.phi_suspect) {
+            return bad("health.phi_threshold", "must be at least health.phi_suspect, which must be positive");
+        }
+        for c in &self.compression {
+            if mlmf_actors::compression::Compression::from_name(c).is_none() {
+                return bad("compression", "each entry must be one of none, lz4, zstd, gzip");
+            }
+        }
+        if let Some(d) = &self.device {
+            crate::model::device_by_name(d).map_err(|m| ConfigError::Invalid { key: "device", message: m })?;
+        }
+        Ok(())
+    }
+
+    /// The node id.
+    pub fn id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| self.listen.clone())
+    }
+
+    /// One attempt's deadline.
+    pub fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.requests.attempt_timeout_ms)
+    }
+
+    /// A request's deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.requests.timeout_ms)
+    }
+}

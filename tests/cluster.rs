@@ -1,0 +1,330 @@
+//! The cluster runtime across real processes: `mlmf node` processes on 127.0.0.1, driven
+//! only through their HTTP API, serving gpt2_tiny under every strategy and checked against
+//! the PyTorch references.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fixture, read_safetensors, tolerances};
+use mlmf::api::types::{InferRequest, LoadRequest};
+use mlmf::client::{ClientError, ClusterClient};
+use mlmf::exec::{HostTensor, RunOutputs};
+use mlmf_actors::auth::ClusterKey;
+
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mlmf-test-{tag}-{}-{}", std::process::id(), fastrand::u32(..)));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn key_file(dir: &Path, key: &str) -> PathBuf {
+    let f = dir.join(format!("key-{}", fastrand::u32(..)));
+    std::fs::write(&f, key).unwrap();
+    f
+}
+
+fn spawn(join: Option<&str>, key: &Path, extra: &[&str]) -> Node {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlmf"));
+    cmd.args(["node", "--listen", &addr, "--cluster-key-file"]).arg(key).args(extra);
+    if let Some(j) = join {
+        cmd.args(["--join", j]);
+    }
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    Node { child, addr }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(f)
+}
+
+async fn wait_members(client: &ClusterClient, n: usize) {
+    let start = Instant::now();
+    loop {
+        if let Ok(c) = client.cluster().await
+            && c["nodes"].as_array().is_some_and(|a| a.len() == n)
+        {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "cluster of {n} did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn request(ids: &[i64], outputs: Option<Vec<String>>) -> InferRequest {
+    InferRequest {
+        input_ids: vec![ids.to_vec()],
+        attention_mask: None,
+        token_type_ids: None,
+        outputs,
+        session_id: None,
+        priority: None,
+        timeout_ms: None,
+    }
+}
+
+#[test]
+fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot_read() {
+    let dir = temp_dir("strategies");
+    let key = key_file(&dir, "a cluster key for the strategies test");
+    let empty_root = dir.join("no-models-here");
+    std::fs::create_dir_all(&empty_root).unwrap();
+    let a = spawn(None, &key, &[]);
+    let b = spawn(Some(&a.addr), &key, &[]);
+    // This node may not read the fixture directory: it must pull its weights from a peer.
+    let c = spawn(Some(&a.addr), &key, &["--model-root", empty_root.to_str().unwrap(), "--node-id", "puller"]);
+    let k = Some(ClusterKey::from_file(&key).unwrap());
+    let clients: Vec<ClusterClient> = [&a, &b, &c].iter().map(|n| ClusterClient::new(&n.addr, k.clone())).collect();
+    let model = fixture("gpt2_tiny");
+    let reference = read_safetensors(&model.join("reference.safetensors"));
+    let tol = tolerances("gpt2_tiny");
+    let models =
+        [("m-layer", "layer:2", 1), ("m-pipe", "pipeline:3", 1), ("m-tensor", "tensor:2", 1), ("m-none", "none", 2)];
+    block_on(async {
+        wait_members(&clients[0], 3).await;
+        for (i, (id, strategy, replication)) in models.iter().enumerate() {
+            let req = LoadRequest {
+                id: id.to_string(),
+                path: model.display().to_string(),
+                strategy: strategy.to_string(),
+                replication: *replication,
+                placement: None,
+            };
+            // Any node takes a load; non-coordinators forward it.
+            let s = clients[i % 3].load(&req).await.unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(s.strategy, *strategy);
+        }
+        let mut pulled = 0;
+        for (id, _, _) in &models {
+            let s = clients[1]
+                .wait_ready(id, Duration::from_secs(120), |_, _| {})
+                .await
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert!(s.progress.iter().all(|p| p.done && p.loaded == p.total && p.total > 0), "{id}: {:?}", s.progress);
+            for p in &s.progress {
+                assert_eq!(p.pulled, p.node == "puller", "{id}: {p:?}");
+                pulled += p.pulled as usize;
+            }
+        }
+        assert!(pulled > 0, "the puller node was given no shard");
+        let mut failures = Vec::new();
+        let mut served_by = std::collections::BTreeSet::new();
+        for (m, (id, strategy, _)) in models.iter().enumerate() {
+            for (j, l) in [1usize, 7, 32].into_iter().enumerate() {
+                let ids = &reference[&format!("seq{l}.input_ids")].i64;
+                let mut outs: Vec<String> = (0..6).map(|k| format!("block_output.{k}")).collect();
+                outs.extend(["logits".to_string(), "last_hidden_state".to_string()]);
+                let client = &clients[(m + j) % 3];
+                let r =
+                    client.infer(id, &request(ids, Some(outs))).await.unwrap_or_else(|e| panic!("{id} seq{l}: {e}"));
+                assert_eq!(r.outputs.len(), 8);
+                assert!(!r.processed_by.is_empty());
+                if *id == "m-none" {
+                    served_by.extend(r.processed_by.clone());
+                }
+                let out = RunOutputs {
+                    tensors: r
+                        .outputs
+                        .into_iter()
+                        .map(|(k, t)| (k, HostTensor { shape: t.shape, data: t.data }))
+                        .collect(),
+                };
+                failures.extend(common::compare(
+                    &out,
+                    &reference,
+                    &format!("seq{l}."),
+                    &tol,
+                    &format!("{strategy} seq{l} via {}", client.addr()),
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        // Replication 2: the round-robin balancer uses both replicas.
+        for _ in 0..4 {
+            let r = clients[0].infer("m-none", &request(&[1, 2, 3], None)).await.unwrap();
+            served_by.extend(r.processed_by);
+        }
+        assert!(served_by.len() >= 2, "one replica served everything: {served_by:?}");
+        // Unloading removes the model everywhere.
+        clients[2].unload("m-layer").await.unwrap();
+        let e = clients[1].infer("m-layer", &request(&[1, 2], None)).await.unwrap_err();
+        assert!(matches!(e, ClientError::Api { status: 404, .. }), "{e}");
+        let r = clients[1].infer("m-pipe", &request(&[1, 2], None)).await.unwrap();
+        assert_eq!(r.outputs["logits"].shape, vec![1, 2, 1000]);
+    });
+    drop((a, b, c));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn raw(addr: &str, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let mut req = client.request(method.parse().unwrap(), format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let mut resp = req.send_body(body).await.unwrap();
+    let bytes = resp.body().limit(64 << 20).await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (resp.status().as_u16(), v)
+}
+
+#[test]
+fn bad_requests_get_clean_errors_and_the_cluster_keeps_serving() {
+    let dir = temp_dir("hostile");
+    let secret = "the right cluster key, long enough";
+    let key = key_file(&dir, secret);
+    let a = spawn(None, &key, &[]);
+    let b = spawn(Some(&a.addr), &key, &[]);
+    let client = ClusterClient::new(&b.addr, Some(ClusterKey::new(secret.as_bytes()).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 2).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "pipeline:2".into(),
+            replication: 1,
+            placement: None,
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let t = Some(secret);
+        let infer = "/v1/models/m/infer";
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+        let cases: Vec<Case> = vec![
+            ("POST", "/v1/models/nope/infer", t, br#"{"input_ids":[[1,2]]}"#.to_vec(), 404, "model_not_found"),
+            ("POST", infer, t, br#"{"input_ids":[[1,5000]]}"#.to_vec(), 400, "invalid_input"),
+            ("POST", infer, t, br#"{"input_ids":[[1,-3]]}"#.to_vec(), 400, "invalid_input"),
+            ("POST", infer, t, br#"{"input_ids":[[1,2],[3]]}"#.to_vec(), 400, "invalid_shape"),
+            ("POST", infer, t, br#"{"input_ids":[]}"#.to_vec(), 400, "invalid_shape"),
+            ("POST", infer, t, br#"{"input_ids":[[1,2]],"attention_mask":[[1]]}"#.to_vec(), 400, "invalid_shape"),
+            ("POST", infer, t, br#"{"input_ids":[[1,2]],"outputs":["secrets"]}"#.to_vec(), 400, "unknown_output"),
+            ("POST", infer, t, br#"{"input_ids":[[1,2]"#.to_vec(), 400, "invalid_json"),
+            ("POST", infer, t, br#"{"input_ids":[[1,2]],"surprise":1}"#.to_vec(), 400, "invalid_json"),
+            ("POST", infer, t, vec![b' '; 9 << 20], 413, "body_too_large"),
+            ("POST", infer, None, br#"{"input_ids":[[1,2]]}"#.to_vec(), 401, "unauthorized"),
+            (
+                "POST",
+                infer,
+                Some("the wrong cluster key, long enough"),
+                br#"{"input_ids":[[1,2]]}"#.to_vec(),
+                401,
+                "unauthorized",
+            ),
+            ("GET", "/v1/cluster", None, vec![], 401, "unauthorized"),
+            ("POST", "/v1/models", t, br#"{"id":"x","path":"relative/dir"}"#.to_vec(), 400, "invalid_path"),
+            (
+                "POST",
+                "/v1/models",
+                t,
+                format!(r#"{{"id":"x","path":"{}","strategy":"pipeline:0"}}"#, model.display()).into_bytes(),
+                400,
+                "invalid_strategy",
+            ),
+            (
+                "POST",
+                "/v1/models",
+                t,
+                format!(r#"{{"id":"x","path":"{}","strategy":"tensor:3"}}"#, model.display()).into_bytes(),
+                400,
+                "invalid_strategy",
+            ),
+            (
+                "POST",
+                "/v1/models",
+                t,
+                format!(r#"{{"id":"m","path":"{}"}}"#, model.display()).into_bytes(),
+                409,
+                "model_exists",
+            ),
+            (
+                "POST",
+                "/v1/models",
+                t,
+                format!(r#"{{"id":"../x","path":"{}"}}"#, model.display()).into_bytes(),
+                400,
+                "invalid_id",
+            ),
+            ("POST", "/v1/models", t, br#"{"id":"x","path":"/no/such/dir"}"#.to_vec(), 400, "unreadable_path"),
+            ("GET", "/v1/models/nope", t, vec![], 404, "not_found"),
+            ("DELETE", "/v1/models/nope", t, vec![], 404, "not_found"),
+            ("GET", "/v2/whatever", t, vec![], 404, "not_found"),
+        ];
+        for (method, path, token, body, status, code) in cases {
+            let (got, v) = raw(&b.addr, method, path, token, body).await;
+            assert_eq!((got, v["error"]["code"].as_str()), (status, Some(code)), "{method} {path}: {v}");
+            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        }
+        // A node with the wrong cluster key cannot join, and says why.
+        let wrong = key_file(&dir, "an intruder's key, long enough too");
+        let intruder = spawn(Some(&a.addr), &wrong, &[]);
+        let out = intruder.wait_with_output_ref();
+        assert!(!out.0.success(), "the intruder joined");
+        assert!(out.1.contains("refused the cluster key"), "{}", out.1);
+        // Still serving, and the cluster has two members.
+        let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
+        assert_eq!(r.outputs["logits"].shape, vec![1, 3, 1000]);
+        assert_eq!(client.cluster().await.unwrap()["nodes"].as_array().unwrap().len(), 2);
+        let (s, _) = raw(&a.addr, "GET", "/healthz", t, vec![]).await;
+        assert_eq!(s, 200);
+        let (s, v) = raw(&b.addr, "GET", "/readyz", t, vec![]).await;
+        assert_eq!((s, v["ready"].as_bool()), (200, Some(true)));
+        let (s, v) = raw(&b.addr, "GET", "/metrics", t, vec![]).await;
+        let text = v.as_str().unwrap_or_default().to_string();
+        assert_eq!(s, 200);
+        for needle in [
+            "mlmf_requests_total{",
+            "status=\"400\"",
+            "status=\"200\"",
+            "mlmf_request_duration_seconds_bucket",
+            "mlmf_peer_bytes_sent_total",
+            "mlmf_node_up",
+        ] {
+            assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+        }
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+trait WaitRef {
+    fn wait_with_output_ref(self) -> (std::process::ExitStatus, String);
+}
+
+impl WaitRef for Node {
+    fn wait_with_output_ref(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the intruder did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
