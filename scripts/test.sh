@@ -16,3 +16,8 @@ fi
 cargo test --workspace --benches --no-run
 cargo test --workspace --lib --bins --tests --examples "$@"
 cargo test --workspace --doc "$@"
+# The usage examples run for real against local clusters on 127.0.0.1.
+for example in single_node cluster_layer_sharding custom_configuration distributed_inference; do
+  echo "example $example"
+  cargo run --quiet --example "$example"
+done

@@ -15,5 +15,6 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod exec;
+pub mod manager;
 pub mod model;
 pub mod plan;

@@ -114,11 +114,16 @@ pub struct RunningNode {
 /// cluster at `cfg.join` (retrying with backoff for up to 30 s while it is unreachable) or
 /// becomes its coordinator.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
-    cfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
     let key = match &cfg.cluster_key_file {
         Some(f) => Some(ClusterKey::from_file(f).map_err(|e| NodeError::Config(e.to_string()))?),
         None => None,
     };
+    start_with_key(cfg, key).await
+}
+
+/// As [`start`], with the cluster key given rather than read from `cfg.cluster_key_file`.
+pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<RunningNode, NodeError> {
+    cfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
     let device = match &cfg.device {
         Some(d) => crate::model::device_by_name(d).map_err(NodeError::Config)?,
         None => crate::model::default_device(),
