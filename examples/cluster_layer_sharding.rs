@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("shard {} ({}) on {:?}", s.id, s.describe(), status.placement.nodes_of(s.id));
         }
         let r = manager.inference(InferenceRequest::new("gpt2-layers", vec![vec![464, 968, 758]])).await?;
-        println!("logits {:?} through {:?} in {:.2} ms", r.outputs["logits"].shape, r.processed_by, r.processing_time_ms);
+        println!(
+            "logits {:?} through {:?} in {:.2} ms",
+            r.outputs["logits"].shape, r.processed_by, r.processing_time_ms
+        );
         assert_eq!(r.processed_by.len(), status.plan.num_stages);
         manager.shutdown();
         Ok(())

@@ -13,7 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let logits = &r.outputs["logits"];
         let last = &logits.data[logits.data.len() - logits.shape[2]..];
         let next = (0..last.len()).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap_or(0);
-        println!("logits {:?}, next token {next}, by {:?} in {:.2} ms", logits.shape, r.processed_by, r.processing_time_ms);
+        println!(
+            "logits {:?}, next token {next}, by {:?} in {:.2} ms",
+            logits.shape, r.processed_by, r.processing_time_ms
+        );
         assert_eq!(r.processed_by.len(), 1);
         manager.shutdown();
         Ok(())

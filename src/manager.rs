@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use mlmf_actors::auth::ClusterKey;
 
-pub use crate::api::types::{Priority, TensorJson};
 use crate::api::types::{InferRequest, LoadRequest};
+pub use crate::api::types::{Priority, TensorJson};
 use crate::client::{ClientError, ClusterClient};
 use crate::cluster::wire::ModelStatus;
 use crate::config::{DistributedConfig, DistributedConfigBuilder, NodeConfig};
@@ -196,7 +196,11 @@ impl SimpleDistributedManager {
         let ft = &config.fault_tolerance;
         let mut nodes: Vec<LocalNode> = Vec::new();
         for listen in &addrs {
-            let mut cfg = NodeConfig { listen: listen.clone(), join: nodes.first().map(|n| n.addr.clone()), ..NodeConfig::default() };
+            let mut cfg = NodeConfig {
+                listen: listen.clone(),
+                join: nodes.first().map(|n| n.addr.clone()),
+                ..NodeConfig::default()
+            };
             cfg.health = ft.health.clone();
             cfg.requests.max_attempts = ft.max_attempts;
             cfg.requests.attempt_timeout_ms = ft.attempt_timeout.as_millis() as u64;
@@ -206,7 +210,10 @@ impl SimpleDistributedManager {
         let start = std::time::Instant::now();
         while client.cluster().await.ok().and_then(|c| c["nodes"].as_array().map(Vec::len)) != Some(nodes.len()) {
             if start.elapsed() > Duration::from_secs(30) {
-                return Err(DeployError::Node { addr: nodes[0].addr.clone(), message: "the nodes did not form a cluster".into() });
+                return Err(DeployError::Node {
+                    addr: nodes[0].addr.clone(),
+                    message: "the nodes did not form a cluster".into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -234,7 +241,11 @@ impl SimpleDistributedManager {
             timeout_ms: None,
         };
         let r = self.client.infer(&req.model_id, &body).await?;
-        Ok(InferenceResponse { outputs: r.outputs, processed_by: r.processed_by, processing_time_ms: r.processing_time_ms })
+        Ok(InferenceResponse {
+            outputs: r.outputs,
+            processed_by: r.processed_by,
+            processing_time_ms: r.processing_time_ms,
+        })
     }
 
     /// The deployed model's status (plan, placement, progress).

@@ -328,3 +328,72 @@ impl WaitRef for Node {
         (status, err)
     }
 }
+
+#[test]
+fn a_killed_node_is_marked_down_and_requests_are_served_by_the_other_replica() {
+    let dir = temp_dir("failover");
+    let key = key_file(&dir, "a cluster key for the failover test");
+    let cfg = dir.join("fast.toml");
+    std::fs::write(&cfg, "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n[requests]\nattempt_timeout_ms = 3000\n").unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let mut others = vec![spawn(Some(&a.addr), &key, &c), spawn(Some(&a.addr), &key, &c)];
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "pipeline:2".into(),
+            replication: 2,
+            placement: None,
+        };
+        client.load(&load).await.unwrap();
+        let status = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        // Heartbeats carry the members' resource stats.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let c = client.cluster().await.unwrap();
+        for n in c["nodes"].as_array().unwrap() {
+            assert!(n["stats"]["memory_total"].as_u64().unwrap() > 0, "{n}");
+        }
+        // Kill a non-coordinator node that holds a replica.
+        let victim_idx = others.iter().position(|n| status.progress.iter().any(|p| p.node == n.addr)).unwrap();
+        let victim = others.remove(victim_idx);
+        let victim_addr = victim.addr.clone();
+        drop(victim);
+        let killed = Instant::now();
+        let want = client.infer("m", &request(&[464, 968, 758], None)).await;
+        let mut failed = want.is_err() as usize;
+        let mut down_after = None;
+        while killed.elapsed() < Duration::from_secs(15) {
+            match client.infer("m", &request(&[464, 968, 758], None)).await {
+                Ok(r) => assert!(!r.processed_by.contains(&victim_addr) || down_after.is_none()),
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    failed += 1;
+                }
+            }
+            if down_after.is_none() {
+                let c = client.cluster().await.unwrap();
+                let state = c["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|n| n["node"]["info"]["id"] == victim_addr.as_str())
+                    .map(|n| n["node"]["state"].clone());
+                if state == Some("down".into()) {
+                    down_after = Some(killed.elapsed());
+                    assert_eq!(c["health"], "degraded");
+                }
+            } else if killed.elapsed() > down_after.unwrap() + Duration::from_millis(500) {
+                break;
+            }
+        }
+        let down_after = down_after.expect("the killed node was never marked down");
+        eprintln!("marked down {down_after:?} after the kill");
+        assert_eq!(failed, 0, "requests failed while a replica was dead");
+    });
+    drop((a, others));
+    let _ = std::fs::remove_dir_all(dir);
+}
