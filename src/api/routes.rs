@@ -126,8 +126,11 @@ async fn serve_infer(node: &Node, model: &str, body: web::Payload, start: Instan
     }
     let block_outputs = req.outputs.as_ref().is_some_and(|o| o.iter().any(|n| n.starts_with("block_output.")));
     let request_id = fastrand::u64(..);
-    let opts =
-        InferOptions { block_outputs, deadline: req.timeout_ms.map(|ms| Duration::from_millis(ms.clamp(1, 600_000))) };
+    let opts = InferOptions {
+        block_outputs,
+        deadline: req.timeout_ms.map(|ms| Duration::from_millis(ms.clamp(1, 600_000))),
+        outputs: req.outputs.clone(),
+    };
     let span = tracing::info_span!("infer", request_id = format!("{request_id:016x}"), %model);
     let served = infer(node, model, input, opts, request_id).instrument(span).await?;
     let mut outputs = served.outputs.tensors;

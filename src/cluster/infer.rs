@@ -32,6 +32,8 @@ pub struct InferOptions {
     pub block_outputs: bool,
     /// Overall deadline; the node's configured one when absent.
     pub deadline: Option<Duration>,
+    /// Outputs wanted (all when absent); others are dropped at the last stage.
+    pub outputs: Option<Vec<String>>,
 }
 
 /// A served request.
@@ -129,6 +131,7 @@ pub async fn infer(
             input: input.clone(),
             reply_to: node.id.clone(),
             block_outputs: opts.block_outputs,
+            outputs: opts.outputs.clone(),
             blocks: Vec::new(),
             processed_by: Vec::new(),
         };
@@ -264,6 +267,9 @@ pub async fn run_stage(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) 
         StageOutput::Final(mut outputs) => {
             for (k, t) in header.blocks.drain(..) {
                 outputs.tensors.insert(format!("block_output.{k}"), t);
+            }
+            if let Some(wanted) = &header.outputs {
+                outputs.tensors.retain(|k, _| wanted.contains(k));
             }
             let d = Deliver { delivery: header.delivery, result: Ok(outputs), processed_by: header.processed_by };
             deliver_to(node, &header.reply_to, d, header.request_id).await

@@ -381,6 +381,8 @@ pub struct ForwardHeader {
     pub reply_to: String,
     /// Collect each block's output.
     pub block_outputs: bool,
+    /// Outputs to deliver (all when absent): the last stage sends nothing else back.
+    pub outputs: Option<Vec<String>>,
     /// Block outputs so far.
     pub blocks: Vec<(usize, HostTensor)>,
     /// Nodes that ran a stage so far.

@@ -1,0 +1,288 @@
+//! The cluster end to end, over real loopback sockets (nodes run in this process, each on its
+//! own actix system, as `SimpleDistributedManager` starts them):
+//!
+//! 1. A 3-stage pipeline of the GPT-2-small shape (seq 128) against the same model in one
+//!    process (`LocalRunner`), and against a 1-node cluster (HTTP and JSON alone).
+//! 2. HTTP inference throughput and p50/p99 latency at concurrency 1, 8 and 64 for a micro
+//!    model the size of a 16-256-256-16 MLP, against a bare actix-web server computing that
+//!    MLP in plain Rust. The load generator is in this process too (two threads, awc).
+//!
+//! `cargo bench --bench cluster` (`MLMF_BENCH_QUICK=1` for shorter runs).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use mlmf::api::types::InferRequest;
+use mlmf::client::ClusterClient;
+use mlmf::config::{DistributedConfigBuilder, FaultToleranceConfig};
+use mlmf::exec::{LocalRunner, RunOptions};
+use mlmf::manager::SimpleDistributedManager;
+use mlmf::model::ModelInput;
+use mlmf::plan::ShardingStrategy;
+
+fn quick() -> bool {
+    std::env::var("MLMF_BENCH_QUICK").is_ok()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(f)
+}
+
+fn deploy(
+    model: &std::path::Path,
+    id: &str,
+    nodes: usize,
+    strategy: ShardingStrategy,
+    replication: usize,
+) -> SimpleDistributedManager {
+    let addrs = vec!["127.0.0.1:0"; nodes];
+    let cfg = DistributedConfigBuilder::new()
+        .sharding(strategy)
+        .fault_tolerance(FaultToleranceConfig { replication, ..FaultToleranceConfig::default() })
+        .build()
+        .unwrap();
+    block_on(SimpleDistributedManager::deploy(model, id, &addrs, cfg)).unwrap()
+}
+
+fn pipeline_vs_one_process() -> Vec<String> {
+    let dir = common::gpt2_small();
+    let runs = if quick() { 3 } else { 10 };
+    let ids: Vec<u32> = (0..128).map(|i| (i * 389 + 7) % 50257).collect();
+    let local = LocalRunner::load(&dir, &ShardingStrategy::NoSharding, &mlmf::model::default_device()).unwrap();
+    let input = ModelInput::single(&ids);
+    local.run(&input, RunOptions::default()).unwrap();
+    let one = median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                local.run(&input, RunOptions::default()).unwrap();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    drop(local);
+    let req = InferRequest {
+        input_ids: vec![ids.iter().map(|&i| i as i64).collect()],
+        attention_mask: None,
+        token_type_ids: None,
+        outputs: Some(vec!["last_hidden_state".into()]),
+        session_id: None,
+        priority: None,
+        timeout_ms: None,
+    };
+    let time = |m: &SimpleDistributedManager, id: &str| -> f64 {
+        let c = m.client().clone();
+        block_on(async {
+            c.infer(id, &req).await.unwrap();
+            let mut v = Vec::new();
+            for _ in 0..runs {
+                let t = Instant::now();
+                c.infer(id, &req).await.unwrap();
+                v.push(t.elapsed().as_secs_f64());
+            }
+            median(v)
+        })
+    };
+    let single = deploy(&dir, "one", 1, ShardingStrategy::NoSharding, 1);
+    let single_t = time(&single, "one");
+    single.shutdown();
+    let piped = deploy(&dir, "pipe", 3, ShardingStrategy::PipelineSharding { num_stages: 3 }, 1);
+    let pipe_t = time(&piped, "pipe");
+    piped.shutdown();
+    vec![
+        "| GPT-2-small shape, seq 128 | median | vs one process |".into(),
+        "|---|---|---|".into(),
+        format!("| one process (`LocalRunner`, none) | {:.1} ms | 1.00x |", one * 1e3),
+        format!("| 1 node over HTTP (none) | {:.1} ms | {:.2}x |", single_t * 1e3, single_t / one),
+        format!("| 3 nodes, pipeline:3, over HTTP + websocket | {:.1} ms | {:.2}x |", pipe_t * 1e3, pipe_t / one),
+    ]
+}
+
+/// 16 -> 256 -> 256 -> 16 with ReLU, in plain Rust.
+struct Mlp {
+    w: Vec<Vec<f32>>,
+}
+
+impl Mlp {
+    fn new() -> Mlp {
+        let mut seed = 1u64;
+        let w = [(16, 256), (256, 256), (256, 16)].iter().map(|(i, o)| common::random(i * o, &mut seed)).collect();
+        Mlp { w }
+    }
+
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut h = x.to_vec();
+        for (k, (i, o)) in [(16usize, 256usize), (256, 256), (256, 16)].iter().enumerate() {
+            let mut out = vec![0.0f32; *o];
+            for (a, xa) in h.iter().enumerate().take(*i) {
+                let row = &self.w[k][a * o..(a + 1) * o];
+                for (b, wb) in row.iter().enumerate() {
+                    out[b] += xa * wb;
+                }
+            }
+            if k < 2 {
+                out.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            h = out;
+        }
+        h
+    }
+}
+
+fn start_bare() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        block_on(async move {
+            let mlp = web::Data::new(Mlp::new());
+            let server = HttpServer::new(move || {
+                App::new().app_data(mlp.clone()).route(
+                    "/infer",
+                    web::post().to(|mlp: web::Data<Mlp>, body: web::Json<serde_json::Value>| async move {
+                        let x: Vec<f32> = body["input"]
+                            .as_array()
+                            .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect())
+                            .unwrap_or_default();
+                        if x.len() != 16 {
+                            return HttpResponse::BadRequest().finish();
+                        }
+                        HttpResponse::Ok().json(serde_json::json!({"output": mlp.forward(&x)}))
+                    }),
+                )
+            })
+            .workers(2)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            tx.send(server.addrs()[0].to_string()).unwrap();
+            server.run().await.unwrap();
+        })
+    });
+    rx.recv().unwrap()
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+/// `concurrency` clients on two threads, each sending `body` to `url` back to back for `secs`.
+fn load(url: &str, body: Arc<Vec<u8>>, concurrency: usize, secs: f64, key: Option<String>) -> Load {
+    let threads = 2.min(concurrency);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (url, body, stop, key) = (url.to_string(), Arc::clone(&body), Arc::clone(&stop), key.clone());
+            let per = concurrency / threads + usize::from(t < concurrency % threads);
+            std::thread::spawn(move || {
+                block_on(async move {
+                    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+                    let tasks = (0..per).map(|_| {
+                        let (client, url, body, stop, key) =
+                            (client.clone(), url.clone(), Arc::clone(&body), Arc::clone(&stop), key.clone());
+                        async move {
+                            let mut lat = Vec::new();
+                            let mut errors = 0;
+                            while !stop.load(Ordering::Relaxed) {
+                                let t = Instant::now();
+                                let mut req = client.post(&url).insert_header(("content-type", "application/json"));
+                                if let Some(k) = &key {
+                                    req = req.bearer_auth(k);
+                                }
+                                match req.send_body(body.as_ref().clone()).await {
+                                    Ok(mut r) if r.status().is_success() => {
+                                        let _ = r.body().await;
+                                        lat.push(t.elapsed().as_secs_f64());
+                                    }
+                                    _ => errors += 1,
+                                }
+                            }
+                            (lat, errors)
+                        }
+                    });
+                    futures_util::future::join_all(tasks).await
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        for (l, e) in h.join().unwrap() {
+            lat.extend(l);
+            errors += e;
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(f64::NAN) * 1e3
+    };
+    Load { rps: lat.len() as f64 / secs, p50_ms: pick(0.5), p99_ms: pick(0.99), errors }
+}
+
+fn http_throughput() -> Vec<String> {
+    let secs = if quick() { 1.5 } else { 4.0 };
+    let bare = start_bare();
+    let bare_body = Arc::new(
+        serde_json::to_vec(&serde_json::json!({"input": (0..16).map(|i| i as f32 / 16.0).collect::<Vec<_>>()}))
+            .unwrap(),
+    );
+    let micro = common::gpt2_micro();
+    let one = deploy(&micro, "micro", 1, ShardingStrategy::NoSharding, 1);
+    let two = deploy(&micro, "micro", 2, ShardingStrategy::NoSharding, 2);
+    let body = Arc::new(br#"{"input_ids":[[1,2,3,4]],"outputs":["logits"]}"#.to_vec());
+    let url = |c: &ClusterClient| format!("http://{}/v1/models/micro/infer", c.addr());
+    let mut rows = vec![
+        "| server | concurrency | req/s | p50 | p99 | errors | vs bare |".to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
+    ];
+    for c in [1, 8, 64] {
+        let b = load(&format!("http://{bare}/infer"), Arc::clone(&bare_body), c, secs, None);
+        let o = load(&url(one.client()), Arc::clone(&body), c, secs, None);
+        let t = load(&url(two.client()), Arc::clone(&body), c, secs, None);
+        for (name, l) in [
+            ("bare actix-web, MLP 16-256-256-16", &b),
+            ("mlmf, 1 node, micro GPT-2", &o),
+            ("mlmf, 2 nodes x replication 2", &t),
+        ] {
+            rows.push(format!(
+                "| {name} | {c} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0}% |",
+                l.rps,
+                l.p50_ms,
+                l.p99_ms,
+                l.errors,
+                100.0 * l.rps / b.rps
+            ));
+        }
+    }
+    one.shutdown();
+    two.shutdown();
+    rows
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let which = std::env::var("MLMF_BENCH_ONLY").unwrap_or_default();
+    let mut out = Vec::new();
+    if which.is_empty() || which == "pipeline" {
+        out.extend(pipeline_vs_one_process());
+        out.push(String::new());
+    }
+    if which.is_empty() || which == "http" {
+        out.extend(http_throughput());
+    }
+    println!("\n{}", out.join("\n"));
+}
