@@ -43,12 +43,19 @@ pub struct ClusterClient {
     addr: String,
     key: Option<ClusterKey>,
     timeout: Duration,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClusterClient {
     /// A client of the node at `host:port`.
     pub fn new(addr: &str, key: Option<ClusterKey>) -> ClusterClient {
-        ClusterClient { addr: addr.to_string(), key, timeout: Duration::from_secs(120) }
+        ClusterClient { addr: addr.to_string(), key, timeout: Duration::from_secs(120), tls: None }
+    }
+
+    /// Speaks HTTPS, trusting what `tls` trusts (see `mlmf_actors::tls::client_trusting`).
+    pub fn with_tls(mut self, tls: std::sync::Arc<rustls::ClientConfig>) -> ClusterClient {
+        self.tls = Some(tls);
+        self
     }
 
     /// The node's address.
@@ -62,8 +69,14 @@ impl ClusterClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let client = awc::Client::builder().timeout(self.timeout).finish();
-        let mut req = client.request(method, format!("http://{}{path}", self.addr));
+        let builder = awc::Client::builder().timeout(self.timeout);
+        let (client, scheme) = match &self.tls {
+            Some(t) => {
+                (builder.connector(awc::Connector::new().rustls_0_23(std::sync::Arc::clone(t))).finish(), "https")
+            }
+            None => (builder.finish(), "http"),
+        };
+        let mut req = client.request(method, format!("{scheme}://{}{path}", self.addr));
         if let Some(k) = &self.key {
             req = req.bearer_auth(String::from_utf8_lossy(k.expose()));
         }

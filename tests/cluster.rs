@@ -374,7 +374,11 @@ fn a_killed_node_is_marked_down_and_requests_are_served_by_the_other_replica() {
                     failed += 1;
                 }
             }
-            if down_after.is_none() {
+            if let Some(after) = down_after {
+                if killed.elapsed() > after + Duration::from_millis(500) {
+                    break;
+                }
+            } else {
                 let c = client.cluster().await.unwrap();
                 let state = c["nodes"]
                     .as_array()
@@ -386,8 +390,6 @@ fn a_killed_node_is_marked_down_and_requests_are_served_by_the_other_replica() {
                     down_after = Some(killed.elapsed());
                     assert_eq!(c["health"], "degraded");
                 }
-            } else if killed.elapsed() > down_after.unwrap() + Duration::from_millis(500) {
-                break;
             }
         }
         let down_after = down_after.expect("the killed node was never marked down");
@@ -396,4 +398,61 @@ fn a_killed_node_is_marked_down_and_requests_are_served_by_the_other_replica() {
     });
     drop((a, others));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_mutual_tls_cluster_serves_its_clients_and_refuses_others() {
+    let dir = temp_dir("mtls");
+    let key = key_file(&dir, "a cluster key for the mtls test");
+    let files = mlmf_actors::tls::self_signed(&dir.join("tls"), true).unwrap();
+    let tls_args = [
+        "--tls-cert",
+        files.cert.to_str().unwrap(),
+        "--tls-key",
+        files.key.to_str().unwrap(),
+        "--tls-ca",
+        files.ca.to_str().unwrap(),
+        "--mtls",
+    ];
+    let a = spawn(None, &key, &tls_args);
+    let b = spawn(Some(&a.addr), &key, &tls_args);
+    let k = Some(ClusterKey::from_file(&key).unwrap());
+    let client = ClusterClient::new(&b.addr, k.clone()).with_tls(files.load().unwrap().client);
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 2).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "tensor:2".into(),
+            replication: 1,
+            placement: None,
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
+        assert_eq!(r.outputs["logits"].shape, vec![1, 3, 1000]);
+        assert_eq!(r.processed_by.len(), 2, "{:?}", r.processed_by);
+        // Trusting the CA is not enough: mutual TLS wants a client certificate.
+        let anonymous =
+            ClusterClient::new(&b.addr, k.clone()).with_tls(mlmf_actors::tls::client_trusting(&files.ca).unwrap());
+        assert!(matches!(anonymous.cluster().await, Err(ClientError::Unreachable { .. })));
+        // Plain HTTP to a TLS port gets nothing.
+        assert!(ClusterClient::new(&b.addr, k).cluster().await.is_err());
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serve_starts_a_tls_cluster_loads_the_model_and_says_how_to_call_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["serve", "--model", fixture("gpt2_tiny").to_str().unwrap(), "--nodes", "3", "--strategy", "pipeline:3"])
+        .arg("--exit-when-ready")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("serving default (pipeline:3, 3 shards on 3 nodes) at https://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("curl -s --cacert"), "{stdout}");
 }

@@ -17,5 +17,6 @@ pub mod frame;
 pub mod peer;
 pub mod pool;
 pub mod registry;
+pub mod tls;
 
 pub use error::WireError;

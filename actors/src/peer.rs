@@ -48,11 +48,13 @@ pub struct PeerConfig {
     pub compression: Vec<Compression>,
     /// Size limits.
     pub limits: Limits,
+    /// TLS for outgoing connections (`wss://` URLs); the listener's side is the server's.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for PeerConfig {
     fn default() -> Self {
-        PeerConfig { key: None, compression: Compression::ALL.to_vec(), limits: Limits::default() }
+        PeerConfig { key: None, compression: Compression::ALL.to_vec(), limits: Limits::default(), tls: None }
     }
 }
 
@@ -212,7 +214,11 @@ impl PeerClient {
     /// Dials `url` (`ws://127.0.0.1:PORT/v1/peer`), presenting the key and our compressions.
     pub async fn connect(url: &str, cfg: &PeerConfig) -> Result<PeerClient, PeerError> {
         let connect_err = |message: String| PeerError::Connect { url: url.to_string(), message };
-        let mut request = awc::Client::new()
+        let client = match &cfg.tls {
+            Some(tls) => awc::Client::builder().connector(awc::Connector::new().rustls_0_23(Arc::clone(tls))).finish(),
+            None => awc::Client::new(),
+        };
+        let mut request = client
             .ws(url)
             .max_frame_size(cfg.max_message())
             .header(COMPRESSION_HEADER, compression_list(&cfg.compression));

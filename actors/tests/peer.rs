@@ -95,3 +95,43 @@ async fn deadlines_errors_and_limits() {
     let e = client.request("echo", &[0u8; 2048], Duration::from_secs(5), 6).await.unwrap_err();
     assert!(matches!(e, PeerError::Wire(_)), "{e:?}");
 }
+
+fn start_tls(cfg: PeerConfig, server: std::sync::Arc<rustls::ServerConfig>) -> String {
+    let h = handler();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(cfg.clone()))
+            .app_data(web::Data::new(h.clone()))
+            .route("/v1/peer", web::get().to(accept))
+    })
+    .workers(1)
+    .bind_rustls_0_23(("127.0.0.1", 0), (*server).clone())
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    format!("wss://{addr}/v1/peer")
+}
+
+#[actix_rt::test]
+async fn mutual_tls_links_carry_requests_and_refuse_strangers() {
+    let dir = std::env::temp_dir().join(format!("mlmf-tls-{}", std::process::id()));
+    let files = mlmf_actors::tls::self_signed(&dir, true).unwrap();
+    let tls = files.load().unwrap();
+    let cfg =
+        PeerConfig { key: key("a cluster key of some length"), tls: Some(tls.client.clone()), ..PeerConfig::default() };
+    let url = start_tls(cfg.clone(), tls.server.clone());
+    let client = PeerClient::connect(&url, &cfg).await.unwrap();
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    assert_eq!(client.request("echo", &big, Duration::from_secs(10), 1).await.unwrap(), big);
+    // A client of another CA (no certificate the server trusts) is refused in the handshake.
+    let other = mlmf_actors::tls::self_signed(&dir.join("other"), true).unwrap().load().unwrap();
+    let stranger = PeerConfig { tls: Some(other.client), ..cfg.clone() };
+    assert!(matches!(PeerClient::connect(&url, &stranger).await, Err(PeerError::Connect { .. })));
+    // A client that trusts the CA but presents no certificate is refused by mutual TLS.
+    let anonymous = PeerConfig { tls: Some(mlmf_actors::tls::client_trusting(&files.ca).unwrap()), ..cfg.clone() };
+    assert!(PeerClient::connect(&url, &anonymous).await.is_err());
+    // Plain websocket to a TLS listener fails too.
+    let plain = PeerConfig { tls: None, ..cfg };
+    assert!(PeerClient::connect(&url.replace("wss://", "ws://"), &plain).await.is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -20,7 +20,11 @@ use crate::cluster::state::Node;
 pub use error::ApiError;
 
 /// Builds the node's server on `listener` (not yet running).
-pub fn serve(node: Node, listener: TcpListener) -> std::io::Result<Server> {
+pub fn serve(
+    node: Node,
+    listener: TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> std::io::Result<Server> {
     let workers = node.cfg.http_workers;
     let handler = peer_handler::handler(node.clone());
     let peer_cfg = node.peer.clone();
@@ -54,8 +58,10 @@ pub fn serve(node: Node, listener: TcpListener) -> std::io::Result<Server> {
             .configure(routes::configure)
     })
     .workers(workers)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, (*cfg).clone())?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }

@@ -19,6 +19,15 @@ pub struct Target {
     /// File holding the cluster key.
     #[arg(long)]
     pub cluster_key_file: Option<PathBuf>,
+    /// Speak HTTPS, trusting this CA (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a cluster with mutual TLS; needs --tls-key and --tls-ca.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Target {
@@ -27,7 +36,20 @@ impl Target {
             Some(f) => Some(ClusterKey::from_file(f).map_err(|e| e.to_string())?),
             None => None,
         };
-        Ok(ClusterClient::new(&self.addr, key))
+        let client = ClusterClient::new(&self.addr, key);
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                let files =
+                    mlmf_actors::tls::TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone(), mutual: true };
+                Some(files.load().map_err(|e| e.to_string())?.client)
+            }
+            (Some(ca), None, None) => Some(mlmf_actors::tls::client_trusting(ca).map_err(|e| e.to_string())?),
+            _ => None,
+        };
+        Ok(match tls {
+            Some(t) => client.with_tls(t),
+            None => client,
+        })
     }
 }
 

@@ -34,6 +34,18 @@ pub struct NodeArgs {
     /// Compute device: cpu, flex, wgpu, cuda.
     #[arg(long)]
     pub device: Option<String>,
+    /// TLS certificate chain (PEM) for the node's port; needs --tls-key and --tls-ca.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs every node's certificate; peers are verified against it.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: peers and HTTP clients must present a certificate signed by the CA.
+    #[arg(long, requires = "tls_cert")]
+    pub mtls: bool,
     /// Exit when the parent process exits (used by `mlmf serve`).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
@@ -68,6 +80,14 @@ impl NodeArgs {
         }
         if self.device.is_some() {
             cfg.device = self.device.clone();
+        }
+        if let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            cfg.tls = Some(mlmf_actors::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+                mutual: self.mtls,
+            });
         }
         cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)

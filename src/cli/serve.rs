@@ -78,6 +78,8 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", key_file.display()))?;
     let key = ClusterKey::new(key_text.as_bytes()).map_err(|e| e.to_string())?;
     drop(key_text);
+    // The links between nodes (and the HTTP API on the same port) use TLS with a fresh CA.
+    let tls = mlmf_actors::tls::self_signed(&dir.join("tls"), false).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let first_port = if a.port == 0 { free_port()? } else { a.port };
     let first = format!("127.0.0.1:{first_port}");
@@ -87,6 +89,12 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         let mut cmd = Command::new(&exe);
         cmd.args(["node", "--listen", &listen, "--exit-with-parent", "--cluster-key-file"])
             .arg(&key_file)
+            .arg("--tls-cert")
+            .arg(&tls.cert)
+            .arg("--tls-key")
+            .arg(&tls.key)
+            .arg("--tls-ca")
+            .arg(&tls.ca)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         if i > 0 {
@@ -94,7 +102,8 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         }
         nodes.0.push(cmd.spawn().map_err(|e| format!("starting node {i}: {e}"))?);
     }
-    let client = ClusterClient::new(&first, Some(key.clone()));
+    let trust = mlmf_actors::tls::client_trusting(&tls.ca).map_err(|e| e.to_string())?;
+    let client = ClusterClient::new(&first, Some(key.clone())).with_tls(trust);
     actix_web::rt::System::new().block_on(async {
         let start = Instant::now();
         loop {
@@ -124,19 +133,25 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         client.load(&req).await.map_err(|e| e.to_string())?;
         let s = super::client_cmds::wait_with_bar(&client, &a.id).await?;
         println!(
-            "serving {} ({}, {} shards on {} nodes) at http://{first}",
+            "serving {} ({}, {} shards on {} nodes) at https://{first}",
             s.id,
             s.strategy,
             s.plan.shards.len(),
             a.nodes
         );
-        println!("cluster key: {}", key_file.display());
+        println!("cluster key: {}   CA: {}", key_file.display(), tls.ca.display());
         println!(
-            "try:  curl -s -H \"Authorization: Bearer $(cat {})\" -d '{{\"input_ids\":[[464,968,758]]}}' http://{first}/v1/models/{}/infer",
+            "try:  curl -s --cacert {} -H \"Authorization: Bearer $(cat {})\" -d '{{\"input_ids\":[[464,968,758]]}}' https://{first}/v1/models/{}/infer",
+            tls.ca.display(),
             key_file.display(),
             s.id
         );
-        println!("      mlmf infer --addr {first} --cluster-key-file {} --id {} --input-ids 464,968,758", key_file.display(), s.id);
+        println!(
+            "      mlmf infer --addr {first} --tls-ca {} --cluster-key-file {} --id {} --input-ids 464,968,758",
+            tls.ca.display(),
+            key_file.display(),
+            s.id
+        );
         Ok::<_, String>(())
     })?;
     if a.exit_when_ready {

@@ -76,7 +76,7 @@ impl PhiAccrual {
         let y = (t - mean) / std;
         let e = (-y * (1.5976 + 0.070566 * y * y)).exp();
         let p = if t > mean { e / (1.0 + e) } else { 1.0 - 1.0 / (1.0 + e) };
-        (-p.max(f64::MIN_POSITIVE).log10()).max(0.0)
+        (-p.max(f64::MIN_POSITIVE).log10()).max(0.0) + 0.0
     }
 }
 

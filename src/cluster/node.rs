@@ -2,6 +2,7 @@
 //! node's actors each on an arbiter of its own, and joining the cluster.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Arbiter, Context, Handler, Message, ResponseFuture};
@@ -131,7 +132,11 @@ pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<
     let listener =
         TcpListener::bind(&cfg.listen).map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
     let bound = listener.local_addr().map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
-    let node = Node::new(cfg.clone(), bound.to_string(), key, device);
+    let tls = match &cfg.tls {
+        Some(files) => Some(files.load().map_err(|e| NodeError::Config(e.to_string()))?),
+        None => None,
+    };
+    let node = Node::new(cfg.clone(), bound.to_string(), key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
     let _ = node.balancer.set(Balancer::start_in_arbiter(&Arbiter::new().handle(), |_| Balancer::default()));
     let n = node.clone();
     let _ = node.node_actor.set(NodeActor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor { node: n }));
@@ -141,7 +146,7 @@ pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<
         let _ = node.coordinator.set(coordinator);
         node.joined.store(true, std::sync::atomic::Ordering::Release);
     }
-    let server = crate::api::serve(node.clone(), listener)
+    let server = crate::api::serve(node.clone(), listener, tls.map(|t| t.server))
         .map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
     let handle = server.handle();
     actix_web::rt::spawn(server);

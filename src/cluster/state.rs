@@ -94,9 +94,15 @@ impl std::ops::Deref for Node {
 
 impl Node {
     /// A node bound at `addr`.
-    pub fn new(cfg: NodeConfig, addr: String, key: Option<ClusterKey>, device: Device) -> Node {
+    pub fn new(
+        cfg: NodeConfig,
+        addr: String,
+        key: Option<ClusterKey>,
+        device: Device,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Node {
         let compression = cfg.compression.iter().filter_map(|c| mlmf_actors::compression::Compression::from_name(c));
-        let peer = PeerConfig { key: key.clone(), compression: compression.collect(), ..PeerConfig::default() };
+        let peer = PeerConfig { key: key.clone(), compression: compression.collect(), tls, ..PeerConfig::default() };
         let id = cfg.node_id.clone().unwrap_or_else(|| addr.clone());
         Node(Arc::new(NodeInner {
             cfg,
@@ -144,9 +150,10 @@ impl Node {
         self.coordinator.get().is_some()
     }
 
-    /// The websocket URL of the peer endpoint at `addr`.
-    pub fn peer_url(addr: &str) -> String {
-        format!("ws://{addr}/v1/peer")
+    /// The websocket URL of the peer endpoint at `addr` (`wss://` when links use TLS).
+    pub fn peer_url(&self, addr: &str) -> String {
+        let scheme = if self.peer.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{addr}/v1/peer")
     }
 
     /// Sends request `name` to the node at `addr` over this thread's connection to it.
@@ -184,7 +191,7 @@ impl Node {
     ) -> Result<Vec<u8>, PeerError> {
         let pool = PeerPool::local(pool, &self.peer);
         self.metrics.bytes_sent.fetch_add(payload.len() as u64, Ordering::Relaxed);
-        let out = pool.request(&Node::peer_url(addr), name, payload, deadline, request_id).await;
+        let out = pool.request(&self.peer_url(addr), name, payload, deadline, request_id).await;
         if let Ok(b) = &out {
             self.metrics.bytes_received.fetch_add(b.len() as u64, Ordering::Relaxed);
         }

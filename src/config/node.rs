@@ -120,6 +120,8 @@ pub struct NodeConfig {
     pub http_workers: usize,
     /// Compressions offered to peers, in order of preference.
     pub compression: Vec<String>,
+    /// TLS on the node's port (peers and HTTP API): `cert`, `key`, `ca`, `mutual`.
+    pub tls: Option<mlmf_actors::tls::TlsFiles>,
     /// Failure detection.
     pub health: HealthConfig,
     /// Request handling.
@@ -140,6 +142,7 @@ impl Default for NodeConfig {
             shard_threads: 1,
             http_workers: 2,
             compression: vec!["lz4".into(), "zstd".into(), "gzip".into(), "none".into()],
+            tls: None,
             health: HealthConfig::default(),
             requests: RequestConfig::default(),
         }
