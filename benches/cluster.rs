@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use mlmf::api::types::InferRequest;
 use mlmf::client::ClusterClient;
-use mlmf::config::{DistributedConfigBuilder, FaultToleranceConfig};
+use mlmf::config::{DistributedConfigBuilder, FaultToleranceConfig, NodeConfig};
 use mlmf::exec::{LocalRunner, RunOptions};
 use mlmf::manager::SimpleDistributedManager;
 use mlmf::model::ModelInput;
@@ -35,6 +35,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     actix_web::rt::System::new().block_on(f)
+}
+
+fn deploy_with(
+    model: &std::path::Path,
+    id: &str,
+    nodes: usize,
+    strategy: ShardingStrategy,
+    replication: usize,
+    node: NodeConfig,
+) -> SimpleDistributedManager {
+    let addrs = vec!["127.0.0.1:0"; nodes];
+    let cfg = DistributedConfigBuilder::new()
+        .sharding(strategy)
+        .fault_tolerance(FaultToleranceConfig { replication, ..FaultToleranceConfig::default() })
+        .node_config(node)
+        .build()
+        .unwrap();
+    block_on(SimpleDistributedManager::deploy(model, id, &addrs, cfg)).unwrap()
 }
 
 fn deploy(
@@ -241,6 +259,8 @@ fn http_throughput() -> Vec<String> {
     let micro = common::gpt2_micro();
     let one = deploy(&micro, "micro", 1, ShardingStrategy::NoSharding, 1);
     let two = deploy(&micro, "micro", 2, ShardingStrategy::NoSharding, 2);
+    let threads = NodeConfig { shard_threads: 2, ..NodeConfig::default() };
+    let one_t2 = deploy_with(&micro, "micro", 1, ShardingStrategy::NoSharding, 1, threads);
     let body = Arc::new(br#"{"input_ids":[[1,2,3,4]],"outputs":["logits"]}"#.to_vec());
     let url = |c: &ClusterClient| format!("http://{}/v1/models/micro/infer", c.addr());
     let mut rows = vec![
@@ -251,9 +271,11 @@ fn http_throughput() -> Vec<String> {
         let b = load(&format!("http://{bare}/infer"), Arc::clone(&bare_body), c, secs, None);
         let o = load(&url(one.client()), Arc::clone(&body), c, secs, None);
         let t = load(&url(two.client()), Arc::clone(&body), c, secs, None);
+        let o2 = load(&url(one_t2.client()), Arc::clone(&body), c, secs, None);
         for (name, l) in [
             ("bare actix-web, MLP 16-256-256-16", &b),
             ("mlmf, 1 node, micro GPT-2", &o),
+            ("mlmf, 1 node, 2 threads per shard", &o2),
             ("mlmf, 2 nodes x replication 2", &t),
         ] {
             rows.push(format!(
@@ -268,6 +290,7 @@ fn http_throughput() -> Vec<String> {
     }
     one.shutdown();
     two.shutdown();
+    one_t2.shutdown();
     rows
 }
 

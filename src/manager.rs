@@ -206,7 +206,12 @@ impl SimpleDistributedManager {
             cfg.requests.attempt_timeout_ms = ft.attempt_timeout.as_millis() as u64;
             nodes.push(LocalNode::start(cfg, config.cluster_key.clone())?);
         }
-        let client = ClusterClient::new(&nodes[0].addr, config.cluster_key.clone());
+        let mut client = ClusterClient::new(&nodes[0].addr, config.cluster_key.clone());
+        if let Some(files) = &config.node.tls {
+            let tls =
+                files.load().map_err(|e| DeployError::Node { addr: nodes[0].addr.clone(), message: e.to_string() })?;
+            client = client.with_tls(tls.client);
+        }
         let start = std::time::Instant::now();
         while client.cluster().await.ok().and_then(|c| c["nodes"].as_array().map(Vec::len)) != Some(nodes.len()) {
             if start.elapsed() > Duration::from_secs(30) {

@@ -8,7 +8,7 @@ use mlmf_actors::auth::ClusterKey;
 
 use crate::plan::{DeviceKind, DevicePreference, PlacementRequest, PlacementStrategy, ShardingStrategy};
 
-use super::node::{ConfigError, HealthConfig};
+use super::node::{ConfigError, HealthConfig, NodeConfig};
 
 /// Where shards go.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +136,9 @@ pub struct DistributedConfig {
     pub fault_tolerance: FaultToleranceConfig,
     /// Cluster key for the nodes' links and HTTP API.
     pub cluster_key: Option<ClusterKey>,
+    /// The template of every node's config (listen, join and the fault-tolerance settings
+    /// are set per node by the deployment).
+    pub node: NodeConfig,
 }
 
 impl Default for DistributedConfig {
@@ -146,6 +149,7 @@ impl Default for DistributedConfig {
             balancing: LoadBalancingConfig::default(),
             fault_tolerance: FaultToleranceConfig::default(),
             cluster_key: None,
+            node: NodeConfig::default(),
         }
     }
 }
@@ -202,6 +206,12 @@ impl DistributedConfigBuilder {
     /// Cluster key (at least 16 bytes).
     pub fn cluster_key(mut self, key: ClusterKey) -> Self {
         self.cfg.cluster_key = Some(key);
+        self
+    }
+
+    /// The template of every node's config (threads per shard, HTTP workers, limits, TLS).
+    pub fn node_config(mut self, node: NodeConfig) -> Self {
+        self.cfg.node = node;
         self
     }
 
