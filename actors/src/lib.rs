@@ -1,13 +1,15 @@
 //! `mlmf-actors`: typed remote actors for actix over websocket. It knows nothing about
 //! models; another project could use it alone.
 //!
-//! Built so far: the wire format ([`frame`]: header, [`frame::Envelope`], payload), value
-//! codecs behind a trait ([`codec`], bincode 2 with decode limits), negotiated compression
-//! ([`compression`]: lz4, zstd, gzip, bounded against decompression bombs) and the cluster
-//! key ([`auth`]), and peer connections ([`peer`]: the `/v1/peer` route on actix-web and an
-//! awc client, authenticated and compressed per connection, requests with deadlines). Not
-//! built yet: the registry of named recipients, reconnection with backoff, bounded
-//! mailboxes, a prioritised heartbeat channel, TLS.
+//! - [`frame`]: the wire format (header, [`frame::Envelope`], payload), every length checked
+//!   before allocating; [`codec`]: value codecs behind a trait (bincode 2 with decode limits);
+//!   [`compression`]: negotiated lz4, zstd, gzip, bounded against decompression bombs.
+//! - [`auth`]: the zeroizing, constant-time cluster key; [`tls`]: rustls with optional mutual TLS.
+//! - [`peer`]: the `/v1/peer` route on actix-web and the awc client (authenticated,
+//!   compressed per connection, requests with deadlines); [`pool`]: per-thread connections
+//!   that redial with backoff; [`remote`]: typed requests and replies by message name.
+//! - [`registry`]: named local recipients keyed by what remote messages name, and bounded
+//!   mailboxes that answer "overloaded".
 
 pub mod auth;
 pub mod codec;
@@ -17,6 +19,7 @@ pub mod frame;
 pub mod peer;
 pub mod pool;
 pub mod registry;
+pub mod remote;
 pub mod tls;
 
 pub use error::WireError;

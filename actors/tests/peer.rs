@@ -135,3 +135,47 @@ async fn mutual_tls_links_carry_requests_and_refuse_strangers() {
     assert!(PeerClient::connect(&url.replace("wss://", "ws://"), &plain).await.is_err());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Add(u32, u32);
+
+impl mlmf_actors::remote::RemoteMessage for Add {
+    const NAME: &'static str = "Add";
+    type Reply = Result<u32, String>;
+}
+
+#[actix_rt::test]
+async fn typed_requests_get_typed_replies_through_a_redialling_pool() {
+    use mlmf_actors::pool::PeerPool;
+    use mlmf_actors::remote::{RemoteMessage, answer};
+    let h: Handler = Arc::new(|env, payload| {
+        Box::pin(async move {
+            match env.name.as_str() {
+                Add::NAME => {
+                    answer::<Add, _, _>(&payload, |Add(a, b)| async move { a.checked_add(b).ok_or("overflow".into()) })
+                        .await
+                }
+                other => Err(format!("unknown {other}")),
+            }
+        })
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(PeerConfig::default()))
+            .app_data(web::Data::new(h.clone()))
+            .route("/v1/peer", web::get().to(accept))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let url = format!("ws://{}/v1/peer", server.addrs()[0]);
+    actix_web::rt::spawn(server.run());
+    let pool = PeerPool::new(PeerConfig::default(), Default::default());
+    assert_eq!(pool.ask(&url, &Add(2, 3), Duration::from_secs(5)).await, Ok(Ok(5)));
+    assert_eq!(pool.ask(&url, &Add(u32::MAX, 1), Duration::from_secs(5)).await, Ok(Err("overflow".into())));
+    // Nobody listens here: the pool redials with backoff until the deadline, then says so.
+    let dead = "ws://127.0.0.1:9/v1/peer";
+    let started = std::time::Instant::now();
+    assert!(matches!(pool.ask(dead, &Add(1, 1), Duration::from_millis(300)).await, Err(PeerError::Connect { .. })));
+    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+}

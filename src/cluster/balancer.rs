@@ -75,6 +75,9 @@ impl Actor for Balancer {
     type Context = Context<Self>;
 }
 
+/// Restarted by its `Supervisor` if it stops; its view comes back with the next push.
+impl actix::Supervised for Balancer {}
+
 impl Handler<SetView> for Balancer {
     type Result = ();
 

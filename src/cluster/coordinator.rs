@@ -18,9 +18,9 @@ use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
 use super::health::{Beat, Forget, HealthMonitor, NodeStateChanged, Phis};
 use super::state::Node;
 use super::wire::{
-    self, ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, LoadModel, LoadShard, ModelRoutes,
+    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, LoadModel, LoadShard, ModelRoutes,
     ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeStatus, NodeView, Progress, ShardLoaded,
-    ShardProgress, ShardReplicas, UnloadShard, names,
+    ShardProgress, ShardReplicas, UnloadShard,
 };
 
 struct Member {
@@ -88,13 +88,12 @@ impl Coordinator {
         self.version += 1;
         let view = self.view();
         self.node.set_view(view.clone());
-        let Ok(bytes) = wire::to_bytes(&view) else { return };
-        let bytes = Arc::new(bytes);
+        let view = Arc::new(view);
         for m in self.members.values().filter(|m| m.info.id != self.node.id && m.state != NodeState::Down) {
-            let (node, addr, bytes) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&bytes));
+            let (node, addr, view) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&view));
             ctx.spawn(
                 async move {
-                    if let Err(e) = node.call(&addr, names::VIEW, &bytes, Duration::from_secs(3), 0).await {
+                    if let Err(e) = node.ask(&addr, view.as_ref(), Duration::from_secs(3)).await {
                         tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
                     }
                 }
@@ -201,12 +200,7 @@ impl Coordinator {
                 if target == node.addr {
                     return super::loader::load_shard(&node, msg).await;
                 }
-                let payload = wire::to_bytes(&msg)?;
-                let answer = node
-                    .call(&target, names::LOAD_SHARD, &payload, Duration::from_secs(1800), 0)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                wire::from_bytes::<Result<ShardLoaded, String>>(&answer)?
+                node.ask(&target, &msg, Duration::from_secs(1800)).await.map_err(|e| e.to_string())?
             };
             ctx.spawn(fut.into_actor(self).map(move |result, me, ctx| {
                 me.shard_done(ShardDone { model, shard, replica, node: member, result }, ctx)
@@ -250,17 +244,17 @@ impl Coordinator {
         let mut nodes = nodes;
         nodes.sort();
         nodes.dedup();
-        let Ok(payload) = wire::to_bytes(&UnloadShard { model: model.to_string() }) else { return };
+        let unload = UnloadShard { model: model.to_string() };
         for n in nodes {
             if n == self.node.id {
                 super::node::unload_local(&self.node, model);
                 continue;
             }
             let Some(addr) = self.members.get(&n).map(|m| m.info.addr.clone()) else { continue };
-            let (node, payload) = (self.node.clone(), payload.clone());
+            let (node, unload) = (self.node.clone(), unload.clone());
             ctx.spawn(
                 async move {
-                    let _ = node.call(&addr, names::UNLOAD_SHARD, &payload, Duration::from_secs(10), 0).await;
+                    let _ = node.ask(&addr, &unload, Duration::from_secs(10)).await;
                 }
                 .into_actor(self),
             );
@@ -272,8 +266,8 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let monitor = HealthMonitor::new(self.node.cfg.health.clone(), ctx.address().recipient());
-        self.health = Some(monitor.start());
+        let (cfg, me) = (self.node.cfg.health.clone(), ctx.address().recipient());
+        self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
         self.publish(ctx);
     }
 }

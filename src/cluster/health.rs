@@ -19,7 +19,7 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
 use crate::config::HealthConfig;
 
 use super::state::Node;
-use super::wire::{self, Heartbeat, HeartbeatAck, NodeState, NodeStats, names};
+use super::wire::{Heartbeat, HeartbeatAck, NodeState, NodeStats};
 
 /// The phi-accrual failure detector for one sender.
 #[derive(Debug, Clone)]
@@ -261,23 +261,21 @@ impl HeartbeatSender {
             view_version: self.node.view().version,
             stats: self.sampler.sample(&self.node),
         };
-        let Ok(payload) = wire::to_bytes(&hb) else { return };
         let node = self.node.clone();
         let addr = self.coordinator_addr.clone();
         let interval = Duration::from_millis(node.cfg.health.heartbeat_interval_ms);
         self.busy = true;
         let fut = async move {
-            match node.call_heartbeat(&addr, names::HEARTBEAT, &payload, interval * 2).await {
-                Ok(bytes) => match wire::from_bytes::<Result<HeartbeatAck, wire::ControlError>>(&bytes) {
-                    Ok(Ok(HeartbeatAck { view: Some(view) })) => node.set_view(view),
-                    Ok(Err(e)) if e.status == 404 => {
-                        tracing::warn!("the coordinator does not know this node; joining again");
-                        if let Err(e) = super::node::join(&node, &addr).await {
-                            tracing::warn!(error = %e, "join failed");
-                        }
+            match node.ask_heartbeat(&addr, &hb, interval * 2).await {
+                Ok(Ok(HeartbeatAck { view: Some(view) })) => node.set_view(view),
+                Ok(Ok(HeartbeatAck { view: None })) => {}
+                Ok(Err(e)) if e.status == 404 => {
+                    tracing::warn!("the coordinator does not know this node; joining again");
+                    if let Err(e) = super::node::join(&node, &addr).await {
+                        tracing::warn!(error = %e, "join failed");
                     }
-                    _ => {}
-                },
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat refused"),
                 Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
             }
         };
@@ -286,6 +284,12 @@ impl HeartbeatSender {
 }
 
 use actix::ActorFutureExt;
+
+/// Restarted by its `Supervisor` if it stops.
+impl actix::Supervised for HeartbeatSender {}
+
+/// Restarted by its `Supervisor` if it stops; detectors start again from the next heartbeat.
+impl actix::Supervised for HealthMonitor {}
 
 impl Actor for HeartbeatSender {
     type Context = Context<Self>;

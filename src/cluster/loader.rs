@@ -32,14 +32,13 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn report(node: &Node, msg: &LoadShard, loaded: u64, total: u64) {
     let p = Progress { model: msg.model.clone(), shard: msg.shard.id, node: node.id.clone(), loaded, total };
-    let Ok(bytes) = wire::to_bytes(&p) else { return };
     if msg.coordinator == node.addr {
         if let Some(c) = node.coordinator.get() {
             c.do_send(super::coordinator::ProgressMsg(p));
         }
         return;
     }
-    let _ = node.call(&msg.coordinator, names::PROGRESS, &bytes, Duration::from_secs(5), 0).await;
+    let _ = node.ask(&msg.coordinator, &p, Duration::from_secs(5)).await;
 }
 
 /// Loads `msg`'s replica and registers it on `node`.
@@ -139,9 +138,8 @@ fn safe_name(name: &str) -> Result<&str, String> {
 }
 
 async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<MappedCheckpoint>, String> {
-    let req = wire::to_bytes(&ManifestRequest { path: msg.path.clone(), tensors: msg.shard.tensors.clone() })?;
-    let bytes = node.call(src, names::MANIFEST, &req, Duration::from_secs(60), 0).await.map_err(|e| e.to_string())?;
-    let manifest: Manifest = wire::from_bytes(&bytes)?;
+    let req = ManifestRequest { path: msg.path.clone(), tensors: msg.shard.tensors.clone() };
+    let manifest: Manifest = node.ask(src, &req, Duration::from_secs(60)).await.map_err(|e| e.to_string())??;
     let digest = Sha256::digest(msg.path.as_bytes());
     let safe_model: String =
         msg.model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Arbiter, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Arbiter, Context, Handler, Message, ResponseFuture, Supervisor};
 use actix_web::dev::ServerHandle;
 
 use mlmf_actors::auth::ClusterKey;
@@ -18,7 +18,7 @@ use super::coordinator::Coordinator;
 use super::health::HeartbeatSender;
 use super::loader;
 use super::state::Node;
-use super::wire::{self, ClusterView, ControlError, Join, LoadShard, NodeInfo, ShardLoaded, names};
+use super::wire::{ClusterView, Join, LoadShard, NodeInfo, ShardLoaded};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,9 @@ pub struct NodeActor {
 impl Actor for NodeActor {
     type Context = Context<Self>;
 }
+
+/// Restarted by its `Supervisor` if it stops; the shards it loaded live in the node's registry.
+impl actix::Supervised for NodeActor {}
 
 /// Load a shard replica here.
 #[derive(Debug, Clone, Message)]
@@ -93,11 +96,11 @@ fn info(node: &Node) -> NodeInfo {
 /// know it) to admit this node; adopts the view it answers with.
 pub async fn join(node: &Node, addr: &str) -> Result<ClusterView, NodeError> {
     let fail = |message: String| NodeError::Join { addr: addr.to_string(), message };
-    let payload = wire::to_bytes(&Join { node: info(node) }).map_err(fail)?;
-    let answer =
-        node.call(addr, names::JOIN, &payload, Duration::from_secs(10), 0).await.map_err(|e| fail(e.to_string()))?;
-    let view =
-        wire::from_bytes::<Result<ClusterView, ControlError>>(&answer).map_err(fail)?.map_err(|e| fail(e.message))?;
+    let view = node
+        .ask(addr, &Join { node: info(node) }, Duration::from_secs(10))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.message))?;
     node.set_view(view.clone());
     node.joined.store(true, std::sync::atomic::Ordering::Release);
     Ok(view)
@@ -137,9 +140,9 @@ pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<
         None => None,
     };
     let node = Node::new(cfg.clone(), bound.to_string(), key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
-    let _ = node.balancer.set(Balancer::start_in_arbiter(&Arbiter::new().handle(), |_| Balancer::default()));
+    let _ = node.balancer.set(Supervisor::start_in_arbiter(&Arbiter::new().handle(), |_| Balancer::default()));
     let n = node.clone();
-    let _ = node.node_actor.set(NodeActor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor { node: n }));
+    let _ = node.node_actor.set(Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor { node: n }));
     if cfg.join.is_none() {
         let (n, me) = (node.clone(), info(&node));
         let coordinator = Coordinator::start_in_arbiter(&Arbiter::new().handle(), move |_| Coordinator::new(n, me));
@@ -180,7 +183,9 @@ pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<
         let coordinator_addr =
             node.view().addr_of(&node.view().coordinator).map(str::to_string).unwrap_or_else(|| seed.clone());
         let n = node.clone();
-        HeartbeatSender::start_in_arbiter(&Arbiter::new().handle(), move |_| HeartbeatSender::new(n, coordinator_addr));
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            HeartbeatSender::new(n.clone(), coordinator_addr.clone())
+        });
     }
     Ok(RunningNode { node, server: handle })
 }

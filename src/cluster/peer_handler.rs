@@ -17,7 +17,12 @@ use super::infer;
 use super::loader;
 use super::node::{LoadShardMsg, unload_local};
 use super::state::Node;
-use super::wire::{self, ControlError, Deliver, ForwardHeader, PartialHeader, names};
+use mlmf_actors::remote::{answer, decode_request};
+
+use super::wire::{
+    self, ClusterView, ControlError, Deliver, ForwardHeader, LoadShard, ManifestRequest, PartialHeader, UnloadShard,
+    names,
+};
 
 /// The `/v1/peer` handler of `node`.
 pub fn handler(node: Node) -> Handler {
@@ -41,26 +46,19 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
             let (h, raw): (PartialHeader, Vec<u8>) = wire::unpack(payload)?;
             wire::to_bytes(&infer::partial(node, h, raw).await)
         }
-        names::DELIVER => {
-            infer::deliver(node, wire::from_bytes::<Deliver>(&payload)?);
-            wire::to_bytes(&())
-        }
-        names::VIEW => {
-            node.set_view(wire::from_bytes(&payload)?);
-            wire::to_bytes(&())
-        }
+        names::DELIVER => answer::<Deliver, _, _>(&payload, |d| async move { infer::deliver(node, d) }).await,
+        names::VIEW => answer::<ClusterView, _, _>(&payload, |v| async move { node.set_view(v) }).await,
         names::LOAD_SHARD => {
-            let msg = wire::from_bytes(&payload)?;
-            let actor = node.node_actor.get().ok_or("node is starting")?;
-            let result = actor.send(LoadShardMsg(msg)).await.map_err(|e| e.to_string())?;
-            wire::to_bytes(&result)
+            answer::<LoadShard, _, _>(&payload, |msg| async move {
+                let actor = node.node_actor.get().ok_or("node is starting")?;
+                actor.send(LoadShardMsg(msg)).await.map_err(|e| e.to_string())?
+            })
+            .await
         }
         names::UNLOAD_SHARD => {
-            let msg: wire::UnloadShard = wire::from_bytes(&payload)?;
-            unload_local(node, &msg.model);
-            wire::to_bytes(&())
+            answer::<UnloadShard, _, _>(&payload, |msg| async move { unload_local(node, &msg.model) }).await
         }
-        names::MANIFEST => wire::to_bytes(&loader::manifest(node, wire::from_bytes(&payload)?).await?),
+        names::MANIFEST => answer::<ManifestRequest, _, _>(&payload, |req| loader::manifest(node, req)).await,
         names::FETCH => loader::fetch_range(node, wire::from_bytes(&payload)?).await,
         names::JOIN
         | names::HEARTBEAT
@@ -83,8 +81,12 @@ async fn coordinate(node: &Node, name: &str, payload: &[u8]) -> Result<Vec<u8>, 
     let c = node.coordinator.get().ok_or_else(|| format!("node {} is not the coordinator", node.id))?;
     let mailbox = |e: actix::MailboxError| e.to_string();
     match name {
-        names::JOIN => enc(c.send(JoinMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
-        names::HEARTBEAT => enc(c.send(HeartbeatMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
+        names::JOIN => {
+            enc(c.send(JoinMsg(decode_request(payload).map_err(|e| e.to_string())?)).await.map_err(mailbox)?)
+        }
+        names::HEARTBEAT => {
+            enc(c.send(HeartbeatMsg(decode_request(payload).map_err(|e| e.to_string())?)).await.map_err(mailbox)?)
+        }
         names::LOAD_MODEL => enc(c.send(LoadModelMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::UNLOAD_MODEL => enc(c.send(UnloadModelMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::MODEL_STATUS => enc(c.send(ModelStatusMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),

@@ -17,6 +17,7 @@ use mlmf_actors::auth::ClusterKey;
 use mlmf_actors::peer::{PeerConfig, PeerError};
 use mlmf_actors::pool::PeerPool;
 use mlmf_actors::registry::{Bounded, Registry};
+use mlmf_actors::remote::RemoteMessage;
 
 use crate::config::NodeConfig;
 use crate::model::{Checkpoint, MappedCheckpoint};
@@ -167,6 +168,23 @@ impl Node {
         request_id: u64,
     ) -> Result<Vec<u8>, PeerError> {
         self.call_on(self.pool_id, addr, name, payload, deadline, request_id).await
+    }
+
+    /// Sends a typed message to the node at `addr` and decodes its typed reply.
+    pub async fn ask<M: RemoteMessage>(&self, addr: &str, msg: &M, deadline: Duration) -> Result<M::Reply, PeerError> {
+        let pool = PeerPool::local(self.pool_id, &self.peer);
+        pool.ask(&self.peer_url(addr), msg, deadline).await
+    }
+
+    /// As [`Node::ask`], on the connections reserved for heartbeats.
+    pub async fn ask_heartbeat<M: RemoteMessage>(
+        &self,
+        addr: &str,
+        msg: &M,
+        deadline: Duration,
+    ) -> Result<M::Reply, PeerError> {
+        let pool = PeerPool::local(self.pool_id + 1, &self.peer);
+        pool.ask(&self.peer_url(addr), msg, deadline).await
     }
 
     /// As [`Node::call`], on the connections reserved for heartbeats (never behind a tensor).

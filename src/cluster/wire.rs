@@ -52,6 +52,26 @@ pub mod names {
     pub const FETCH: &str = "Fetch";
 }
 
+macro_rules! remote {
+    ($($ty:ty => $name:expr, $reply:ty;)*) => {
+        $(impl mlmf_actors::remote::RemoteMessage for $ty {
+            const NAME: &'static str = $name;
+            type Reply = $reply;
+        })*
+    };
+}
+
+remote! {
+    Join => names::JOIN, Result<ClusterView, ControlError>;
+    Heartbeat => names::HEARTBEAT, Result<HeartbeatAck, ControlError>;
+    ClusterView => names::VIEW, ();
+    LoadShard => names::LOAD_SHARD, Result<ShardLoaded, String>;
+    UnloadShard => names::UNLOAD_SHARD, ();
+    Progress => names::PROGRESS, ();
+    ManifestRequest => names::MANIFEST, Result<Manifest, String>;
+    Deliver => names::DELIVER, ();
+}
+
 /// Largest encoded control message (views, statuses, outputs).
 const CONTROL_LIMIT: usize = 256 << 20;
 
