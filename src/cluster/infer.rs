@@ -97,7 +97,7 @@ pub async fn infer(
     input.validate(&routes.config).map_err(|e| InferError::Invalid(e.to_string()))?;
     let deadline = opts.deadline.unwrap_or_else(|| node.cfg.request_timeout());
     let start = Instant::now();
-    let balancer = node.balancer.get().ok_or_else(|| InferError::UnknownModel(model.to_string()))?;
+    let balancer = node.balancer();
     let mut avoid: Vec<String> = Vec::new();
     let mut last = String::from("no attempt");
     let max = node.cfg.requests.max_attempts;

@@ -13,7 +13,6 @@ use mlmf_actors::auth::ClusterKey;
 use crate::config::NodeConfig;
 use crate::plan::DeviceKind;
 
-use super::balancer::Balancer;
 use super::coordinator::Coordinator;
 use super::health::HeartbeatSender;
 use super::loader;
@@ -140,7 +139,6 @@ pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<
         None => None,
     };
     let node = Node::new(cfg.clone(), bound.to_string(), key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
-    let _ = node.balancer.set(Supervisor::start_in_arbiter(&Arbiter::new().handle(), |_| Balancer::default()));
     let n = node.clone();
     let _ = node.node_actor.set(Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor { node: n }));
     if cfg.join.is_none() {

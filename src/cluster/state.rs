@@ -71,8 +71,8 @@ pub struct NodeInner {
     pub joined: AtomicBool,
     /// The coordinator actor, on the coordinator node.
     pub coordinator: OnceLock<Addr<Coordinator>>,
-    /// The balancer.
-    pub balancer: OnceLock<Addr<Balancer>>,
+    /// The balancers, one per thread that takes requests (see [`Node::balancer`]).
+    pub balancers: Mutex<Vec<Addr<Balancer>>>,
     /// The node actor (loads and unloads shards).
     pub node_actor: OnceLock<Addr<super::node::NodeActor>>,
     /// Counters and histograms for `/metrics`.
@@ -118,7 +118,7 @@ impl Node {
             view: RwLock::new(Arc::new(ClusterView::default())),
             joined: AtomicBool::new(false),
             coordinator: OnceLock::new(),
-            balancer: OnceLock::new(),
+            balancers: Mutex::new(Vec::new()),
             node_actor: OnceLock::new(),
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),
@@ -141,9 +141,29 @@ impl Node {
         let view = Arc::new(view);
         *held = Arc::clone(&view);
         drop(held);
-        if let Some(b) = self.balancer.get() {
-            b.do_send(SetView(view));
+        for b in self.balancers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            b.do_send(SetView(Arc::clone(&view)));
         }
+    }
+
+    /// This thread's balancer, started on this thread's arbiter on first use: a request
+    /// asks it for a route without crossing threads. Every balancer gets every view.
+    pub fn balancer(&self) -> Addr<Balancer> {
+        thread_local! {
+            static BALANCERS: std::cell::RefCell<HashMap<u64, Addr<Balancer>>> = std::cell::RefCell::new(HashMap::new());
+        }
+        BALANCERS.with(|b| {
+            b.borrow_mut()
+                .entry(self.pool_id)
+                .or_insert_with(|| {
+                    let view = self.view();
+                    let addr = actix::Supervisor::start(|_| Balancer::default());
+                    addr.do_send(SetView(view));
+                    self.balancers.lock().unwrap_or_else(|e| e.into_inner()).push(addr.clone());
+                    addr
+                })
+                .clone()
+        })
     }
 
     /// Whether this node is the coordinator.
