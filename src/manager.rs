@@ -202,6 +202,7 @@ impl SimpleDistributedManager {
                 ..NodeConfig::default()
             };
             cfg.health = ft.health.clone();
+            cfg.balancing.strategy = config.balancing.strategy;
             cfg.requests.max_attempts = ft.max_attempts;
             cfg.requests.attempt_timeout_ms = ft.attempt_timeout.as_millis() as u64;
             nodes.push(LocalNode::start(cfg, config.cluster_key.clone())?);

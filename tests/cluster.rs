@@ -164,6 +164,18 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
             served_by.extend(r.processed_by);
         }
         assert!(served_by.len() >= 2, "one replica served everything: {served_by:?}");
+        // Session affinity: one session stays on one replica; sessions spread over both.
+        let mut by_session = std::collections::BTreeMap::new();
+        for i in 0..24 {
+            let session = format!("user-{}", i % 8);
+            let mut req = request(&[1, 2, 3], None);
+            req.session_id = Some(session.clone());
+            let r = clients[i % 3].infer("m-none", &req).await.unwrap();
+            by_session.entry(session).or_insert_with(std::collections::BTreeSet::new).insert(r.processed_by);
+        }
+        assert!(by_session.values().all(|routes| routes.len() == 1), "{by_session:?}");
+        let replicas: std::collections::BTreeSet<_> = by_session.values().flatten().collect();
+        assert_eq!(replicas.len(), 2, "{by_session:?}");
         // Unloading removes the model everywhere.
         clients[2].unload("m-layer").await.unwrap();
         let e = clients[1].infer("m-layer", &request(&[1, 2], None)).await.unwrap_err();

@@ -328,7 +328,9 @@ impl Handler<HeartbeatMsg> for Coordinator {
             h.do_send(Beat { node: hb.node.clone() });
         }
         let view = (hb.view_version != self.version).then(|| self.view());
-        MessageResult(Ok(HeartbeatAck { view }))
+        let cpu: Vec<(String, f32)> = self.members.values().map(|m| (m.info.id.clone(), m.stats.cpu_percent)).collect();
+        self.node.member_cpu.write().unwrap_or_else(|e| e.into_inner()).extend(cpu.iter().cloned());
+        MessageResult(Ok(HeartbeatAck { view, cpu }))
     }
 }
 

@@ -19,7 +19,7 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
 use crate::config::HealthConfig;
 
 use super::state::Node;
-use super::wire::{Heartbeat, HeartbeatAck, NodeState, NodeStats};
+use super::wire::{Heartbeat, NodeState, NodeStats};
 
 /// The phi-accrual failure detector for one sender.
 #[derive(Debug, Clone)]
@@ -267,8 +267,12 @@ impl HeartbeatSender {
         self.busy = true;
         let fut = async move {
             match node.ask_heartbeat(&addr, &hb, interval * 2).await {
-                Ok(Ok(HeartbeatAck { view: Some(view) })) => node.set_view(view),
-                Ok(Ok(HeartbeatAck { view: None })) => {}
+                Ok(Ok(ack)) => {
+                    node.member_cpu.write().unwrap_or_else(|e| e.into_inner()).extend(ack.cpu);
+                    if let Some(view) = ack.view {
+                        node.set_view(view);
+                    }
+                }
                 Ok(Err(e)) if e.status == 404 => {
                     tracing::warn!("the coordinator does not know this node; joining again");
                     if let Err(e) = super::node::join(&node, &addr).await {

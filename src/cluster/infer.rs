@@ -20,7 +20,7 @@ use crate::exec::{HostTensor, RunOutputs};
 use crate::model::ModelInput;
 use crate::model::activation::decode_f32;
 
-use super::balancer::{NoRoute, PickRoute};
+use super::balancer::{NoRoute, PickRoute, RequestDone};
 use super::shard::{Forward, ShardError, StageOutput, Sublayer, TpOutput, TpStep};
 use super::state::{LocalShard, Node};
 use super::wire::{self, Deliver, ForwardHeader, PartialHeader, StageFailure, names};
@@ -34,6 +34,8 @@ pub struct InferOptions {
     pub deadline: Option<Duration>,
     /// Outputs wanted (all when absent); others are dropped at the last stage.
     pub outputs: Option<Vec<String>>,
+    /// Session id (affinity).
+    pub session: Option<String>,
 }
 
 /// A served request.
@@ -106,7 +108,9 @@ pub async fn infer(
         if left.is_zero() {
             return Err(InferError::Timeout(deadline));
         }
-        let route = match balancer.send(PickRoute { model: model.to_string(), avoid: avoid.clone() }).await {
+        let pick = PickRoute { model: model.to_string(), avoid: avoid.clone(), session: opts.session.clone() };
+        let attempt_start = Instant::now();
+        let route = match balancer.send(pick).await {
             Ok(Ok(r)) => r,
             Ok(Err(NoRoute::UnknownModel(m))) => return Err(InferError::UnknownModel(m)),
             Ok(Err(e)) if !avoid.is_empty() => {
@@ -159,6 +163,8 @@ pub async fn infer(
             }
         };
         node.pending.remove(&delivery);
+        let failed = outcome.as_ref().err().filter(|f| !f.invalid_request).map(|f| f.node.clone());
+        balancer.do_send(RequestDone { route: route.clone(), latency: attempt_start.elapsed(), failed });
         match outcome {
             Ok((outputs, processed_by)) => return Ok(InferResult { outputs, processed_by, attempts: attempt }),
             Err(f) if f.invalid_request => return Err(InferError::Invalid(f.message)),

@@ -9,6 +9,7 @@
 //! - [`infer`]: a request's path from stage to stage; [`wire`]: what travels between nodes.
 
 pub mod balancer;
+pub mod balancing;
 pub mod coordinator;
 pub mod health;
 pub mod infer;

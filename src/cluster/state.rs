@@ -71,6 +71,8 @@ pub struct NodeInner {
     pub joined: AtomicBool,
     /// The coordinator actor, on the coordinator node.
     pub coordinator: OnceLock<Addr<Coordinator>>,
+    /// Members' CPU use from the latest heartbeats (for resource-based balancing).
+    pub member_cpu: Arc<RwLock<HashMap<String, f32>>>,
     /// The balancers, one per thread that takes requests (see [`Node::balancer`]).
     pub balancers: Mutex<Vec<Addr<Balancer>>>,
     /// The node actor (loads and unloads shards).
@@ -119,6 +121,7 @@ impl Node {
             joined: AtomicBool::new(false),
             coordinator: OnceLock::new(),
             balancers: Mutex::new(Vec::new()),
+            member_cpu: Arc::default(),
             node_actor: OnceLock::new(),
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),
@@ -157,7 +160,8 @@ impl Node {
                 .entry(self.pool_id)
                 .or_insert_with(|| {
                     let view = self.view();
-                    let addr = actix::Supervisor::start(|_| Balancer::default());
+                    let (cfg, cpu) = (self.cfg.balancing.clone(), Arc::clone(&self.member_cpu));
+                    let addr = actix::Supervisor::start(move |_| Balancer::new(cfg.clone(), Arc::clone(&cpu)));
                     addr.do_send(SetView(view));
                     self.balancers.lock().unwrap_or_else(|e| e.into_inner()).push(addr.clone());
                     addr

@@ -181,6 +181,8 @@ pub struct Heartbeat {
 pub struct HeartbeatAck {
     /// The current view, when the sender's version is older.
     pub view: Option<ClusterView>,
+    /// Every member's CPU use, percent (for resource-based balancing).
+    pub cpu: Vec<(String, f32)>,
 }
 
 /// A node in the view.

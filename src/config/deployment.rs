@@ -57,15 +57,7 @@ impl DevicePlacementConfig {
     }
 }
 
-/// How requests are spread over replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BalancingStrategy {
-    /// Each shard's replicas in turn.
-    #[default]
-    RoundRobin,
-    /// Least loaded node by heartbeat stats. Not built yet: balancers use round-robin.
-    ResourceBased,
-}
+pub use crate::cluster::balancing::BalancingStrategy;
 
 /// Load balancing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,13 +67,22 @@ pub struct LoadBalancingConfig {
 }
 
 impl LoadBalancingConfig {
+    /// Power of two choices over peak-EWMA latency × outstanding requests (the default).
+    pub fn power_of_two_choices() -> Self {
+        LoadBalancingConfig { strategy: BalancingStrategy::PowerOfTwoChoices }
+    }
+
+    /// Fewest outstanding requests.
+    pub fn least_connections() -> Self {
+        LoadBalancingConfig { strategy: BalancingStrategy::LeastConnections }
+    }
+
     /// Round-robin over replicas.
     pub fn round_robin() -> Self {
         LoadBalancingConfig { strategy: BalancingStrategy::RoundRobin }
     }
 
-    /// The seed's resource-based preset. The resource-based balancer is not built yet (see
-    /// the README); requests are balanced round-robin.
+    /// The replica on the node with the lowest CPU use in its latest heartbeat.
     pub fn resource_based() -> Self {
         LoadBalancingConfig { strategy: BalancingStrategy::ResourceBased }
     }

@@ -124,6 +124,8 @@ pub struct NodeConfig {
     pub tls: Option<mlmf_actors::tls::TlsFiles>,
     /// Failure detection.
     pub health: HealthConfig,
+    /// Balancing.
+    pub balancing: crate::cluster::balancer::BalancingConfig,
     /// Request handling.
     pub requests: RequestConfig,
 }
@@ -144,6 +146,7 @@ impl Default for NodeConfig {
             compression: vec!["lz4".into(), "zstd".into(), "gzip".into(), "none".into()],
             tls: None,
             health: HealthConfig::default(),
+            balancing: Default::default(),
             requests: RequestConfig::default(),
         }
     }
