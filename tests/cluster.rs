@@ -342,11 +342,19 @@ impl WaitRef for Node {
 }
 
 #[test]
-fn a_killed_node_is_marked_down_and_requests_are_served_by_the_other_replica() {
+fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_again() {
     let dir = temp_dir("failover");
     let key = key_file(&dir, "a cluster key for the failover test");
     let cfg = dir.join("fast.toml");
-    std::fs::write(&cfg, "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n[requests]\nattempt_timeout_ms = 3000\n").unwrap();
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n[requests]\nattempt_timeout_ms = 3000\n",
+            audit.display().to_string()
+        ),
+    )
+    .unwrap();
     let c = ["--config", cfg.to_str().unwrap()];
     let a = spawn(None, &key, &c);
     let mut others = vec![spawn(Some(&a.addr), &key, &c), spawn(Some(&a.addr), &key, &c)];
@@ -407,6 +415,38 @@ fn a_killed_node_is_marked_down_and_requests_are_served_by_the_other_replica() {
         let down_after = down_after.expect("the killed node was never marked down");
         eprintln!("marked down {down_after:?} after the kill");
         assert_eq!(failed, 0, "requests failed while a replica was dead");
+        // Replication is made whole again on the survivors.
+        let whole = loop {
+            let s = client.model("m").await.unwrap();
+            let ok = (0..s.plan.shards.len()).all(|shard| {
+                s.progress.iter().filter(|p| p.shard == shard && p.done && p.node != victim_addr).count() == 2
+            });
+            if ok {
+                break killed.elapsed();
+            }
+            assert!(killed.elapsed() < Duration::from_secs(30), "replication not restored: {:?}", s.progress);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        eprintln!("replication whole {whole:?} after the kill");
+        for _ in 0..10 {
+            let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
+            assert!(!r.processed_by.contains(&victim_addr));
+        }
+        // Every distributed operation is in the audit log.
+        let log = std::fs::read_to_string(&audit).unwrap();
+        let ops: Vec<String> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["op"].as_str().unwrap().to_string())
+            .collect();
+        for op in ["join", "load", "ready", "down", "replace"] {
+            assert!(ops.iter().any(|o| o == op), "no {op} in the audit log:\n{log}");
+        }
+        let ready: serde_json::Value = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["op"] == "ready")
+            .unwrap();
+        assert_eq!(ready["checkpoint_sha256"].as_str().map(str::len), Some(64), "{ready}");
     });
     drop((a, others));
     let _ = std::fs::remove_dir_all(dir);

@@ -32,6 +32,32 @@ struct Member {
 struct Record {
     status: ModelStatus,
     config: ModelConfig,
+    /// SHA-256 over config.json and the weight files, once computed.
+    sha256: Option<String>,
+}
+
+/// SHA-256 over `config.json` and every safetensors file of the checkpoint at `dir`, in
+/// name order (what the audit log records as the checkpoint's identity).
+fn checkpoint_sha256(dir: &std::path::Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let ckpt = Checkpoint::open(dir).ok()?;
+    let mut files: Vec<std::path::PathBuf> = ckpt.files.iter().map(|f| f.path.clone()).collect();
+    files.sort();
+    files.insert(0, dir.join("config.json"));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut file = std::fs::File::open(f).ok()?;
+        loop {
+            let n = file.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The cluster's coordinator.
@@ -181,36 +207,177 @@ impl Coordinator {
             placement: placement.clone(),
             progress,
         };
-        self.models.insert(req.id.clone(), Record { status: status.clone(), config: layout.config.clone() });
+        self.models
+            .insert(req.id.clone(), Record { status: status.clone(), config: layout.config.clone(), sha256: None });
         tracing::info!(model = %req.id, strategy = %strategy, shards = plan.shards.len(), "loading model");
-        let sources: Vec<String> = live.iter().map(|m| m.info.addr.clone()).collect();
         for a in &placement.assignments {
-            let Some(target) = self.members.get(&a.node).map(|m| m.info.addr.clone()) else { continue };
-            let msg = LoadShard {
-                model: req.id.clone(),
-                path: req.path.clone(),
-                replica: a.replica,
-                shard: plan.shards[a.shard].clone(),
-                sources: sources.iter().filter(|s| **s != target).cloned().collect(),
-                coordinator: self.node.addr.clone(),
-            };
-            let node = self.node.clone();
-            let (model, shard, replica, member) = (req.id.clone(), a.shard, a.replica, a.node.clone());
-            let fut = async move {
-                if target == node.addr {
-                    return super::loader::load_shard(&node, msg).await;
-                }
-                node.ask(&target, &msg, Duration::from_secs(1800)).await.map_err(|e| e.to_string())?
-            };
-            ctx.spawn(fut.into_actor(self).map(move |result, me, ctx| {
-                me.shard_done(ShardDone { model, shard, replica, node: member, result }, ctx)
-            }));
+            self.spawn_load(&req.id, &req.path, &plan.shards[a.shard], a.replica, &a.node, ctx);
         }
+        let (path, id) = (path.clone(), req.id.clone());
+        ctx.spawn(
+            async move { actix_web::rt::task::spawn_blocking(move || checkpoint_sha256(&path)).await.ok().flatten() }
+                .into_actor(self)
+                .map(move |sha, me, _| {
+                    if let Some(r) = me.models.get_mut(&id) {
+                        r.sha256 = sha;
+                    }
+                }),
+        );
+        self.audit(
+            "load",
+            Some(&req.id),
+            None,
+            &format!("placed {} replicas ({})", placement.assignments.len(), strategy),
+        );
         Ok(status)
+    }
+
+    /// Sends `LoadShard` for one replica to `member` and reports back to [`Self::shard_done`].
+    fn spawn_load(
+        &mut self,
+        model: &str,
+        path: &str,
+        spec: &crate::plan::ShardSpec,
+        replica: usize,
+        member: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(target) = self.members.get(member).map(|m| m.info.addr.clone()) else { return };
+        let sources = self
+            .members
+            .values()
+            .filter(|m| m.state == NodeState::Up && m.info.addr != target)
+            .map(|m| m.info.addr.clone())
+            .collect();
+        let msg = LoadShard {
+            model: model.to_string(),
+            path: path.to_string(),
+            replica,
+            shard: spec.clone(),
+            sources,
+            coordinator: self.node.addr.clone(),
+        };
+        let node = self.node.clone();
+        let (model, shard, member) = (model.to_string(), spec.id, member.to_string());
+        let fut = async move {
+            if target == node.addr {
+                return super::loader::load_shard(&node, msg).await;
+            }
+            node.ask(&target, &msg, Duration::from_secs(1800)).await.map_err(|e| e.to_string())?
+        };
+        ctx.spawn(
+            fut.into_actor(self).map(move |result, me, ctx| {
+                me.shard_done(ShardDone { model, shard, replica, node: member, result }, ctx)
+            }),
+        );
+    }
+
+    /// Appends one record to the audit log, when one is configured.
+    fn audit(&self, op: &str, model: Option<&str>, node: Option<&str>, outcome: &str) {
+        let Some(path) = &self.node.cfg.audit_log else { return };
+        let sha = model.and_then(|m| self.models.get(m)).and_then(|r| r.sha256.clone());
+        let time_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let line = serde_json::json!({
+            "time_ms": time_ms as u64,
+            "actor": self.node.id,
+            "op": op,
+            "model": model,
+            "node": node,
+            "checkpoint_sha256": sha,
+            "outcome": outcome,
+        });
+        use std::io::Write;
+        let written =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the audit log");
+        }
+    }
+
+    /// Places again the replicas a down node held, on live nodes without that shard, until
+    /// every shard has its replication again (as far as nodes allow).
+    fn replace_replicas_of(&mut self, dead: &str, ctx: &mut Context<Self>) {
+        if self.members.get(dead).is_none_or(|m| m.state != NodeState::Down) {
+            return; // back already: nothing to do (a flapping node causes no reshuffle)
+        }
+        let mut loads: Vec<(String, String, crate::plan::ShardSpec, usize, String)> = Vec::new();
+        let ids: Vec<String> = self.models.keys().cloned().collect();
+        for id in ids {
+            let Some(rec) = self.models.get(&id) else { continue };
+            if rec.status.status != ModelState::Ready {
+                continue;
+            }
+            let lost: Vec<(usize, usize)> =
+                rec.status.progress.iter().filter(|p| p.node == dead).map(|p| (p.shard, p.replica)).collect();
+            for (shard, replica) in lost {
+                // The live node holding the fewest replicas that does not hold this shard.
+                let holders: Vec<&str> =
+                    rec.status.progress.iter().filter(|p| p.shard == shard).map(|p| p.node.as_str()).collect();
+                let count = |n: &str| {
+                    self.models.values().flat_map(|r| r.status.progress.iter()).filter(|p| p.node == n).count()
+                };
+                let target = self
+                    .members
+                    .values()
+                    .filter(|m| m.state == NodeState::Up && !holders.contains(&m.info.id.as_str()))
+                    .min_by_key(|m| (count(&m.info.id), m.info.id.clone()))
+                    .map(|m| m.info.id.clone());
+                let Some(target) = target else {
+                    tracing::warn!(model = %id, shard, "under-replicated: no live node without this shard");
+                    self.audit("replace", Some(&id), Some(dead), &format!("shard {shard}: no node to take it"));
+                    continue;
+                };
+                let spec = rec.status.plan.shards[shard].clone();
+                loads.push((id.clone(), rec.status.path.clone(), spec, replica, target));
+            }
+        }
+        for (id, path, spec, replica, target) in loads {
+            if let Some(rec) = self.models.get_mut(&id) {
+                rec.status.progress.retain(|p| !(p.shard == spec.id && p.replica == replica));
+                rec.status.progress.push(ShardProgress {
+                    shard: spec.id,
+                    replica,
+                    node: target.clone(),
+                    loaded: 0,
+                    total: spec.bytes,
+                    done: false,
+                    pulled: false,
+                });
+                for a in
+                    rec.status.placement.assignments.iter_mut().filter(|a| a.shard == spec.id && a.replica == replica)
+                {
+                    a.node = target.clone();
+                }
+            }
+            tracing::info!(model = %id, shard = spec.id, from = %dead, to = %target, "re-placing replica");
+            self.audit("replace", Some(&id), Some(&target), &format!("shard {} from {dead}", spec.id));
+            self.spawn_load(&id, &path, &spec, replica, &target, ctx);
+        }
     }
 
     fn shard_done(&mut self, done: ShardDone, ctx: &mut Context<Self>) {
         let Some(rec) = self.models.get_mut(&done.model) else { return };
+        if rec.status.status == ModelState::Ready {
+            // A re-placed replica: it joins the routes when loaded.
+            let entry = rec.status.progress.iter_mut().find(|p| p.shard == done.shard && p.node == done.node);
+            match (done.result, entry) {
+                (Ok(loaded), Some(p)) => {
+                    p.done = true;
+                    p.loaded = loaded.bytes;
+                    p.total = loaded.bytes;
+                    p.pulled = loaded.pulled;
+                    self.audit("replace", Some(&done.model), Some(&done.node), &format!("shard {} loaded", done.shard));
+                    self.publish(ctx);
+                }
+                (Err(reason), _) => {
+                    tracing::error!(model = %done.model, shard = done.shard, node = %done.node, %reason, "re-placement failed");
+                    self.audit("replace", Some(&done.model), Some(&done.node), &format!("error: {reason}"));
+                }
+                (Ok(_), None) => {}
+            }
+            return;
+        }
         if rec.status.status != ModelState::Loading {
             return;
         }
@@ -227,13 +394,16 @@ impl Coordinator {
                 if rec.status.progress.iter().all(|p| p.done) {
                     rec.status.status = ModelState::Ready;
                     tracing::info!(model = %done.model, "model ready");
+                    self.audit("ready", Some(&done.model), None, "ok");
                     self.publish(ctx);
                 }
             }
             Err(reason) => {
                 let reason = format!("shard {} on {}: {reason}", done.shard, done.node);
                 tracing::error!(model = %done.model, %reason, "model failed to load");
-                rec.status.status = ModelState::Failed { reason };
+                rec.status.status = ModelState::Failed { reason: reason.clone() };
+                self.audit("load", Some(&done.model), Some(&done.node), &format!("error: {reason}"));
+                let Some(rec) = self.models.get(&done.model) else { return };
                 let nodes: Vec<String> = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
                 self.unload_from(&done.model, nodes, ctx);
             }
@@ -302,6 +472,7 @@ impl Handler<JoinMsg> for Coordinator {
             )));
         }
         tracing::info!(node = %info.id, addr = %info.addr, "node joined");
+        self.audit("join", None, Some(&info.id), &format!("from {}", info.addr));
         if let Some(h) = &self.health {
             h.do_send(Beat { node: info.id.clone() });
         }
@@ -343,8 +514,36 @@ impl Handler<NodeStateChanged> for Coordinator {
             return;
         }
         tracing::warn!(node = %msg.node, state = ?msg.state, phi = msg.phi, "membership change");
+        let was = m.state;
         m.state = msg.state;
+        let op = match msg.state {
+            NodeState::Down => "down",
+            NodeState::Up => "up",
+            NodeState::Suspect => "suspect",
+        };
+        self.audit(op, None, Some(&msg.node), &format!("phi {:.2}", msg.phi));
         self.publish(ctx);
+        match msg.state {
+            NodeState::Down => {
+                // Wait out a flap before moving anything.
+                let node = msg.node.clone();
+                let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
+                ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&node, ctx));
+            }
+            NodeState::Up if was == NodeState::Down => {
+                // Shards it held that were re-placed meanwhile are no longer its own.
+                let stale: Vec<String> = self
+                    .models
+                    .values()
+                    .filter(|r| !r.status.progress.iter().any(|p| p.node == msg.node))
+                    .map(|r| r.status.id.clone())
+                    .collect();
+                for model in stale {
+                    self.unload_from(&model, vec![msg.node.clone()], ctx);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -393,6 +592,7 @@ impl Handler<UnloadModelMsg> for Coordinator {
             return MessageResult(Err(ControlError::not_found(format!("no model {:?}", msg.0))));
         };
         tracing::info!(model = %msg.0, "unloading model");
+        self.audit("unload", Some(&msg.0), None, "ok");
         let nodes = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
         self.publish(ctx);
         self.unload_from(&msg.0, nodes, ctx);

@@ -51,6 +51,9 @@ pub struct HealthConfig {
     pub acceptable_pause_ms: u64,
     /// Floor on the standard deviation of intervals.
     pub min_std_dev_ms: u64,
+    /// How long a node stays down before its replicas are placed elsewhere (a node that
+    /// comes back sooner causes no moves).
+    pub replace_after_ms: u64,
 }
 
 impl Default for HealthConfig {
@@ -61,6 +64,7 @@ impl Default for HealthConfig {
             phi_suspect: 3.0,
             acceptable_pause_ms: 3000,
             min_std_dev_ms: 100,
+            replace_after_ms: 2000,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct NodeConfig {
     pub tls: Option<mlmf_actors::tls::TlsFiles>,
     /// Failure detection.
     pub health: HealthConfig,
+    /// JSON-lines audit log of distributed operations (coordinator only).
+    pub audit_log: Option<PathBuf>,
     /// Balancing.
     pub balancing: crate::cluster::balancer::BalancingConfig,
     /// Request handling.
@@ -146,6 +152,7 @@ impl Default for NodeConfig {
             compression: vec!["lz4".into(), "zstd".into(), "gzip".into(), "none".into()],
             tls: None,
             health: HealthConfig::default(),
+            audit_log: None,
             balancing: Default::default(),
             requests: RequestConfig::default(),
         }
