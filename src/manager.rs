@@ -99,7 +99,11 @@ struct LocalNode {
 }
 
 impl LocalNode {
-    fn start(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<LocalNode, DeployError> {
+    fn start(
+        cfg: NodeConfig,
+        key: Option<ClusterKey>,
+        balancer: Option<actix::Recipient<crate::cluster::balancer::PickRoute>>,
+    ) -> Result<LocalNode, DeployError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let listen = cfg.listen.clone();
@@ -108,7 +112,7 @@ impl LocalNode {
             .spawn(move || {
                 let sys = actix::System::new();
                 sys.block_on(async move {
-                    match crate::cluster::node::start_with_key(cfg, key).await {
+                    match crate::cluster::node::start_with(cfg, key, balancer).await {
                         Ok(r) => {
                             let _ = tx.send(Ok(r.node.addr.clone()));
                             // Serve until the manager drops us.
@@ -205,7 +209,7 @@ impl SimpleDistributedManager {
             cfg.balancing.strategy = config.balancing.strategy;
             cfg.requests.max_attempts = ft.max_attempts;
             cfg.requests.attempt_timeout_ms = ft.attempt_timeout.as_millis() as u64;
-            nodes.push(LocalNode::start(cfg, config.cluster_key.clone())?);
+            nodes.push(LocalNode::start(cfg, config.cluster_key.clone(), config.balancing.custom.clone())?);
         }
         let mut client = ClusterClient::new(&nodes[0].addr, config.cluster_key.clone());
         if let Some(files) = &config.node.tls {

@@ -69,6 +69,9 @@ pub struct PickRoute {
     pub avoid: Vec<String>,
     /// Session id: the same session goes to the same replicas while they live.
     pub session: Option<String>,
+    /// The view the route is to be picked from (what a user's own strategy needs; the
+    /// built-in balancer keeps its own from `SetView`).
+    pub view: Arc<ClusterView>,
 }
 
 /// A request picked by [`PickRoute`] finished.

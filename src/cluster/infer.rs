@@ -108,9 +108,18 @@ pub async fn infer(
         if left.is_zero() {
             return Err(InferError::Timeout(deadline));
         }
-        let pick = PickRoute { model: model.to_string(), avoid: avoid.clone(), session: opts.session.clone() };
+        let pick = PickRoute {
+            model: model.to_string(),
+            avoid: avoid.clone(),
+            session: opts.session.clone(),
+            view: Arc::clone(&view),
+        };
         let attempt_start = Instant::now();
-        let route = match balancer.send(pick).await {
+        let picked = match node.custom_balancer.get() {
+            Some(custom) => custom.send(pick).await,
+            None => balancer.send(pick).await,
+        };
+        let route = match picked {
             Ok(Ok(r)) => r,
             Ok(Err(NoRoute::UnknownModel(m))) => return Err(InferError::UnknownModel(m)),
             Ok(Err(e)) if !avoid.is_empty() => {

@@ -126,6 +126,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
 
 /// As [`start`], with the cluster key given rather than read from `cfg.cluster_key_file`.
 pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<RunningNode, NodeError> {
+    start_with(cfg, key, None).await
+}
+
+/// As [`start_with_key`], routing requests with a user's own strategy: an actor that
+/// answers [`super::balancer::PickRoute`].
+pub async fn start_with(
+    cfg: NodeConfig,
+    key: Option<ClusterKey>,
+    balancer: Option<actix::Recipient<super::balancer::PickRoute>>,
+) -> Result<RunningNode, NodeError> {
     cfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
     let device = match &cfg.device {
         Some(d) => crate::model::device_by_name(d).map_err(NodeError::Config)?,
@@ -139,6 +149,9 @@ pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<
         None => None,
     };
     let node = Node::new(cfg.clone(), bound.to_string(), key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
+    if let Some(b) = balancer {
+        let _ = node.custom_balancer.set(b);
+    }
     let n = node.clone();
     let _ = node.node_actor.set(Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor { node: n }));
     if cfg.join.is_none() {

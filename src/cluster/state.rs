@@ -71,6 +71,8 @@ pub struct NodeInner {
     pub joined: AtomicBool,
     /// The coordinator actor, on the coordinator node.
     pub coordinator: OnceLock<Addr<Coordinator>>,
+    /// A user's own balancing strategy, used instead of the built-in balancers when set.
+    pub custom_balancer: OnceLock<actix::Recipient<super::balancer::PickRoute>>,
     /// Members' CPU use from the latest heartbeats (for resource-based balancing).
     pub member_cpu: Arc<RwLock<HashMap<String, f32>>>,
     /// The balancers, one per thread that takes requests (see [`Node::balancer`]).
@@ -122,6 +124,7 @@ impl Node {
             coordinator: OnceLock::new(),
             balancers: Mutex::new(Vec::new()),
             member_cpu: Arc::default(),
+            custom_balancer: OnceLock::new(),
             node_actor: OnceLock::new(),
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),

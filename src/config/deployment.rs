@@ -60,31 +60,48 @@ impl DevicePlacementConfig {
 pub use crate::cluster::balancing::BalancingStrategy;
 
 /// Load balancing.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct LoadBalancingConfig {
     /// The strategy.
     pub strategy: BalancingStrategy,
+    /// A user's own strategy: an actor answering `PickRoute`, used instead of `strategy`.
+    pub custom: Option<actix::Recipient<crate::cluster::balancer::PickRoute>>,
+}
+
+impl std::fmt::Debug for LoadBalancingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancingConfig")
+            .field("strategy", &self.strategy)
+            .field("custom", &self.custom.as_ref().map(|_| "Recipient<PickRoute>"))
+            .finish()
+    }
+}
+
+impl PartialEq for LoadBalancingConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.strategy == other.strategy && self.custom.is_none() && other.custom.is_none()
+    }
 }
 
 impl LoadBalancingConfig {
     /// Power of two choices over peak-EWMA latency × outstanding requests (the default).
     pub fn power_of_two_choices() -> Self {
-        LoadBalancingConfig { strategy: BalancingStrategy::PowerOfTwoChoices }
+        LoadBalancingConfig { strategy: BalancingStrategy::PowerOfTwoChoices, custom: None }
     }
 
     /// Fewest outstanding requests.
     pub fn least_connections() -> Self {
-        LoadBalancingConfig { strategy: BalancingStrategy::LeastConnections }
+        LoadBalancingConfig { strategy: BalancingStrategy::LeastConnections, custom: None }
     }
 
     /// Round-robin over replicas.
     pub fn round_robin() -> Self {
-        LoadBalancingConfig { strategy: BalancingStrategy::RoundRobin }
+        LoadBalancingConfig { strategy: BalancingStrategy::RoundRobin, custom: None }
     }
 
     /// The replica on the node with the lowest CPU use in its latest heartbeat.
     pub fn resource_based() -> Self {
-        LoadBalancingConfig { strategy: BalancingStrategy::ResourceBased }
+        LoadBalancingConfig { strategy: BalancingStrategy::ResourceBased, custom: None }
     }
 }
 
@@ -213,6 +230,12 @@ impl DistributedConfigBuilder {
     /// The template of every node's config (threads per shard, HTTP workers, limits, TLS).
     pub fn node_config(mut self, node: NodeConfig) -> Self {
         self.cfg.node = node;
+        self
+    }
+
+    /// A user's own balancing strategy: an actor answering `PickRoute`.
+    pub fn custom_balancer(mut self, balancer: actix::Recipient<crate::cluster::balancer::PickRoute>) -> Self {
+        self.cfg.balancing.custom = Some(balancer);
         self
     }
 
