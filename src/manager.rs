@@ -233,6 +233,7 @@ impl SimpleDistributedManager {
             strategy: config.sharding.to_string(),
             replication: ft.replication,
             placement: Some(config.placement.request(ft.replication)),
+            replication_mode: ft.replication_mode,
         };
         client.load(&req).await?;
         client.wait_ready(model_id, Duration::from_secs(3600), |_, _| {}).await?;

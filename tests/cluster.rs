@@ -108,6 +108,7 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
                 strategy: strategy.to_string(),
                 replication: *replication,
                 placement: None,
+                replication_mode: Default::default(),
             };
             // Any node takes a load; non-coordinators forward it.
             let s = clients[i % 3].load(&req).await.unwrap_or_else(|e| panic!("{id}: {e}"));
@@ -216,6 +217,7 @@ fn bad_requests_get_clean_errors_and_the_cluster_keeps_serving() {
             strategy: "pipeline:2".into(),
             replication: 1,
             placement: None,
+            replication_mode: Default::default(),
         };
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
@@ -368,6 +370,7 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
             strategy: "pipeline:2".into(),
             replication: 2,
             placement: None,
+            replication_mode: Default::default(),
         };
         client.load(&load).await.unwrap();
         let status = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
@@ -497,6 +500,7 @@ fn a_mutual_tls_cluster_serves_its_clients_and_refuses_others() {
             strategy: "tensor:2".into(),
             replication: 1,
             placement: None,
+            replication_mode: Default::default(),
         };
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
@@ -569,6 +573,7 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
             strategy: "none".into(),
             replication: 3,
             placement: None,
+            replication_mode: Default::default(),
         };
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();

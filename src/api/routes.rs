@@ -64,6 +64,7 @@ async fn load(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse,
         strategy: req.strategy,
         replication: req.replication,
         placement: req.placement,
+        replication_mode: req.replication_mode,
     };
     let status: ModelStatus = control(&node, names::LOAD_MODEL, &msg).await?;
     Ok(json(202, &status))

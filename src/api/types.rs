@@ -25,6 +25,10 @@ pub struct LoadRequest {
     /// Placement: `{"strategy":"memory_based|compute_based|load_balanced", "device":"any"|{"prefer":"gpu"}|{"require":"gpu"}, "memory_overhead":1.0}`.
     #[serde(default)]
     pub placement: Option<crate::plan::PlacementRequest>,
+    /// When the model counts as ready: `sync` (every replica, the default), `quorum` (a
+    /// majority of each shard's replicas), `async` (one replica of each shard).
+    #[serde(default)]
+    pub replication_mode: crate::cluster::wire::ReplicationMode,
 }
 
 fn none() -> String {

@@ -71,6 +71,9 @@ pub struct LoadArgs {
     /// Replicas per shard.
     #[arg(long, default_value_t = 1)]
     pub replication: usize,
+    /// When the model counts as ready: sync (every replica), quorum, async (one per shard).
+    #[arg(long, default_value = "sync", value_parser = ["sync", "quorum", "async"])]
+    pub replication_mode: String,
     /// Return at once instead of showing progress until ready.
     #[arg(long)]
     pub no_wait: bool,
@@ -147,6 +150,11 @@ pub fn load(a: LoadArgs) -> Result<(), String> {
         strategy: a.strategy,
         replication: a.replication,
         placement: None,
+        replication_mode: match a.replication_mode.as_str() {
+            "quorum" => crate::cluster::wire::ReplicationMode::Quorum,
+            "async" => crate::cluster::wire::ReplicationMode::Async,
+            _ => crate::cluster::wire::ReplicationMode::Sync,
+        },
     };
     block_on(async move {
         let s = client.load(&req).await.map_err(|e| e.to_string())?;

@@ -129,6 +129,7 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
             strategy: a.strategy.clone(),
             replication: a.replication,
             placement: None,
+            replication_mode: Default::default(),
         };
         client.load(&req).await.map_err(|e| e.to_string())?;
         let s = super::client_cmds::wait_with_bar(&client, &a.id).await?;

@@ -202,6 +202,7 @@ impl Coordinator {
             path: req.path.clone(),
             strategy: strategy.to_string(),
             replication: req.replication,
+            replication_mode: req.replication_mode,
             status: ModelState::Loading,
             plan: plan.clone(),
             placement: placement.clone(),
@@ -359,7 +360,8 @@ impl Coordinator {
     fn shard_done(&mut self, done: ShardDone, ctx: &mut Context<Self>) {
         let Some(rec) = self.models.get_mut(&done.model) else { return };
         if rec.status.status == ModelState::Ready {
-            // A re-placed replica: it joins the routes when loaded.
+            // A re-placed replica, or one still loading after an async/quorum ready: it
+            // joins the routes when loaded.
             let entry = rec.status.progress.iter_mut().find(|p| p.shard == done.shard && p.node == done.node);
             match (done.result, entry) {
                 (Ok(loaded), Some(p)) => {
@@ -391,7 +393,8 @@ impl Coordinator {
                     p.total = loaded.bytes;
                     p.pulled = loaded.pulled;
                 }
-                if rec.status.progress.iter().all(|p| p.done) {
+                let s = &rec.status;
+                if s.replication_mode.ready(s.replication, s.plan.shards.len(), &s.progress) {
                     rec.status.status = ModelState::Ready;
                     tracing::info!(model = %done.model, "model ready");
                     self.audit("ready", Some(&done.model), None, "ok");

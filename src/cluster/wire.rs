@@ -252,6 +252,41 @@ pub struct LoadModel {
     pub replication: usize,
     /// Placement options (the default places by memory on any device).
     pub placement: Option<crate::plan::PlacementRequest>,
+    /// When the model counts as ready.
+    pub replication_mode: ReplicationMode,
+}
+
+/// When a replicated model is ready to serve (the other replicas keep loading and join
+/// the routes as they finish).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// Every replica of every shard is loaded.
+    #[default]
+    Sync,
+    /// A majority of every shard's replicas is loaded.
+    Quorum,
+    /// One replica of every shard is loaded.
+    Async,
+}
+
+impl ReplicationMode {
+    /// Loaded replicas each shard needs before the model is ready.
+    pub fn needed(self, replication: usize) -> usize {
+        match self {
+            ReplicationMode::Sync => replication,
+            ReplicationMode::Quorum => replication / 2 + 1,
+            ReplicationMode::Async => 1,
+        }
+        .min(replication)
+        .max(1)
+    }
+
+    /// Whether every one of `shards` shards has enough loaded replicas in `progress`.
+    pub fn ready(self, replication: usize, shards: usize, progress: &[ShardProgress]) -> bool {
+        let need = self.needed(replication);
+        (0..shards).all(|s| progress.iter().filter(|p| p.shard == s && p.done).count() >= need)
+    }
 }
 
 /// A model's lifecycle.
@@ -299,6 +334,8 @@ pub struct ModelStatus {
     pub strategy: String,
     /// Replicas per shard.
     pub replication: usize,
+    /// When it counts as ready.
+    pub replication_mode: ReplicationMode,
     /// Lifecycle.
     pub status: ModelState,
     /// The plan.
@@ -517,6 +554,27 @@ pub const FETCH_MAX: u64 = 4 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_modes_need_all_a_majority_or_one() {
+        let p = |shard, done| ShardProgress {
+            shard,
+            replica: 0,
+            node: String::new(),
+            loaded: 0,
+            total: 0,
+            done,
+            pulled: false,
+        };
+        // Shard 0: 2 of 3 loaded; shard 1: 1 of 3.
+        let progress = [p(0, true), p(0, true), p(0, false), p(1, true), p(1, false), p(1, false)];
+        assert!(ReplicationMode::Async.ready(3, 2, &progress));
+        assert!(!ReplicationMode::Quorum.ready(3, 2, &progress));
+        assert!(!ReplicationMode::Sync.ready(3, 2, &progress));
+        assert_eq!((1..=5).map(|r| ReplicationMode::Quorum.needed(r)).collect::<Vec<_>>(), vec![1, 2, 2, 3, 3]);
+        let all: Vec<ShardProgress> = progress.iter().map(|x| ShardProgress { done: true, ..x.clone() }).collect();
+        assert!(ReplicationMode::Sync.ready(3, 2, &all));
+    }
 
     #[test]
     fn pack_round_trips_and_refuses_lies() {

@@ -110,6 +110,8 @@ impl LoadBalancingConfig {
 pub struct FaultToleranceConfig {
     /// Replicas per shard.
     pub replication: usize,
+    /// When a replicated model counts as ready.
+    pub replication_mode: crate::cluster::wire::ReplicationMode,
     /// Routes tried per request.
     pub max_attempts: usize,
     /// Deadline of one attempt.
@@ -122,6 +124,7 @@ impl Default for FaultToleranceConfig {
     fn default() -> Self {
         FaultToleranceConfig {
             replication: 1,
+            replication_mode: Default::default(),
             max_attempts: 3,
             attempt_timeout: Duration::from_secs(10),
             health: HealthConfig::default(),
@@ -134,6 +137,7 @@ impl FaultToleranceConfig {
     pub fn high_availability() -> Self {
         FaultToleranceConfig {
             replication: 2,
+            replication_mode: Default::default(),
             max_attempts: 3,
             attempt_timeout: Duration::from_secs(5),
             health: HealthConfig::default(),
