@@ -126,6 +126,37 @@ impl ClusterClient {
         self.call(awc::http::Method::POST, &format!("/v1/models/{id}/infer"), Some(req)).await
     }
 
+    /// `POST /v1/models/{id}/migrate`: starts moving a replica; see [`ClusterClient::migrate_and_wait`].
+    pub async fn migrate(&self, id: &str, req: &crate::api::types::MigrateRequest) -> Result<ModelStatus, ClientError> {
+        self.call(awc::http::Method::POST, &format!("/v1/models/{id}/migrate"), Some(req)).await
+    }
+
+    /// Moves a replica and waits until routes use the target and the source no longer holds it.
+    pub async fn migrate_and_wait(
+        &self,
+        id: &str,
+        req: &crate::api::types::MigrateRequest,
+        timeout: Duration,
+    ) -> Result<ModelStatus, ClientError> {
+        self.migrate(id, req).await?;
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.model(id).await?;
+            let on = |n: &str| s.progress.iter().any(|p| p.shard == req.shard && p.node == n && p.done);
+            if on(&req.to) && !on(&req.from) {
+                return Ok(s);
+            }
+            if start.elapsed() > timeout {
+                return Err(ClientError::Api {
+                    status: 504,
+                    code: "timeout".into(),
+                    message: "migration did not finish".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `GET /v1/cluster`.
     pub async fn cluster(&self) -> Result<serde_json::Value, ClientError> {
         self.call::<(), _>(awc::http::Method::GET, "/v1/cluster", None).await

@@ -264,6 +264,13 @@ impl SimpleDistributedManager {
         Ok(self.client.model(&self.model_id).await?)
     }
 
+    /// Moves the replica of `shard` on node `from` to node `to` (load, switch, drain,
+    /// unload) and waits until it has moved.
+    pub async fn migrate(&self, shard: usize, from: &str, to: &str) -> Result<ModelStatus, DeployError> {
+        let req = crate::api::types::MigrateRequest { shard, from: from.into(), to: to.into() };
+        Ok(self.client.migrate_and_wait(&self.model_id, &req, Duration::from_secs(600)).await?)
+    }
+
     /// A client of the first node's HTTP API.
     pub fn client(&self) -> &ClusterClient {
         &self.client

@@ -611,3 +611,78 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
     drop((a, b, frozen));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_live_migration_under_load_fails_no_request() {
+    let dir = temp_dir("migrate");
+    let key = key_file(&dir, "a cluster key for the migration test");
+    let cfg = dir.join("fast.toml");
+    std::fs::write(&cfg, "[requests]\nattempt_timeout_ms = 1000\n").unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let d = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&b.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "pipeline:2".into(),
+            replication: 1,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        let s = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let from = s.progress.iter().find(|p| p.shard == 0).unwrap().node.clone();
+        let to = [&a.addr, &b.addr, &d.addr]
+            .into_iter()
+            .find(|n| !s.progress.iter().any(|p| &&p.node == n))
+            .unwrap()
+            .clone();
+        let reference =
+            client.infer("m", &request(&[464, 968, 758], None)).await.unwrap().outputs["logits"].data.clone();
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let load_clients = (0..8).map(|_| {
+            let (client, stop, reference) = (client.clone(), stop.clone(), reference.clone());
+            async move {
+                let (mut ok, mut failed, mut via) = (0usize, Vec::new(), std::collections::BTreeSet::new());
+                while !stop.get() {
+                    match client.infer("m", &request(&[464, 968, 758], None)).await {
+                        Ok(r) => {
+                            assert_eq!(r.outputs["logits"].data, reference);
+                            via.insert(r.processed_by[0].clone());
+                            ok += 1;
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed, via)
+            }
+        });
+        let mover = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let req = mlmf::api::types::MigrateRequest { shard: 0, from: from.clone(), to: to.clone() };
+            let s = client.migrate_and_wait("m", &req, Duration::from_secs(30)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            s
+        };
+        let (results, after) = futures_util::join!(futures_util::future::join_all(load_clients), mover);
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+        let served: usize = results.iter().map(|r| r.0).sum();
+        let via: std::collections::BTreeSet<&String> = results.iter().flat_map(|r| &r.2).collect();
+        assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), served + failed.len());
+        assert!(via.contains(&from) && via.contains(&to), "stage 0 ran on {via:?}, not both {from} and {to}");
+        assert_eq!(after.progress.iter().filter(|p| p.shard == 0).map(|p| &p.node).collect::<Vec<_>>(), vec![&to]);
+        // Bad migrations are refused with reasons.
+        let bad = mlmf::api::types::MigrateRequest { shard: 0, from: from.clone(), to: to.clone() };
+        assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
+        let bad = mlmf::api::types::MigrateRequest { shard: 9, from: to.clone(), to: from.clone() };
+        assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
+    });
+    drop((a, b, d));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -13,10 +13,10 @@ use mlmf_actors::peer::accept;
 use crate::cluster::infer::{InferOptions, infer};
 use crate::cluster::peer_handler::control;
 use crate::cluster::state::Node;
-use crate::cluster::wire::{ClusterStatus, LoadModel, ModelStatus, NodeState, names};
+use crate::cluster::wire::{ClusterStatus, LoadModel, Migrate, ModelStatus, NodeState, names};
 
 use super::error::ApiError;
-use super::types::{InferRequest, InferResponse, LoadRequest, TensorJson};
+use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 
 /// Largest number of tokens (batch × sequence) one request may carry.
 pub const MAX_TOKENS: usize = 1 << 16;
@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/models/{id}", web::get().to(status))
         .route("/v1/models/{id}", web::delete().to(unload))
         .route("/v1/models/{id}/infer", web::post().to(infer_route))
+        .route("/v1/models/{id}/migrate", web::post().to(migrate))
         .route("/v1/cluster", web::get().to(cluster))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -84,6 +85,13 @@ async fn unload(node: web::Data<Node>, id: web::Path<String>) -> Result<HttpResp
     let id = id.into_inner();
     let () = control(&node, names::UNLOAD_MODEL, &id).await?;
     Ok(json(200, &serde_json::json!({ "deleted": id })))
+}
+
+async fn migrate(node: web::Data<Node>, id: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let req: MigrateRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    let msg = Migrate { model: id.into_inner(), shard: req.shard, from: req.from, to: req.to };
+    let status: ModelStatus = control(&node, names::MIGRATE, &msg).await?;
+    Ok(json(202, &status))
 }
 
 fn valid_output(name: &str, layers: usize) -> bool {

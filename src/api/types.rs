@@ -39,6 +39,18 @@ fn one() -> usize {
     1
 }
 
+/// `POST /v1/models/{id}/migrate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// Shard id.
+    pub shard: usize,
+    /// Node id holding a replica now.
+    pub from: String,
+    /// Node id to move it to.
+    pub to: String,
+}
+
 /// Request priority.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -18,8 +18,8 @@ use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
 use super::health::{Beat, Forget, HealthMonitor, NodeStateChanged, Phis};
 use super::state::Node;
 use super::wire::{
-    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, LoadModel, LoadShard, ModelRoutes,
-    ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeStatus, NodeView, Progress, ShardLoaded,
+    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, LoadModel, LoadShard, Migrate,
+    ModelRoutes, ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeStatus, NodeView, Progress, ShardLoaded,
     ShardProgress, ShardReplicas, UnloadShard,
 };
 
@@ -67,6 +67,7 @@ pub struct Coordinator {
     models: BTreeMap<String, Record>,
     version: u64,
     health: Option<Addr<HealthMonitor>>,
+    migrations: Vec<Migrate>,
 }
 
 impl Coordinator {
@@ -74,7 +75,7 @@ impl Coordinator {
     pub fn new(node: Node, me: NodeInfo) -> Coordinator {
         let mut members = BTreeMap::new();
         members.insert(me.id.clone(), Member { info: me, state: NodeState::Up, stats: NodeStats::default() });
-        Coordinator { node, members, models: BTreeMap::new(), version: 0, health: None }
+        Coordinator { node, members, models: BTreeMap::new(), version: 0, health: None, migrations: Vec::new() }
     }
 
     fn view(&self) -> ClusterView {
@@ -357,6 +358,81 @@ impl Coordinator {
         }
     }
 
+    fn migrate(&mut self, m: Migrate, ctx: &mut Context<Self>) -> Result<ModelStatus, ControlError> {
+        let rec =
+            self.models.get(&m.model).ok_or_else(|| ControlError::not_found(format!("no model {:?}", m.model)))?;
+        if rec.status.status != ModelState::Ready {
+            return Err(ControlError::new(409, "model_not_ready", format!("model {:?} is not ready", m.model)));
+        }
+        let spec = rec.status.plan.shards.get(m.shard).cloned().ok_or_else(|| {
+            ControlError::bad_request("invalid_shard", format!("model {:?} has no shard {}", m.model, m.shard))
+        })?;
+        let source =
+            rec.status.progress.iter().find(|p| p.shard == m.shard && p.node == m.from && p.done).ok_or_else(|| {
+                ControlError::bad_request(
+                    "invalid_source",
+                    format!("{} holds no loaded replica of shard {}", m.from, m.shard),
+                )
+            })?;
+        let replica = source.replica;
+        if rec.status.progress.iter().any(|p| p.shard == m.shard && p.node == m.to) {
+            return Err(ControlError::bad_request(
+                "invalid_target",
+                format!("{} already holds shard {}", m.to, m.shard),
+            ));
+        }
+        if self.members.get(&m.to).is_none_or(|t| t.state != NodeState::Up) {
+            return Err(ControlError::bad_request("invalid_target", format!("{} is not a live member", m.to)));
+        }
+        if self.migrations.iter().any(|x| x.model == m.model && x.shard == m.shard) {
+            return Err(ControlError::new(
+                409,
+                "migration_in_progress",
+                format!("shard {} is already moving", m.shard),
+            ));
+        }
+        let path = rec.status.path.clone();
+        if let Some(rec) = self.models.get_mut(&m.model) {
+            rec.status.progress.push(ShardProgress {
+                shard: m.shard,
+                replica,
+                node: m.to.clone(),
+                loaded: 0,
+                total: spec.bytes,
+                done: false,
+                pulled: false,
+            });
+        }
+        tracing::info!(model = %m.model, shard = m.shard, from = %m.from, to = %m.to, "migrating");
+        self.audit("migrate", Some(&m.model), Some(&m.to), &format!("shard {} from {}: loading", m.shard, m.from));
+        self.migrations.push(m.clone());
+        self.spawn_load(&m.model, &path, &spec, replica, &m.to, ctx);
+        self.models.get(&m.model).map(|r| r.status.clone()).ok_or_else(|| ControlError::not_found("gone"))
+    }
+
+    /// The target of a migration has loaded: switch routes to it, drain, unload the source.
+    fn finish_migration(&mut self, model: &str, shard: usize, to: &str, ctx: &mut Context<Self>) {
+        let Some(i) = self.migrations.iter().position(|x| x.model == model && x.shard == shard && x.to == to) else {
+            return;
+        };
+        let m = self.migrations.remove(i);
+        if let Some(rec) = self.models.get_mut(model) {
+            rec.status.progress.retain(|p| !(p.shard == shard && p.node == m.from));
+            for a in rec.status.placement.assignments.iter_mut().filter(|a| a.shard == shard && a.node == m.from) {
+                a.node = m.to.clone();
+            }
+        }
+        self.publish(ctx);
+        // Requests already routed to the source finish there: unload once they have had an
+        // attempt's time to drain.
+        let drain = self.node.cfg.attempt_timeout();
+        let (model, from) = (m.model.clone(), m.from.clone());
+        ctx.run_later(drain, move |me, ctx| {
+            me.unload_shard_from(&model, Some(shard), vec![from.clone()], ctx);
+            me.audit("migrate", Some(&model), Some(&from), &format!("shard {shard}: drained and unloaded"));
+        });
+    }
+
     fn shard_done(&mut self, done: ShardDone, ctx: &mut Context<Self>) {
         let Some(rec) = self.models.get_mut(&done.model) else { return };
         if rec.status.status == ModelState::Ready {
@@ -371,9 +447,12 @@ impl Coordinator {
                     p.pulled = loaded.pulled;
                     self.audit("replace", Some(&done.model), Some(&done.node), &format!("shard {} loaded", done.shard));
                     self.publish(ctx);
+                    self.finish_migration(&done.model, done.shard, &done.node, ctx);
                 }
                 (Err(reason), _) => {
                     tracing::error!(model = %done.model, shard = done.shard, node = %done.node, %reason, "re-placement failed");
+                    rec.status.progress.retain(|p| !(p.shard == done.shard && p.node == done.node && !p.done));
+                    self.migrations.retain(|x| !(x.model == done.model && x.shard == done.shard && x.to == done.node));
                     self.audit("replace", Some(&done.model), Some(&done.node), &format!("error: {reason}"));
                 }
                 (Ok(_), None) => {}
@@ -414,13 +493,17 @@ impl Coordinator {
     }
 
     fn unload_from(&mut self, model: &str, nodes: Vec<String>, ctx: &mut Context<Self>) {
+        self.unload_shard_from(model, None, nodes, ctx);
+    }
+
+    fn unload_shard_from(&mut self, model: &str, shard: Option<usize>, nodes: Vec<String>, ctx: &mut Context<Self>) {
         let mut nodes = nodes;
         nodes.sort();
         nodes.dedup();
-        let unload = UnloadShard { model: model.to_string() };
+        let unload = UnloadShard { model: model.to_string(), shard };
         for n in nodes {
             if n == self.node.id {
-                super::node::unload_local(&self.node, model);
+                super::node::unload_local(&self.node, model, shard);
                 continue;
             }
             let Some(addr) = self.members.get(&n).map(|m| m.info.addr.clone()) else { continue };
@@ -560,6 +643,19 @@ impl Handler<LoadModelMsg> for Coordinator {
 
     fn handle(&mut self, msg: LoadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.load(msg.0, ctx))
+    }
+}
+
+/// Move a replica.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ModelStatus, ControlError>")]
+pub struct MigrateMsg(pub Migrate);
+
+impl Handler<MigrateMsg> for Coordinator {
+    type Result = MessageResult<MigrateMsg>;
+
+    fn handle(&mut self, msg: MigrateMsg, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.migrate(msg.0, ctx))
     }
 }
 

@@ -70,8 +70,8 @@ impl Handler<LoadShardMsg> for NodeActor {
 }
 
 /// Drops every shard of `model` held here (their threads stop once idle).
-pub fn unload_local(node: &Node, model: &str) {
-    let gone = node.shards.remove_where(|k| k.0 == model);
+pub fn unload_local(node: &Node, model: &str, shard: Option<usize>) {
+    let gone = node.shards.remove_where(|k| k.0 == model && shard.is_none_or(|s| s == k.1));
     if !gone.is_empty() {
         tracing::info!(%model, shards = gone.len(), "unloaded");
     }

@@ -11,7 +11,8 @@ use mlmf_actors::frame::Envelope;
 use mlmf_actors::peer::Handler;
 
 use super::coordinator::{
-    ClusterStatusMsg, HeartbeatMsg, JoinMsg, ListModelsMsg, LoadModelMsg, ModelStatusMsg, ProgressMsg, UnloadModelMsg,
+    ClusterStatusMsg, HeartbeatMsg, JoinMsg, ListModelsMsg, LoadModelMsg, MigrateMsg, ModelStatusMsg, ProgressMsg,
+    UnloadModelMsg,
 };
 use super::infer;
 use super::loader;
@@ -56,7 +57,7 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
             .await
         }
         names::UNLOAD_SHARD => {
-            answer::<UnloadShard, _, _>(&payload, |msg| async move { unload_local(node, &msg.model) }).await
+            answer::<UnloadShard, _, _>(&payload, |msg| async move { unload_local(node, &msg.model, msg.shard) }).await
         }
         names::MANIFEST => answer::<ManifestRequest, _, _>(&payload, |req| loader::manifest(node, req)).await,
         names::FETCH => loader::fetch_range(node, wire::from_bytes(&payload)?).await,
@@ -67,7 +68,8 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         | names::MODEL_STATUS
         | names::LIST_MODELS
         | names::CLUSTER_STATUS
-        | names::PROGRESS => coordinate(node, name, &payload).await,
+        | names::PROGRESS
+        | names::MIGRATE => coordinate(node, name, &payload).await,
         other => Err(format!("unknown message {other:?}")),
     }
 }
@@ -90,6 +92,7 @@ async fn coordinate(node: &Node, name: &str, payload: &[u8]) -> Result<Vec<u8>, 
         names::LOAD_MODEL => enc(c.send(LoadModelMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::UNLOAD_MODEL => enc(c.send(UnloadModelMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::MODEL_STATUS => enc(c.send(ModelStatusMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
+        names::MIGRATE => enc(c.send(MigrateMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::LIST_MODELS => enc(Ok(c.send(ListModelsMsg).await.map_err(mailbox)?)),
         names::CLUSTER_STATUS => enc(Ok(c.send(ClusterStatusMsg).await.map_err(mailbox)?)),
         names::PROGRESS => {

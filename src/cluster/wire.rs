@@ -48,6 +48,8 @@ pub mod names {
     pub const DELIVER: &str = "Deliver";
     /// [`super::ManifestRequest`] → [`super::Manifest`].
     pub const MANIFEST: &str = "Manifest";
+    /// [`super::Migrate`] → [`super::ModelStatus`].
+    pub const MIGRATE: &str = "Migrate";
     /// [`super::Fetch`] → raw bytes.
     pub const FETCH: &str = "Fetch";
 }
@@ -401,6 +403,22 @@ pub struct ShardLoaded {
 pub struct UnloadShard {
     /// Model id.
     pub model: String,
+    /// Only this shard (all of the model's shards when absent).
+    pub shard: Option<usize>,
+}
+
+/// Move one replica of a shard from one node to another, with no failed request: load on
+/// the target, switch routes, drain, unload from the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migrate {
+    /// Model id.
+    pub model: String,
+    /// Shard id.
+    pub shard: usize,
+    /// Node id holding the replica now.
+    pub from: String,
+    /// Node id to move it to.
+    pub to: String,
 }
 
 /// Loading progress of one replica.
@@ -578,7 +596,7 @@ mod tests {
 
     #[test]
     fn pack_round_trips_and_refuses_lies() {
-        let h = UnloadShard { model: "m".into() };
+        let h = UnloadShard { model: "m".into(), shard: None };
         let p = pack(&h, &[1, 2, 3]).unwrap();
         let (back, raw): (UnloadShard, Vec<u8>) = unpack(p.clone()).unwrap();
         assert_eq!((back, raw), (h, vec![1, 2, 3]));
