@@ -686,3 +686,144 @@ fn a_live_migration_under_load_fails_no_request() {
     drop((a, b, d));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A minimal SMTP server on 127.0.0.1 that keeps every message it is given.
+fn smtp_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = mails.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let _ = conn.write_all(b"220 sink ESMTP\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    if cmd.starts_with("DATA") {
+                        let _ = conn.write_all(b"354 go ahead\r\n");
+                        let mut body = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                            body.push_str(&l);
+                        }
+                        store.lock().unwrap().push(body);
+                        let _ = conn.write_all(b"250 queued\r\n");
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = conn.write_all(b"221 bye\r\n");
+                        break;
+                    } else if cmd.starts_with("EHLO") {
+                        let _ = conn.write_all(b"250 sink\r\n");
+                    } else {
+                        let _ = conn.write_all(b"250 ok\r\n");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, mails)
+}
+
+/// An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it, by path.
+fn http_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                let store = store.clone();
+                actix_web::App::new().default_service(actix_web::web::to(
+                    move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                        let store = store.clone();
+                        async move {
+                            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                            store.lock().unwrap().push((req.path().to_string(), v));
+                            actix_web::HttpResponse::Ok().finish()
+                        }
+                    },
+                ))
+            })
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            tx.send(server.addrs()[0].to_string()).unwrap();
+            server.run().await.unwrap();
+        })
+    });
+    (rx.recv().unwrap(), got)
+}
+
+#[test]
+fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
+    let dir = temp_dir("alerts");
+    let key = key_file(&dir, "a cluster key for the alerts test");
+    let (smtp, mails) = smtp_sink();
+    let (http, posts) = http_sink();
+    let cfg = dir.join("alerts.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 60000\n\
+             [alerts]\nwebhooks = [\"http://{http}/hook\"]\nslack_webhooks = [\"http://{http}/slack\"]\ngroup_ms = 100\n\
+             [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n"
+        ),
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never saw {what}: {:?} {:?}",
+                posts.lock().unwrap(),
+                mails.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    block_on(wait_members(&client, 2));
+    signal(&b, "-STOP");
+    let hook = |status: &str| {
+        posts.lock().unwrap().iter().any(|(p, v)| {
+            p == "/hook"
+                && v["alerts"].as_array().is_some_and(|a| {
+                    a.iter().any(|e| e["rule"] == "node_down" && e["status"] == status && e["key"] == b.addr.as_str())
+                })
+        })
+    };
+    let slack = |status: &str| {
+        let tag = format!("[{}] Critical node_down {}", status.to_uppercase(), b.addr);
+        posts.lock().unwrap().iter().any(|(p, v)| p == "/slack" && v["text"].as_str().is_some_and(|t| t.contains(&tag)))
+    };
+    let mail = |status: &str| {
+        let subject = format!("{status} node_down {}", b.addr);
+        mails.lock().unwrap().iter().any(|m| m.contains(&subject) && m.contains("ops@localhost"))
+    };
+    wait_for("the firing webhook", &|| hook("firing"));
+    wait_for("the firing Slack message", &|| slack("firing"));
+    wait_for("the firing email", &|| mail("firing"));
+    // Deduplicated: one firing notification per channel while it stays down.
+    std::thread::sleep(Duration::from_millis(600));
+    let firing_hooks =
+        posts.lock().unwrap().iter().filter(|(p, v)| p == "/hook" && v["alerts"][0]["status"] == "firing").count();
+    assert_eq!(firing_hooks, 1);
+    signal(&b, "-CONT");
+    wait_for("the resolved webhook", &|| hook("resolved"));
+    wait_for("the resolved Slack message", &|| slack("resolved"));
+    wait_for("the resolved email", &|| mail("resolved"));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -15,6 +15,7 @@ use actix::{
 use crate::model::{Checkpoint, ModelConfig, ModelLayout};
 use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
 
+use super::alerts::{AlertManager, Fire, Resolve, Severity};
 use super::health::{Beat, Forget, HealthMonitor, NodeStateChanged, Phis};
 use super::state::Node;
 use super::wire::{
@@ -68,6 +69,7 @@ pub struct Coordinator {
     version: u64,
     health: Option<Addr<HealthMonitor>>,
     migrations: Vec<Migrate>,
+    alerts: Option<Addr<AlertManager>>,
 }
 
 impl Coordinator {
@@ -75,7 +77,15 @@ impl Coordinator {
     pub fn new(node: Node, me: NodeInfo) -> Coordinator {
         let mut members = BTreeMap::new();
         members.insert(me.id.clone(), Member { info: me, state: NodeState::Up, stats: NodeStats::default() });
-        Coordinator { node, members, models: BTreeMap::new(), version: 0, health: None, migrations: Vec::new() }
+        Coordinator {
+            node,
+            members,
+            models: BTreeMap::new(),
+            version: 0,
+            health: None,
+            migrations: Vec::new(),
+            alerts: None,
+        }
     }
 
     fn view(&self) -> ClusterView {
@@ -274,6 +284,50 @@ impl Coordinator {
         );
     }
 
+    fn fire(&self, rule: &str, key: &str, severity: Severity, summary: String) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Fire { rule: rule.into(), key: key.into(), severity, summary });
+        }
+    }
+
+    fn resolve(&self, rule: &str, key: &str) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Resolve { rule: rule.into(), key: key.into() });
+        }
+    }
+
+    /// Checks a member's heartbeat stats against the alert thresholds.
+    fn check_stats(&mut self, id: &str, previous: &NodeStats) {
+        let Some(m) = self.members.get(id) else { return };
+        let (s, cfg) = (&m.stats, &self.node.cfg.alerts);
+        let mem = if s.memory_total > 0 { 100.0 * s.memory_used as f64 / s.memory_total as f64 } else { 0.0 };
+        let fired = [
+            ("memory", mem > cfg.memory_percent, Severity::Warning, format!("memory at {mem:.1}% on {id}")),
+            (
+                "p99_latency",
+                s.p99_ms > cfg.p99_ms,
+                Severity::Warning,
+                format!("p99 latency {:.0} ms on {id}", s.p99_ms),
+            ),
+        ];
+        let requests = s.requests.saturating_sub(previous.requests);
+        let errors = s.errors.saturating_sub(previous.errors);
+        let rate = if requests >= 10 { errors as f64 / requests as f64 } else { 0.0 };
+        let error = (
+            "error_rate",
+            rate > cfg.error_rate,
+            Severity::Critical,
+            format!("{errors} of {requests} requests failed on {id}"),
+        );
+        for (rule, bad, severity, summary) in fired.into_iter().chain([error]) {
+            if bad {
+                self.fire(rule, id, severity, summary);
+            } else if rule != "error_rate" || requests >= 10 {
+                self.resolve(rule, id);
+            }
+        }
+    }
+
     /// Appends one record to the audit log, when one is configured.
     fn audit(&self, op: &str, model: Option<&str>, node: Option<&str>, outcome: &str) {
         let Some(path) = &self.node.cfg.audit_log else { return };
@@ -325,6 +379,12 @@ impl Coordinator {
                     .filter(|m| m.state == NodeState::Up && !holders.contains(&m.info.id.as_str()))
                     .min_by_key(|m| (count(&m.info.id), m.info.id.clone()))
                     .map(|m| m.info.id.clone());
+                self.fire(
+                    "shard_under_replicated",
+                    &format!("{id}/{shard}"),
+                    Severity::Warning,
+                    format!("shard {shard} of {id} lost its replica on {dead}"),
+                );
                 let Some(target) = target else {
                     tracing::warn!(model = %id, shard, "under-replicated: no live node without this shard");
                     self.audit("replace", Some(&id), Some(dead), &format!("shard {shard}: no node to take it"));
@@ -446,6 +506,13 @@ impl Coordinator {
                     p.total = loaded.bytes;
                     p.pulled = loaded.pulled;
                     self.audit("replace", Some(&done.model), Some(&done.node), &format!("shard {} loaded", done.shard));
+                    let whole = self.models.get(&done.model).is_some_and(|r| {
+                        r.status.progress.iter().filter(|p| p.shard == done.shard && p.done).count()
+                            >= r.status.replication
+                    });
+                    if whole {
+                        self.resolve("shard_under_replicated", &format!("{}/{}", done.model, done.shard));
+                    }
                     self.publish(ctx);
                     self.finish_migration(&done.model, done.shard, &done.node, ctx);
                 }
@@ -524,6 +591,8 @@ impl Actor for Coordinator {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (cfg, me) = (self.node.cfg.health.clone(), ctx.address().recipient());
         self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
+        let (cfg, id) = (self.node.cfg.alerts.clone(), self.node.id.clone());
+        self.alerts = Some(actix::Supervisor::start(move |_| AlertManager::new(cfg.clone(), id.clone())));
         self.publish(ctx);
     }
 }
@@ -577,10 +646,14 @@ impl Handler<HeartbeatMsg> for Coordinator {
     type Result = MessageResult<HeartbeatMsg>;
 
     fn handle(&mut self, HeartbeatMsg(hb): HeartbeatMsg, _: &mut Context<Self>) -> Self::Result {
+        if !self.members.contains_key(&hb.node) {
+            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
+        }
         let Some(m) = self.members.get_mut(&hb.node) else {
             return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
         };
-        m.stats = hb.stats;
+        let previous = std::mem::replace(&mut m.stats, hb.stats);
+        self.check_stats(&hb.node, &previous);
         if let Some(h) = &self.health {
             h.do_send(Beat { node: hb.node.clone() });
         }
@@ -608,6 +681,16 @@ impl Handler<NodeStateChanged> for Coordinator {
             NodeState::Suspect => "suspect",
         };
         self.audit(op, None, Some(&msg.node), &format!("phi {:.2}", msg.phi));
+        match msg.state {
+            NodeState::Down => self.fire(
+                "node_down",
+                &msg.node,
+                Severity::Critical,
+                format!("node {} is down (phi {:.1})", msg.node, msg.phi),
+            ),
+            NodeState::Up => self.resolve("node_down", &msg.node),
+            NodeState::Suspect => {}
+        }
         self.publish(ctx);
         match msg.state {
             NodeState::Down => {

@@ -204,12 +204,26 @@ impl Handler<Phis> for HealthMonitor {
 pub struct StatsSampler {
     sys: sysinfo::System,
     pid: Option<sysinfo::Pid>,
+    last_buckets: Vec<u64>,
 }
 
 impl Default for StatsSampler {
     fn default() -> Self {
-        StatsSampler { sys: sysinfo::System::new(), pid: sysinfo::get_current_pid().ok() }
+        StatsSampler { sys: sysinfo::System::new(), pid: sysinfo::get_current_pid().ok(), last_buckets: Vec::new() }
     }
+}
+
+/// The upper bound (ms) of the bucket holding the 99th percentile of the observations
+/// between two cumulative bucket snapshots; 0 when there were none.
+pub fn p99_between(before: &[u64], after: &[u64]) -> f64 {
+    let n = super::metrics::BUCKETS.len();
+    let d = |i: usize| after.get(i).copied().unwrap_or(0).saturating_sub(before.get(i).copied().unwrap_or(0));
+    let total = d(n);
+    if total == 0 {
+        return 0.0;
+    }
+    let want = (total as f64 * 0.99).ceil() as u64;
+    (0..n).find(|&i| d(i) >= want).map(|i| super::metrics::BUCKETS[i] * 1000.0).unwrap_or(f64::INFINITY)
 }
 
 impl StatsSampler {
@@ -230,6 +244,13 @@ impl StatsSampler {
             shards: node.shards.len(),
             in_flight: node.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             requests: node.requests.load(std::sync::atomic::Ordering::Relaxed),
+            errors: node.metrics.errors.load(std::sync::atomic::Ordering::Relaxed),
+            p99_ms: {
+                let now = node.metrics.latency_buckets();
+                let p = p99_between(&self.last_buckets, &now);
+                self.last_buckets = now;
+                p
+            },
         }
     }
 }

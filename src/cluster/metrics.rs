@@ -44,6 +44,8 @@ pub struct Metrics {
     pub retries: AtomicU64,
     /// Stages run on this node.
     pub stages: AtomicU64,
+    /// Inference requests answered with a 5xx.
+    pub errors: AtomicU64,
 }
 
 fn label(s: &str) -> String {
@@ -53,11 +55,26 @@ fn label(s: &str) -> String {
 impl Metrics {
     /// Records one inference request.
     pub fn request(&self, model: &str, status: u16, seconds: Option<f64>) {
+        if status >= 500 {
+            self.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let model = if model.len() > 64 { "(long)" } else { model };
         *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((model.to_string(), status)).or_default() += 1;
         if let Some(s) = seconds {
             self.latency.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(s);
         }
+    }
+
+    /// Latency bucket counts summed over models (cumulative, `+Inf` last).
+    pub fn latency_buckets(&self) -> Vec<u64> {
+        let mut out = vec![0u64; BUCKETS.len() + 1];
+        for h in self.latency.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            for (o, c) in out.iter_mut().zip(h.counts) {
+                *o += c;
+            }
+            out[BUCKETS.len()] += h.count;
+        }
+        out
     }
 
     /// Prometheus text; `extra` is appended (gauges the caller knows).

@@ -8,6 +8,7 @@
 //! - [`balancer::Balancer`]: picks a route (one replica per shard) for each request.
 //! - [`infer`]: a request's path from stage to stage; [`wire`]: what travels between nodes.
 
+pub mod alerts;
 pub mod balancer;
 pub mod balancing;
 pub mod coordinator;

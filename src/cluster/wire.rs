@@ -156,6 +156,10 @@ pub struct NodeStats {
     pub in_flight: usize,
     /// Requests this node has taken over HTTP.
     pub requests: u64,
+    /// Of those, answered with a 5xx.
+    pub errors: u64,
+    /// p99 latency of successful requests since the previous heartbeat, ms (bucket bound).
+    pub p99_ms: f64,
 }
 
 /// Asks the coordinator to admit a node.

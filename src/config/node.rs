@@ -128,6 +128,8 @@ pub struct NodeConfig {
     pub tls: Option<mlmf_actors::tls::TlsFiles>,
     /// Failure detection.
     pub health: HealthConfig,
+    /// Alert rules and channels (coordinator only).
+    pub alerts: crate::cluster::alerts::AlertConfig,
     /// JSON-lines audit log of distributed operations (coordinator only).
     pub audit_log: Option<PathBuf>,
     /// Balancing.
@@ -153,6 +155,7 @@ impl Default for NodeConfig {
             tls: None,
             health: HealthConfig::default(),
             audit_log: None,
+            alerts: Default::default(),
             balancing: Default::default(),
             requests: RequestConfig::default(),
         }

@@ -1,0 +1,353 @@
+//! [`AlertManager`]: turns cluster events into notifications, as Alertmanager does.
+//!
+//! - Rules: `node_down` (a member marked down), `shard_under_replicated` (a replica could not
+//!   be placed again), `error_rate` (a node's failed requests over a heartbeat interval above
+//!   a fraction), `p99_latency` (a node's p99 above a bound), `memory` (machine memory above
+//!   a percentage). The coordinator fires and resolves them.
+//! - Deduplication: an alert is identified by `(rule, key)`; firing an active alert again is
+//!   a no-op. Grouping: what fires (or resolves) within `group_ms` goes out as one
+//!   notification per channel. Rate limit: at most `max_per_minute` notifications per
+//!   channel; what is over the limit is counted and reported with the next one.
+//! - Channels: the log, a webhook (POST of the JSON group), a Slack-compatible webhook
+//!   (`{"text": ...}`), email over SMTP (lettre).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::{Actor, AsyncContext, Context, Handler, Message};
+use serde::{Deserialize, Serialize};
+
+/// How bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Service is at risk.
+    Critical,
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub struct Fire {
+    /// The rule (`node_down`, ...).
+    pub rule: String,
+    /// What it is about (a node id, `model/shard`).
+    pub key: String,
+    /// How bad.
+    pub severity: Severity,
+    /// One line for a person.
+    pub summary: String,
+}
+
+/// The condition behind `(rule, key)` is over.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct Resolve {
+    /// The rule.
+    pub rule: String,
+    /// The key.
+    pub key: String,
+}
+
+/// SMTP delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `host:port` of the SMTP server (plain SMTP; for a relay on the same host or network).
+    pub server: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+}
+
+/// Rules, thresholds and channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Webhooks receiving the JSON group.
+    pub webhooks: Vec<String>,
+    /// Slack-compatible webhooks receiving `{"text": ...}`.
+    pub slack_webhooks: Vec<String>,
+    /// Email.
+    pub smtp: Option<SmtpConfig>,
+    /// Alerts within this window go out together.
+    pub group_ms: u64,
+    /// Notifications per channel per minute.
+    pub max_per_minute: usize,
+    /// `error_rate` fires above this fraction of failed requests.
+    pub error_rate: f64,
+    /// `p99_latency` fires above this, milliseconds.
+    pub p99_ms: f64,
+    /// `memory` fires above this percentage of machine memory.
+    pub memory_percent: f64,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            webhooks: Vec::new(),
+            slack_webhooks: Vec::new(),
+            smtp: None,
+            group_ms: 200,
+            max_per_minute: 30,
+            error_rate: 0.5,
+            p99_ms: 5000.0,
+            memory_percent: 95.0,
+        }
+    }
+}
+
+/// What a notification says about one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The alert.
+    #[serde(flatten)]
+    pub alert: Fire,
+}
+
+/// One notification: a group of events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The cluster's coordinator.
+    pub cluster: String,
+    /// The events.
+    pub alerts: Vec<AlertEvent>,
+    /// Notifications dropped by the rate limit since the last one.
+    pub suppressed: usize,
+}
+
+impl Notification {
+    /// A plain-text rendering (Slack, email).
+    pub fn text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .alerts
+            .iter()
+            .map(|e| {
+                format!(
+                    "[{}] {:?} {} {}: {}",
+                    e.status.to_uppercase(),
+                    e.alert.severity,
+                    e.alert.rule,
+                    e.alert.key,
+                    e.alert.summary
+                )
+            })
+            .collect();
+        if self.suppressed > 0 {
+            lines.push(format!("({} notifications suppressed by the rate limit)", self.suppressed));
+        }
+        format!("mlmf cluster {}\n{}", self.cluster, lines.join("\n"))
+    }
+}
+
+/// Pure bookkeeping of active alerts and rate limits (the actor adds timers and I/O).
+#[derive(Debug, Default)]
+pub struct AlertState {
+    active: BTreeMap<(String, String), Fire>,
+    pending: Vec<AlertEvent>,
+    sent: VecDeque<f64>,
+    suppressed: usize,
+}
+
+impl AlertState {
+    /// Records a firing; false when it was already active (deduplicated).
+    pub fn fire(&mut self, f: Fire) -> bool {
+        let k = (f.rule.clone(), f.key.clone());
+        if self.active.contains_key(&k) {
+            return false;
+        }
+        self.active.insert(k, f.clone());
+        self.pending.push(AlertEvent { status: "firing".into(), alert: f });
+        true
+    }
+
+    /// Records a resolution; false when the alert was not active.
+    pub fn resolve(&mut self, rule: &str, key: &str) -> bool {
+        match self.active.remove(&(rule.to_string(), key.to_string())) {
+            Some(f) => {
+                self.pending.push(AlertEvent { status: "resolved".into(), alert: f });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The pending group, if the rate limit (`max` per 60 s, at time `now` seconds) allows.
+    pub fn flush(&mut self, now: f64, max: usize) -> Option<(Vec<AlertEvent>, usize)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        while self.sent.front().is_some_and(|t| now - t >= 60.0) {
+            self.sent.pop_front();
+        }
+        if self.sent.len() >= max {
+            self.suppressed += 1;
+            self.pending.clear();
+            return None;
+        }
+        self.sent.push_back(now);
+        Some((std::mem::take(&mut self.pending), std::mem::take(&mut self.suppressed)))
+    }
+
+    /// Active alerts.
+    pub fn active(&self) -> Vec<Fire> {
+        self.active.values().cloned().collect()
+    }
+}
+
+/// The cluster's alert manager (on the coordinator).
+pub struct AlertManager {
+    cfg: AlertConfig,
+    cluster: String,
+    state: AlertState,
+    epoch: Instant,
+    flush_scheduled: bool,
+}
+
+impl AlertManager {
+    /// A manager for the cluster coordinated by `cluster`.
+    pub fn new(cfg: AlertConfig, cluster: String) -> AlertManager {
+        AlertManager { cfg, cluster, state: AlertState::default(), epoch: Instant::now(), flush_scheduled: false }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_scheduled {
+            return;
+        }
+        self.flush_scheduled = true;
+        ctx.run_later(Duration::from_millis(self.cfg.group_ms), |me, _| {
+            me.flush_scheduled = false;
+            let now = me.epoch.elapsed().as_secs_f64();
+            if let Some((alerts, suppressed)) = me.state.flush(now, me.cfg.max_per_minute) {
+                let n = Notification { cluster: me.cluster.clone(), alerts, suppressed };
+                deliver(me.cfg.clone(), n);
+            }
+        });
+    }
+}
+
+/// Sends `n` to every channel, each in its own task; failures are logged.
+fn deliver(cfg: AlertConfig, n: Notification) {
+    for e in &n.alerts {
+        match e.alert.severity {
+            Severity::Critical => {
+                tracing::error!(rule = %e.alert.rule, key = %e.alert.key, status = %e.status, "{}", e.alert.summary)
+            }
+            _ => tracing::warn!(rule = %e.alert.rule, key = %e.alert.key, status = %e.status, "{}", e.alert.summary),
+        }
+    }
+    let json = serde_json::to_value(&n).unwrap_or_default();
+    let text = n.text();
+    for url in cfg.webhooks.clone() {
+        let body = json.clone();
+        actix_web::rt::spawn(async move { post(&url, &body).await });
+    }
+    for url in cfg.slack_webhooks.clone() {
+        let body = serde_json::json!({ "text": text });
+        actix_web::rt::spawn(async move { post(&url, &body).await });
+    }
+    if let Some(smtp) = cfg.smtp.clone() {
+        let subject = format!(
+            "[mlmf] {} alert(s): {}",
+            n.alerts.len(),
+            n.alerts
+                .iter()
+                .map(|e| format!("{} {} {}", e.status, e.alert.rule, e.alert.key))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let body = text.clone();
+        actix_web::rt::spawn(async move {
+            let sent = actix_web::rt::task::spawn_blocking(move || send_mail(&smtp, &subject, &body)).await;
+            if let Ok(Err(e)) | Err(e) = sent.map_err(|e| e.to_string()) {
+                tracing::error!(error = %e, "alert email failed");
+            }
+        });
+    }
+}
+
+async fn post(url: &str, body: &serde_json::Value) {
+    let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
+    match client.post(url).send_json(body).await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::error!(%url, status = %r.status(), "alert webhook refused"),
+        Err(e) => tracing::error!(%url, error = %e, "alert webhook failed"),
+    }
+}
+
+fn send_mail(smtp: &SmtpConfig, subject: &str, body: &str) -> Result<(), String> {
+    use lettre::{Message as Mail, SmtpTransport, Transport};
+    let (host, port) = smtp.server.rsplit_once(':').ok_or("smtp.server must be host:port")?;
+    let port: u16 = port.parse().map_err(|_| "smtp.server port is not a number")?;
+    let mut mail = Mail::builder().from(smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?).subject(subject);
+    for to in &smtp.to {
+        mail = mail.to(to.parse().map_err(|e| format!("smtp.to {to}: {e}"))?);
+    }
+    let mail = mail.body(body.to_string()).map_err(|e| e.to_string())?;
+    let transport = SmtpTransport::builder_dangerous(host).port(port).timeout(Some(Duration::from_secs(10))).build();
+    transport.send(&mail).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+impl Actor for AlertManager {
+    type Context = Context<Self>;
+}
+
+impl actix::Supervised for AlertManager {}
+
+impl Handler<Fire> for AlertManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fire, ctx: &mut Context<Self>) {
+        if self.state.fire(msg) {
+            self.schedule(ctx);
+        }
+    }
+}
+
+impl Handler<Resolve> for AlertManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resolve, ctx: &mut Context<Self>) {
+        if self.state.resolve(&msg.rule, &msg.key) {
+            self.schedule(ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fire(rule: &str, key: &str) -> Fire {
+        Fire { rule: rule.into(), key: key.into(), severity: Severity::Critical, summary: "s".into() }
+    }
+
+    #[test]
+    fn dedup_group_resolve_and_rate_limit() {
+        let mut s = AlertState::default();
+        assert!(s.fire(fire("node_down", "a")));
+        assert!(!s.fire(fire("node_down", "a")), "deduplicated");
+        assert!(s.fire(fire("node_down", "b")));
+        let (group, suppressed) = s.flush(0.0, 2).unwrap();
+        assert_eq!((group.len(), suppressed), (2, 0));
+        assert!(!s.resolve("node_down", "c"));
+        assert!(s.resolve("node_down", "a"));
+        let (group, _) = s.flush(1.0, 2).unwrap();
+        assert_eq!(group[0].status, "resolved");
+        // Limit of 2 a minute reached: the next group is suppressed and counted.
+        assert!(s.fire(fire("memory", "a")));
+        assert!(s.flush(2.0, 2).is_none());
+        assert!(s.fire(fire("memory", "b")));
+        let (group, suppressed) = s.flush(61.0, 2).unwrap();
+        assert_eq!((group.len(), suppressed), (1, 1));
+        assert_eq!(s.active().len(), 3);
+    }
+}
