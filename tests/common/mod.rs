@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: the reference fixtures and tolerant comparison.
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -1,0 +1,190 @@
+//! Real `mlmf node` processes on 127.0.0.1 and the receivers the fault tests need.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mlmf::api::types::InferRequest;
+use mlmf::client::ClusterClient;
+
+pub type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+pub struct Node {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mlmf-test-{tag}-{}-{}", std::process::id(), fastrand::u32(..)));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn key_file(dir: &Path, key: &str) -> PathBuf {
+    let f = dir.join(format!("key-{}", fastrand::u32(..)));
+    std::fs::write(&f, key).unwrap();
+    f
+}
+
+pub fn spawn(join: Option<&str>, key: &Path, extra: &[&str]) -> Node {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlmf"));
+    cmd.args(["node", "--listen", &addr, "--cluster-key-file"]).arg(key).args(extra);
+    if let Some(j) = join {
+        cmd.args(["--join", j]);
+    }
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    Node { child, addr }
+}
+
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(f)
+}
+
+pub async fn wait_members(client: &ClusterClient, n: usize) {
+    let start = Instant::now();
+    loop {
+        if let Ok(c) = client.cluster().await
+            && c["nodes"].as_array().is_some_and(|a| a.len() == n)
+        {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "cluster of {n} did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn request(ids: &[i64], outputs: Option<Vec<String>>) -> InferRequest {
+    InferRequest {
+        input_ids: vec![ids.to_vec()],
+        attention_mask: None,
+        token_type_ids: None,
+        outputs,
+        session_id: None,
+        priority: None,
+        timeout_ms: None,
+    }
+}
+
+pub trait WaitRef {
+    fn wait_with_output_ref(self) -> (std::process::ExitStatus, String);
+}
+
+impl WaitRef for Node {
+    fn wait_with_output_ref(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the intruder did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
+
+pub fn signal(node: &Node, sig: &str) {
+    let ok = Command::new("kill").args([sig, &node.child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig}");
+}
+
+pub async fn state_of(client: &ClusterClient, id: &str) -> Option<String> {
+    let c = client.cluster().await.ok()?;
+    c["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["node"]["info"]["id"] == id)
+        .and_then(|n| n["node"]["state"].as_str().map(str::to_string))
+}
+
+pub fn smtp_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = mails.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let _ = conn.write_all(b"220 sink ESMTP\r\n");
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    if cmd.starts_with("DATA") {
+                        let _ = conn.write_all(b"354 go ahead\r\n");
+                        let mut body = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                                break;
+                            }
+                            body.push_str(&l);
+                        }
+                        store.lock().unwrap().push(body);
+                        let _ = conn.write_all(b"250 queued\r\n");
+                    } else if cmd.starts_with("QUIT") {
+                        let _ = conn.write_all(b"221 bye\r\n");
+                        break;
+                    } else if cmd.starts_with("EHLO") {
+                        let _ = conn.write_all(b"250 sink\r\n");
+                    } else {
+                        let _ = conn.write_all(b"250 ok\r\n");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, mails)
+}
+
+/// An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it, by path.
+pub fn http_sink() -> (String, Posts) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                let store = store.clone();
+                actix_web::App::new().default_service(actix_web::web::to(
+                    move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                        let store = store.clone();
+                        async move {
+                            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                            store.lock().unwrap().push((req.path().to_string(), v));
+                            actix_web::HttpResponse::Ok().finish()
+                        }
+                    },
+                ))
+            })
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            tx.send(server.addrs()[0].to_string()).unwrap();
+            server.run().await.unwrap();
+        })
+    });
+    (rx.recv().unwrap(), got)
+}

@@ -1,0 +1,351 @@
+//! Faults across real processes: a node killed or frozen under load, live migration, and
+//! the alerts those raise, observed by real HTTP and SMTP receivers on 127.0.0.1.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use common::nodes::*;
+use mlmf::api::types::LoadRequest;
+use mlmf::client::{ClientError, ClusterClient};
+use mlmf_actors::auth::ClusterKey;
+
+#[test]
+fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_again() {
+    let dir = temp_dir("failover");
+    let key = key_file(&dir, "a cluster key for the failover test");
+    let cfg = dir.join("fast.toml");
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n[requests]\nattempt_timeout_ms = 3000\n",
+            audit.display().to_string()
+        ),
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let mut others = vec![spawn(Some(&a.addr), &key, &c), spawn(Some(&a.addr), &key, &c)];
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "pipeline:2".into(),
+            replication: 2,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        let status = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        // Heartbeats carry the members' resource stats.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let c = client.cluster().await.unwrap();
+        for n in c["nodes"].as_array().unwrap() {
+            assert!(n["stats"]["memory_total"].as_u64().unwrap() > 0, "{n}");
+        }
+        // Kill a non-coordinator node that holds a replica.
+        let victim_idx = others.iter().position(|n| status.progress.iter().any(|p| p.node == n.addr)).unwrap();
+        let victim = others.remove(victim_idx);
+        let victim_addr = victim.addr.clone();
+        let reference =
+            client.infer("m", &request(&[464, 968, 758], None)).await.unwrap().outputs["logits"].data.clone();
+        // 16 clients send requests back to back through the kill until replication is whole.
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let clients = (0..16).map(|_| {
+            let (client, stop, reference) = (client.clone(), stop.clone(), reference.clone());
+            async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.get() {
+                    match client.infer("m", &request(&[464, 968, 758], None)).await {
+                        Ok(r) => {
+                            let worst = r.outputs["logits"]
+                                .data
+                                .iter()
+                                .zip(&reference)
+                                .map(|(a, b)| (a - b).abs())
+                                .fold(0.0f32, f32::max);
+                            assert!(worst < 1e-5, "output differs by {worst}");
+                            ok += 1;
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            }
+        });
+        let watcher = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(victim);
+            let killed = Instant::now();
+            let mut down_after = None;
+            let whole = loop {
+                let c = client.cluster().await.unwrap();
+                let state = c["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|n| n["node"]["info"]["id"] == victim_addr.as_str())
+                    .map(|n| n["node"]["state"].clone());
+                if down_after.is_none() && state == Some("down".into()) {
+                    down_after = Some(killed.elapsed());
+                    assert_eq!(c["health"], "degraded");
+                }
+                let s = client.model("m").await.unwrap();
+                let ok = (0..s.plan.shards.len()).all(|shard| {
+                    s.progress.iter().filter(|p| p.shard == shard && p.done && p.node != victim_addr).count() == 2
+                });
+                if ok && down_after.is_some() {
+                    break killed.elapsed();
+                }
+                assert!(killed.elapsed() < Duration::from_secs(30), "replication not restored: {:?}", s.progress);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            // Keep the load on a little longer over the restored replicas.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            (down_after.unwrap(), whole)
+        };
+        let (results, (down_after, whole)) = futures_util::join!(futures_util::future::join_all(clients), watcher);
+        let served: usize = results.iter().map(|r| r.0).sum();
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+        eprintln!("marked down {down_after:?} after the kill; {served} requests served at concurrency 16");
+        assert!(failed.is_empty(), "{} requests failed: {:?}", failed.len(), failed);
+        assert!(served > 100, "{served}");
+        eprintln!("replication whole {whole:?} after the kill");
+        for _ in 0..10 {
+            let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
+            assert!(!r.processed_by.contains(&victim_addr));
+        }
+        // Every distributed operation is in the audit log.
+        let log = std::fs::read_to_string(&audit).unwrap();
+        let ops: Vec<String> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["op"].as_str().unwrap().to_string())
+            .collect();
+        for op in ["join", "load", "ready", "down", "replace"] {
+            assert!(ops.iter().any(|o| o == op), "no {op} in the audit log:\n{log}");
+        }
+        let ready: serde_json::Value = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["op"] == "ready")
+            .unwrap();
+        assert_eq!(ready["checkpoint_sha256"].as_str().map(str::len), Some(64), "{ready}");
+    });
+    drop((a, others));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
+    let dir = temp_dir("sigstop");
+    let key = key_file(&dir, "a cluster key for the sigstop test");
+    let cfg = dir.join("fast.toml");
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 5000\n[requests]\nattempt_timeout_ms = 1500\n",
+            audit.display().to_string()
+        ),
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let frozen = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "none".into(),
+            replication: 3,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        signal(&frozen, "-STOP");
+        let start = Instant::now();
+        while state_of(&client, &frozen.addr).await.as_deref() != Some("down") {
+            assert!(start.elapsed() < Duration::from_secs(15), "a frozen node was never marked down");
+            // Requests keep being answered meanwhile (retried off the frozen node if picked).
+            client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+        }
+        eprintln!("frozen node down after {:?}", start.elapsed());
+        for _ in 0..20 {
+            let r = client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+            assert!(!r.processed_by.contains(&frozen.addr), "routed to a down node");
+        }
+        signal(&frozen, "-CONT");
+        let thawed = Instant::now();
+        while state_of(&client, &frozen.addr).await.as_deref() != Some("up") {
+            assert!(thawed.elapsed() < Duration::from_secs(15), "a thawed node did not come back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("thawed node up after {:?}", thawed.elapsed());
+        // It serves again, with no manual step.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..30 {
+            seen.extend(client.infer("m", &request(&[1, 2, 3], None)).await.unwrap().processed_by);
+        }
+        assert!(seen.contains(&frozen.addr), "the thawed node gets no requests: {seen:?}");
+        // It came back within `replace_after_ms`: nothing was moved (a flap causes no reshuffle).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let log = std::fs::read_to_string(&audit).unwrap();
+        assert!(log.contains("\"op\":\"down\"") && log.contains("\"op\":\"up\""), "{log}");
+        assert!(!log.contains("\"op\":\"replace\""), "{log}");
+    });
+    drop((a, b, frozen));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_live_migration_under_load_fails_no_request() {
+    let dir = temp_dir("migrate");
+    let key = key_file(&dir, "a cluster key for the migration test");
+    let cfg = dir.join("fast.toml");
+    std::fs::write(&cfg, "[requests]\nattempt_timeout_ms = 1000\n").unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let d = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&b.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "pipeline:2".into(),
+            replication: 1,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        let s = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let from = s.progress.iter().find(|p| p.shard == 0).unwrap().node.clone();
+        let to = [&a.addr, &b.addr, &d.addr]
+            .into_iter()
+            .find(|n| !s.progress.iter().any(|p| &&p.node == n))
+            .unwrap()
+            .clone();
+        let reference =
+            client.infer("m", &request(&[464, 968, 758], None)).await.unwrap().outputs["logits"].data.clone();
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let load_clients = (0..8).map(|_| {
+            let (client, stop, reference) = (client.clone(), stop.clone(), reference.clone());
+            async move {
+                let (mut ok, mut failed, mut via) = (0usize, Vec::new(), std::collections::BTreeSet::new());
+                while !stop.get() {
+                    match client.infer("m", &request(&[464, 968, 758], None)).await {
+                        Ok(r) => {
+                            assert_eq!(r.outputs["logits"].data, reference);
+                            via.insert(r.processed_by[0].clone());
+                            ok += 1;
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed, via)
+            }
+        });
+        let mover = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let req = mlmf::api::types::MigrateRequest { shard: 0, from: from.clone(), to: to.clone() };
+            let s = client.migrate_and_wait("m", &req, Duration::from_secs(30)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            s
+        };
+        let (results, after) = futures_util::join!(futures_util::future::join_all(load_clients), mover);
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+        let served: usize = results.iter().map(|r| r.0).sum();
+        let via: std::collections::BTreeSet<&String> = results.iter().flat_map(|r| &r.2).collect();
+        assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), served + failed.len());
+        assert!(via.contains(&from) && via.contains(&to), "stage 0 ran on {via:?}, not both {from} and {to}");
+        assert_eq!(after.progress.iter().filter(|p| p.shard == 0).map(|p| &p.node).collect::<Vec<_>>(), vec![&to]);
+        // Bad migrations are refused with reasons.
+        let bad = mlmf::api::types::MigrateRequest { shard: 0, from: from.clone(), to: to.clone() };
+        assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
+        let bad = mlmf::api::types::MigrateRequest { shard: 9, from: to.clone(), to: from.clone() };
+        assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
+    });
+    drop((a, b, d));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A minimal SMTP server on 127.0.0.1 that keeps every message it is given.
+#[test]
+fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
+    let dir = temp_dir("alerts");
+    let key = key_file(&dir, "a cluster key for the alerts test");
+    let (smtp, mails) = smtp_sink();
+    let (http, posts) = http_sink();
+    let cfg = dir.join("alerts.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 60000\n\
+             [alerts]\nwebhooks = [\"http://{http}/hook\"]\nslack_webhooks = [\"http://{http}/slack\"]\ngroup_ms = 100\n\
+             [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n"
+        ),
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "never saw {what}: {:?} {:?}",
+                posts.lock().unwrap(),
+                mails.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    block_on(wait_members(&client, 2));
+    signal(&b, "-STOP");
+    let hook = |status: &str| {
+        posts.lock().unwrap().iter().any(|(p, v)| {
+            p == "/hook"
+                && v["alerts"].as_array().is_some_and(|a| {
+                    a.iter().any(|e| e["rule"] == "node_down" && e["status"] == status && e["key"] == b.addr.as_str())
+                })
+        })
+    };
+    let slack = |status: &str| {
+        let tag = format!("[{}] Critical node_down {}", status.to_uppercase(), b.addr);
+        posts.lock().unwrap().iter().any(|(p, v)| p == "/slack" && v["text"].as_str().is_some_and(|t| t.contains(&tag)))
+    };
+    let mail = |status: &str| {
+        let subject = format!("{status} node_down {}", b.addr);
+        mails.lock().unwrap().iter().any(|m| m.contains(&subject) && m.contains("ops@localhost"))
+    };
+    wait_for("the firing webhook", &|| hook("firing"));
+    wait_for("the firing Slack message", &|| slack("firing"));
+    wait_for("the firing email", &|| mail("firing"));
+    // Deduplicated: one firing notification per channel while it stays down.
+    std::thread::sleep(Duration::from_millis(600));
+    let firing_hooks =
+        posts.lock().unwrap().iter().filter(|(p, v)| p == "/hook" && v["alerts"][0]["status"] == "firing").count();
+    assert_eq!(firing_hooks, 1);
+    signal(&b, "-CONT");
+    wait_for("the resolved webhook", &|| hook("resolved"));
+    wait_for("the resolved Slack message", &|| slack("resolved"));
+    wait_for("the resolved email", &|| mail("resolved"));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}
