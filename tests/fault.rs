@@ -56,13 +56,16 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
             client.infer("m", &request(&[464, 968, 758], None)).await.unwrap().outputs["logits"].data.clone();
         // 16 clients send requests back to back through the kill until replication is whole.
         let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let epoch = Instant::now();
         let clients = (0..16).map(|_| {
             let (client, stop, reference) = (client.clone(), stop.clone(), reference.clone());
             async move {
-                let (mut ok, mut failed) = (0usize, Vec::new());
+                let (mut ok, mut failed, mut lat) = (0usize, Vec::new(), Vec::new());
                 while !stop.get() {
+                    let t = Instant::now();
                     match client.infer("m", &request(&[464, 968, 758], None)).await {
                         Ok(r) => {
+                            lat.push((t.duration_since(epoch).as_secs_f64(), t.elapsed().as_secs_f64() * 1e3));
                             let worst = r.outputs["logits"]
                                 .data
                                 .iter()
@@ -75,13 +78,14 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
                         Err(e) => failed.push(e.to_string()),
                     }
                 }
-                (ok, failed)
+                (ok, failed, lat)
             }
         });
         let watcher = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             drop(victim);
             let killed = Instant::now();
+            let killed_at = killed.duration_since(epoch).as_secs_f64();
             let mut down_after = None;
             let whole = loop {
                 let c = client.cluster().await.unwrap();
@@ -108,12 +112,31 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
             // Keep the load on a little longer over the restored replicas.
             tokio::time::sleep(Duration::from_millis(300)).await;
             stop.set(true);
-            (down_after.unwrap(), whole)
+            (down_after.unwrap(), whole, killed_at)
         };
-        let (results, (down_after, whole)) = futures_util::join!(futures_util::future::join_all(clients), watcher);
+        let (results, (down_after, whole, killed_at)) =
+            futures_util::join!(futures_util::future::join_all(clients), watcher);
         let served: usize = results.iter().map(|r| r.0).sum();
         let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
         eprintln!("marked down {down_after:?} after the kill; {served} requests served at concurrency 16");
+        // Latency before the kill and from the kill until replication is whole (measured, printed).
+        let pct = |mut v: Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
+        };
+        let all: Vec<(f64, f64)> = results.iter().flat_map(|r| r.2.iter().copied()).collect();
+        let steady: Vec<f64> = all.iter().filter(|(t, _)| *t < killed_at).map(|x| x.1).collect();
+        let window = killed_at + whole.as_secs_f64();
+        let failover: Vec<f64> = all.iter().filter(|(t, _)| *t >= killed_at && *t < window).map(|x| x.1).collect();
+        eprintln!(
+            "| steady | {} | {:.2} ms | {:.2} ms |\n| failover (kill to replication whole) | {} | {:.2} ms | {:.2} ms |",
+            steady.len(),
+            pct(steady.clone(), 0.5),
+            pct(steady, 0.99),
+            failover.len(),
+            pct(failover.clone(), 0.5),
+            pct(failover, 0.99)
+        );
         assert!(failed.is_empty(), "{} requests failed: {:?}", failed.len(), failed);
         assert!(served > 100, "{served}");
         eprintln!("replication whole {whole:?} after the kill");

@@ -20,11 +20,14 @@ pub struct Backoff {
     pub initial: Duration,
     /// Largest delay.
     pub max: Duration,
+    /// Longest a request spends dialling before it fails (a peer that refuses connections
+    /// this long is taken as gone, so the caller can route around it).
+    pub budget: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_millis(25), max: Duration::from_secs(1) }
+        Backoff { initial: Duration::from_millis(25), max: Duration::from_secs(1), budget: Duration::from_millis(300) }
     }
 }
 
@@ -118,7 +121,7 @@ impl PeerPool {
         request_id: u64,
     ) -> Result<Vec<u8>, PeerError> {
         let start = Instant::now();
-        let client = self.get(url, deadline).await?;
+        let client = self.get(url, deadline.min(self.backoff.budget)).await?;
         let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(1));
         let result = client.request(name, payload, left, request_id).await;
         if matches!(result, Err(PeerError::Closed)) {
@@ -134,7 +137,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(50) };
+        let b = Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+            budget: Duration::from_secs(1),
+        };
         let d: Vec<u64> = (0..6).map(|n| b.delay(n).as_millis() as u64).collect();
         assert_eq!(d, vec![0, 10, 20, 40, 50, 50]);
         assert_eq!(b.delay(60), Duration::from_millis(50));
