@@ -142,7 +142,6 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
         return Err(PlanError::Unsatisfiable("memory_overhead must be a finite number >= 1".into()));
     }
     let mut used: Vec<u64> = vec![0; nodes.len()];
-    let mut holds: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
     let mut order: Vec<usize> = (0..plan.shards.len()).collect();
     // Largest first; stable on id for determinism.
     order.sort_by(|&a, &b| plan.shards[b].bytes.cmp(&plan.shards[a].bytes).then(a.cmp(&b)));
@@ -150,7 +149,11 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
     for sid in order {
         let shard = &plan.shards[sid];
         let need = (shard.bytes as f64 * req.memory_overhead).ceil() as u64;
+        // Nodes holding a replica of this shard already (replicas are placed together, so
+        // this short list is all anti-affinity needs).
+        let mut chosen: Vec<usize> = Vec::with_capacity(req.replication);
         for replica in 0..req.replication {
+            let holds = |i: usize| chosen.contains(&i);
             let infeasible =
                 |reason: String| PlanError::Infeasible { shard: sid, what: shard.describe(), replica, reason };
             let free = |i: usize| nodes[i].memory_bytes.saturating_sub(used[i]);
@@ -159,22 +162,30 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
                 DevicePreference::Require(k) => nodes[i].device == k,
                 DevicePreference::Prefer(k) => !strict || nodes[i].device == k,
             };
-            let eligible = |strict: bool| -> Vec<usize> {
-                (0..nodes.len())
-                    .filter(|&i| !holds[i].contains(&sid) && device_ok(i, strict) && free(i) >= need)
-                    .collect()
+            // One pass, no allocation: the best-scoring eligible node, the smaller id on ties.
+            let best_of = |strict: bool| -> Option<usize> {
+                let mut best: Option<(usize, f64)> = None;
+                for i in 0..nodes.len() {
+                    if holds(i) || !device_ok(i, strict) || free(i) < need {
+                        continue;
+                    }
+                    let sc = score(req.strategy, &nodes[i], used[i], need);
+                    let better = match best {
+                        None => true,
+                        Some((b, bs)) => sc > bs || (sc == bs && nodes[i].id < nodes[b].id),
+                    };
+                    if better {
+                        best = Some((i, sc));
+                    }
+                }
+                best.map(|(i, _)| i)
             };
-            let mut candidates = eligible(true);
-            if candidates.is_empty() && matches!(req.device, DevicePreference::Prefer(_)) {
-                candidates = eligible(false);
+            let mut found = best_of(true);
+            if found.is_none() && matches!(req.device, DevicePreference::Prefer(_)) {
+                found = best_of(false);
             }
-            let Some(best) = candidates.into_iter().max_by(|&a, &b| {
-                score(req.strategy, &nodes[a], used[a], need)
-                    .total_cmp(&score(req.strategy, &nodes[b], used[b], need))
-                    // max_by keeps the last of equals: prefer the smaller id on ties.
-                    .then_with(|| nodes[b].id.cmp(&nodes[a].id))
-            }) else {
-                let distinct = (0..nodes.len()).filter(|&i| !holds[i].contains(&sid)).count();
+            let Some(best) = found else {
+                let distinct = (0..nodes.len()).filter(|&i| !holds(i)).count();
                 let reason = if nodes.len() < req.replication {
                     format!(
                         "replication {} needs {} distinct nodes, only {} available",
@@ -190,7 +201,7 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
                     format!("it requires a {k:?} node and there is none")
                 } else {
                     let largest = (0..nodes.len())
-                        .filter(|&i| !holds[i].contains(&sid) && device_ok(i, false))
+                        .filter(|&i| !holds(i) && device_ok(i, false))
                         .max_by_key(|&i| (free(i), std::cmp::Reverse(&nodes[i].id)));
                     match largest {
                         Some(i) => format!(
@@ -204,7 +215,7 @@ pub fn place(plan: &ShardPlan, nodes: &[NodeInventory], req: &PlacementRequest) 
                 return Err(infeasible(reason));
             };
             used[best] += need;
-            holds[best].insert(sid);
+            chosen.push(best);
             assignments.push(Assignment { shard: sid, replica, node: nodes[best].id.clone() });
         }
     }
