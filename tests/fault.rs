@@ -372,3 +372,71 @@ fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
+    let dir = temp_dir("leave");
+    let key = key_file(&dir, "a cluster key for the leave test");
+    let a = spawn(None, &key, &[]);
+    let b = spawn(Some(&a.addr), &key, &[]);
+    let mut leaver = spawn(Some(&a.addr), &key, &[]);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "pipeline:3".into(),
+            replication: 2,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let load_clients = (0..8).map(|_| {
+            let (client, stop) = (client.clone(), stop.clone());
+            async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.get() {
+                    match client.infer("m", &request(&[464, 968, 758], None)).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            }
+        });
+        let leaving = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            signal(&leaver, "-TERM");
+            let start = Instant::now();
+            let status = loop {
+                if let Some(s) = leaver.child.try_wait().unwrap() {
+                    break s;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "the node did not leave");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            eprintln!("left {:?} after SIGTERM", start.elapsed());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            status
+        };
+        let (results, status) = futures_util::join!(futures_util::future::join_all(load_clients), leaving);
+        assert!(status.success(), "{status}");
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+        let served: usize = results.iter().map(|r| r.0).sum();
+        assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), served + failed.len());
+        // Two members left, each shard still with two replicas on them.
+        let c = client.cluster().await.unwrap();
+        assert_eq!(c["nodes"].as_array().unwrap().len(), 2, "{c}");
+        let s = client.model("m").await.unwrap();
+        for shard in 0..s.plan.shards.len() {
+            assert_eq!(s.progress.iter().filter(|p| p.shard == shard && p.done).count(), 2, "{:?}", s.progress);
+        }
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -202,6 +202,7 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
             NodeState::Up => 1.0,
             NodeState::Suspect => 0.5,
             NodeState::Down => 0.0,
+            NodeState::Leaving => 0.25,
         };
         extra.push_str(&format!("mlmf_node_up{{node=\"{id}\",member=\"{}\"}} {v}\n", n.info.id.replace('"', "")));
     }

@@ -101,8 +101,19 @@ pub fn node(args: NodeArgs) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let running = crate::cluster::node::start(cfg).await.map_err(|e| e.to_string())?;
         println!("mlmf node {} listening on {}", running.node.id, running.node.addr);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
         loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: leaving the cluster");
+                    let left = crate::cluster::node::leave(&running.node, Duration::from_secs(60)).await;
+                    // Requests have drained; peer connections would hold a graceful stop open.
+                    running.server.stop(false).await;
+                    return left.map_err(|e| e.to_string());
+                }
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
             if args.exit_with_parent && std::os::unix::process::parent_id() != parent {
                 tracing::info!("parent exited; stopping");
                 running.server.stop(false).await;

@@ -157,7 +157,8 @@ impl Balancer {
         };
         let now = self.epoch.elapsed().as_secs_f64();
         let up = |n: &str| {
-            !msg.avoid.iter().any(|a| a == n) && view.nodes.iter().any(|v| v.info.id == n && v.state != NodeState::Down)
+            !msg.avoid.iter().any(|a| a == n)
+                && view.nodes.iter().any(|v| v.info.id == n && matches!(v.state, NodeState::Up | NodeState::Suspect))
         };
         let cpu = self.cpu.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut route = Vec::with_capacity(model.stages.len());

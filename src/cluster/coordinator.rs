@@ -19,7 +19,7 @@ use super::alerts::{AlertManager, Fire, Resolve, Severity};
 use super::health::{Beat, Forget, HealthMonitor, NodeStateChanged, Phis};
 use super::state::Node;
 use super::wire::{
-    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, LoadModel, LoadShard, Migrate,
+    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, Leave, LoadModel, LoadShard, Migrate,
     ModelRoutes, ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeStatus, NodeView, Progress, ShardLoaded,
     ShardProgress, ShardReplicas, UnloadShard,
 };
@@ -354,7 +354,7 @@ impl Coordinator {
     /// Places again the replicas a down node held, on live nodes without that shard, until
     /// every shard has its replication again (as far as nodes allow).
     fn replace_replicas_of(&mut self, dead: &str, ctx: &mut Context<Self>) {
-        if self.members.get(dead).is_none_or(|m| m.state != NodeState::Down) {
+        if self.members.get(dead).is_none_or(|m| !matches!(m.state, NodeState::Down | NodeState::Leaving)) {
             return; // back already: nothing to do (a flapping node causes no reshuffle)
         }
         let mut loads: Vec<(String, String, crate::plan::ShardSpec, usize, String)> = Vec::new();
@@ -669,7 +669,7 @@ impl Handler<NodeStateChanged> for Coordinator {
 
     fn handle(&mut self, msg: NodeStateChanged, ctx: &mut Context<Self>) {
         let Some(m) = self.members.get_mut(&msg.node) else { return };
-        if m.state == msg.state {
+        if m.state == msg.state || (m.state == NodeState::Leaving && msg.state != NodeState::Down) {
             return;
         }
         tracing::warn!(node = %msg.node, state = ?msg.state, phi = msg.phi, "membership change");
@@ -679,6 +679,7 @@ impl Handler<NodeStateChanged> for Coordinator {
             NodeState::Down => "down",
             NodeState::Up => "up",
             NodeState::Suspect => "suspect",
+            NodeState::Leaving => "leaving",
         };
         self.audit(op, None, Some(&msg.node), &format!("phi {:.2}", msg.phi));
         match msg.state {
@@ -689,7 +690,7 @@ impl Handler<NodeStateChanged> for Coordinator {
                 format!("node {} is down (phi {:.1})", msg.node, msg.phi),
             ),
             NodeState::Up => self.resolve("node_down", &msg.node),
-            NodeState::Suspect => {}
+            NodeState::Suspect | NodeState::Leaving => {}
         }
         self.publish(ctx);
         match msg.state {
@@ -726,6 +727,42 @@ impl Handler<LoadModelMsg> for Coordinator {
 
     fn handle(&mut self, msg: LoadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.load(msg.0, ctx))
+    }
+}
+
+/// A node leaves gracefully.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct LeaveMsg(pub Leave);
+
+impl Handler<LeaveMsg> for Coordinator {
+    type Result = MessageResult<LeaveMsg>;
+
+    fn handle(&mut self, LeaveMsg(leave): LeaveMsg, ctx: &mut Context<Self>) -> Self::Result {
+        if leave.node == self.node.id {
+            return MessageResult(Err(ControlError::bad_request(
+                "coordinator",
+                "the coordinator cannot hand itself off",
+            )));
+        }
+        let Some(m) = self.members.get_mut(&leave.node) else {
+            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}", leave.node))));
+        };
+        if leave.done {
+            self.members.remove(&leave.node);
+            if let Some(h) = &self.health {
+                h.do_send(Forget { node: leave.node.clone() });
+            }
+            self.audit("leave", None, Some(&leave.node), "left");
+            self.publish(ctx);
+            return MessageResult(Ok(()));
+        }
+        m.state = NodeState::Leaving;
+        tracing::info!(node = %leave.node, "node leaving; handing off its replicas");
+        self.audit("leave", None, Some(&leave.node), "handing off");
+        self.publish(ctx);
+        self.replace_replicas_of(&leave.node, ctx);
+        MessageResult(Ok(()))
     }
 }
 

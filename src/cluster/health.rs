@@ -294,7 +294,7 @@ impl HeartbeatSender {
                         node.set_view(view);
                     }
                 }
-                Ok(Err(e)) if e.status == 404 => {
+                Ok(Err(e)) if e.status == 404 && !node.leaving.load(std::sync::atomic::Ordering::Acquire) => {
                     tracing::warn!("the coordinator does not know this node; joining again");
                     if let Err(e) = super::node::join(&node, &addr).await {
                         tracing::warn!(error = %e, "join failed");

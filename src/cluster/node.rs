@@ -105,6 +105,51 @@ pub async fn join(node: &Node, addr: &str) -> Result<ClusterView, NodeError> {
     Ok(view)
 }
 
+/// Leaves the cluster gracefully: routes stop using this node, its replicas are loaded
+/// elsewhere, requests in flight finish, then the coordinator forgets it. Returns when it
+/// is safe to exit (or after `timeout`).
+pub async fn leave(node: &Node, timeout: Duration) -> Result<(), NodeError> {
+    let view = node.view();
+    let fail = |message: String| NodeError::Join { addr: view.coordinator.clone(), message };
+    let Some(coordinator) = view.addr_of(&view.coordinator).map(str::to_string) else { return Ok(()) };
+    if node.is_coordinator() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    node.leaving.store(true, std::sync::atomic::Ordering::Release);
+    let leave = |done| super::wire::Leave { node: node.id.clone(), done };
+    node.ask(&coordinator, &leave(false), Duration::from_secs(10))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.message))?;
+    // Hand-off: every ready model has its replication on other nodes again.
+    while start.elapsed() < timeout {
+        let models: Vec<super::wire::ModelStatus> =
+            super::peer_handler::control(node, super::wire::names::LIST_MODELS, &())
+                .await
+                .map_err(|e| fail(e.message))?;
+        let handed = models.iter().filter(|m| m.status == super::wire::ModelState::Ready).all(|m| {
+            (0..m.plan.shards.len()).all(|s| {
+                m.progress.iter().filter(|p| p.shard == s && p.done && p.node != node.id).count() >= m.replication
+            })
+        });
+        if handed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Drain: requests already routed here finish.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while node.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 && start.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.ask(&coordinator, &leave(true), Duration::from_secs(10))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.message))?;
+    Ok(())
+}
+
 /// A started node.
 pub struct RunningNode {
     /// Its shared state.

@@ -11,8 +11,8 @@ use mlmf_actors::frame::Envelope;
 use mlmf_actors::peer::Handler;
 
 use super::coordinator::{
-    ClusterStatusMsg, HeartbeatMsg, JoinMsg, ListModelsMsg, LoadModelMsg, MigrateMsg, ModelStatusMsg, ProgressMsg,
-    UnloadModelMsg,
+    ClusterStatusMsg, HeartbeatMsg, JoinMsg, LeaveMsg, ListModelsMsg, LoadModelMsg, MigrateMsg, ModelStatusMsg,
+    ProgressMsg, UnloadModelMsg,
 };
 use super::infer;
 use super::loader;
@@ -69,7 +69,8 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         | names::LIST_MODELS
         | names::CLUSTER_STATUS
         | names::PROGRESS
-        | names::MIGRATE => coordinate(node, name, &payload).await,
+        | names::MIGRATE
+        | names::LEAVE => coordinate(node, name, &payload).await,
         other => Err(format!("unknown message {other:?}")),
     }
 }
@@ -93,6 +94,9 @@ async fn coordinate(node: &Node, name: &str, payload: &[u8]) -> Result<Vec<u8>, 
         names::UNLOAD_MODEL => enc(c.send(UnloadModelMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::MODEL_STATUS => enc(c.send(ModelStatusMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::MIGRATE => enc(c.send(MigrateMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
+        names::LEAVE => {
+            enc(c.send(LeaveMsg(decode_request(payload).map_err(|e| e.to_string())?)).await.map_err(mailbox)?)
+        }
         names::LIST_MODELS => enc(Ok(c.send(ListModelsMsg).await.map_err(mailbox)?)),
         names::CLUSTER_STATUS => enc(Ok(c.send(ClusterStatusMsg).await.map_err(mailbox)?)),
         names::PROGRESS => {

@@ -69,6 +69,8 @@ pub struct NodeInner {
     pub view: RwLock<Arc<ClusterView>>,
     /// Set once the node has joined (or is the coordinator).
     pub joined: AtomicBool,
+    /// Set when the node is leaving: it must not join again.
+    pub leaving: AtomicBool,
     /// The coordinator actor, on the coordinator node.
     pub coordinator: OnceLock<Addr<Coordinator>>,
     /// A user's own balancing strategy, used instead of the built-in balancers when set.
@@ -121,6 +123,7 @@ impl Node {
             checkpoints: Mutex::new(HashMap::new()),
             view: RwLock::new(Arc::new(ClusterView::default())),
             joined: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             coordinator: OnceLock::new(),
             balancers: Mutex::new(Vec::new()),
             member_cpu: Arc::default(),

@@ -50,6 +50,8 @@ pub mod names {
     pub const MANIFEST: &str = "Manifest";
     /// [`super::Migrate`] → [`super::ModelStatus`].
     pub const MIGRATE: &str = "Migrate";
+    /// [`super::Leave`] → `Result<(), ControlError>`.
+    pub const LEAVE: &str = "Leave";
     /// [`super::Fetch`] → raw bytes.
     pub const FETCH: &str = "Fetch";
 }
@@ -72,6 +74,7 @@ remote! {
     Progress => names::PROGRESS, ();
     ManifestRequest => names::MANIFEST, Result<Manifest, String>;
     Deliver => names::DELIVER, ();
+    Leave => names::LEAVE, Result<(), ControlError>;
 }
 
 /// Largest encoded control message (views, statuses, outputs).
@@ -137,6 +140,18 @@ pub enum NodeState {
     Suspect,
     /// Declared failed (phi above the threshold); routed around.
     Down,
+    /// Leaving on request (SIGTERM): routed around while its replicas move elsewhere.
+    Leaving,
+}
+
+/// A node leaves the cluster gracefully: `done: false` starts the hand-off (routes avoid
+/// it, its replicas are placed elsewhere), `done: true` removes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leave {
+    /// The node.
+    pub node: String,
+    /// Whether the hand-off is over.
+    pub done: bool,
 }
 
 /// Resource stats a heartbeat carries.
