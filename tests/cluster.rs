@@ -309,3 +309,52 @@ fn serve_starts_a_tls_cluster_loads_the_model_and_says_how_to_call_it() {
     assert!(stdout.contains("serving default (pipeline:3, 3 shards on 3 nodes) at https://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("curl -s --cacert"), "{stdout}");
 }
+
+#[test]
+fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
+    let dir = temp_dir("backpressure");
+    let key = key_file(&dir, "a cluster key for the backpressure test");
+    let cfg = dir.join("tight.toml");
+    std::fs::write(&cfg, "[requests]\nmax_in_flight = 2\n").unwrap();
+    let a = spawn(None, &key, &["--config", cfg.to_str().unwrap()]);
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 1).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "none".into(),
+            replication: 1,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let ids: Vec<i64> = (0..200).map(|i| i % 1000).collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "input_ids": [ids] })).unwrap();
+        let calls = (0..16).map(|_| {
+            let (addr, body, secret) = (a.addr.clone(), body.clone(), secret.clone());
+            async move {
+                let c = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+                let r = c
+                    .post(format!("http://{addr}/v1/models/m/infer"))
+                    .bearer_auth(secret.trim())
+                    .send_body(body)
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.headers().get("retry-after").is_some())
+            }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let ok = answers.iter().filter(|a| a.0 == 200).count();
+        let refused = answers.iter().filter(|a| a.0 == 429).count();
+        assert!(ok >= 1 && refused >= 1 && ok + refused == 16, "{answers:?}");
+        assert!(answers.iter().filter(|a| a.0 == 429).all(|a| a.1), "429 without Retry-After");
+        // And it serves again once the burst is over.
+        client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+    });
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -109,7 +109,18 @@ async fn infer_route(
     let model = id.into_inner();
     let start = Instant::now();
     node.requests.fetch_add(1, Ordering::Relaxed);
-    let result = serve_infer(&node, &model, body, start).await;
+    // Backpressure: past the bound, answer 429 at once rather than queue without limit.
+    let taken = node.http_in_flight.fetch_add(1, Ordering::AcqRel);
+    let result = if taken >= node.cfg.requests.max_in_flight {
+        Err(ApiError::new(
+            429,
+            "overloaded",
+            format!("{taken} requests in flight on this node (limit {}); retry later", node.cfg.requests.max_in_flight),
+        ))
+    } else {
+        serve_infer(&node, &model, body, start).await
+    };
+    node.http_in_flight.fetch_sub(1, Ordering::AcqRel);
     let status = match &result {
         Ok(_) => 200,
         Err(e) => e.status,

@@ -87,6 +87,8 @@ pub struct NodeInner {
     pub in_flight: AtomicUsize,
     /// HTTP requests taken.
     pub requests: AtomicU64,
+    /// Inference requests being served over HTTP now.
+    pub http_in_flight: AtomicUsize,
     pool_id: u64,
 }
 
@@ -132,6 +134,7 @@ impl Node {
             metrics: Metrics::default(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            http_in_flight: AtomicUsize::new(0),
             pool_id: NEXT_POOL.fetch_add(2, Ordering::Relaxed),
         }))
     }

@@ -83,6 +83,8 @@ pub struct RequestConfig {
     pub max_body_bytes: usize,
     /// Messages in flight per shard before it answers "overloaded".
     pub shard_queue: usize,
+    /// Inference requests served at once over HTTP; more get 429 with `Retry-After`.
+    pub max_in_flight: usize,
 }
 
 impl Default for RequestConfig {
@@ -93,6 +95,7 @@ impl Default for RequestConfig {
             max_attempts: 3,
             max_body_bytes: 8 << 20,
             shard_queue: 256,
+            max_in_flight: 1024,
         }
     }
 }
@@ -197,6 +200,9 @@ impl NodeConfig {
         }
         if self.requests.max_attempts == 0 || self.requests.max_attempts > 16 {
             return bad("requests.max_attempts", "must be 1..=16");
+        }
+        if self.requests.max_in_flight == 0 || self.requests.shard_queue == 0 {
+            return bad("requests.max_in_flight", "limits must be positive");
         }
         if self.requests.max_body_bytes < 1024 {
             return bad("requests.max_body_bytes", "must be at least 1024");
