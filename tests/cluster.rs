@@ -358,3 +358,53 @@ fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
     drop(a);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_high_priority_request_overtakes_queued_low_ones() {
+    let dir = temp_dir("priority");
+    let key = key_file(&dir, "a cluster key for the priority test");
+    let a = spawn(None, &key, &[]);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 1).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "none".into(),
+            replication: 1,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let long: Vec<i64> = (0..200).map(|i| (i * 7) % 1000).collect();
+        let lows = (0..12).map(|i| {
+            let (client, done, long) = (client.clone(), done.clone(), long.clone());
+            async move {
+                let mut req = request(&long, Some(vec!["last_hidden_state".into()]));
+                req.priority = Some(mlmf::api::types::Priority::Low);
+                client.infer("m", &req).await.unwrap();
+                done.borrow_mut().push(format!("low-{i}"));
+            }
+        });
+        let high = {
+            let (client, done) = (client.clone(), done.clone());
+            async move {
+                // Arrive once the lows are queued.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let mut req = request(&[1, 2, 3], None);
+                req.priority = Some(mlmf::api::types::Priority::High);
+                client.infer("m", &req).await.unwrap();
+                done.borrow_mut().push("high".to_string());
+            }
+        };
+        futures_util::join!(futures_util::future::join_all(lows), high);
+        let order = done.borrow().clone();
+        let pos = order.iter().position(|n| n == "high").unwrap();
+        assert!(pos <= 4, "the high-priority request finished {pos}th of 13: {order:?}");
+    });
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}

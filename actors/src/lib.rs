@@ -9,13 +9,14 @@
 //!   compressed per connection, requests with deadlines); [`pool`]: per-thread connections
 //!   that redial with backoff; [`remote`]: typed requests and replies by message name.
 //! - [`registry`]: named local recipients keyed by what remote messages name, and bounded
-//!   mailboxes that answer "overloaded".
+//!   mailboxes that answer "overloaded"; [`gate`]: priority admission in front of a mailbox.
 
 pub mod auth;
 pub mod codec;
 pub mod compression;
 pub mod error;
 pub mod frame;
+pub mod gate;
 pub mod peer;
 pub mod pool;
 pub mod registry;

@@ -151,6 +151,7 @@ async fn serve_infer(node: &Node, model: &str, body: web::Payload, start: Instan
         deadline: req.timeout_ms.map(|ms| Duration::from_millis(ms.clamp(1, 600_000))),
         outputs: req.outputs.clone(),
         session: req.session_id.clone(),
+        priority: req.priority.unwrap_or_default().rank(),
     };
     let span = tracing::info_span!("infer", request_id = format!("{request_id:016x}"), %model);
     let served = infer(node, model, input, opts, request_id).instrument(span).await?;

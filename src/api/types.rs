@@ -51,7 +51,7 @@ pub struct MigrateRequest {
     pub to: String,
 }
 
-/// Request priority.
+/// Request priority: at every shard, waiting requests are admitted high first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -89,6 +89,17 @@ pub struct InferRequest {
     /// Deadline for this request, milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+impl Priority {
+    /// Its rank at admission (higher first).
+    pub fn rank(self) -> u8 {
+        match self {
+            Priority::High => 2,
+            Priority::Normal => 1,
+            Priority::Low => 0,
+        }
+    }
 }
 
 /// One output tensor.

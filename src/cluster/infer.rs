@@ -36,6 +36,8 @@ pub struct InferOptions {
     pub outputs: Option<Vec<String>>,
     /// Session id (affinity).
     pub session: Option<String>,
+    /// Admission priority at every shard: 2 high, 1 normal, 0 low.
+    pub priority: u8,
 }
 
 /// A served request.
@@ -145,6 +147,7 @@ pub async fn infer(
             reply_to: node.id.clone(),
             block_outputs: opts.block_outputs,
             outputs: opts.outputs.clone(),
+            priority: opts.priority,
             blocks: Vec::new(),
             processed_by: Vec::new(),
         };
@@ -251,10 +254,15 @@ pub async fn run_stage(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) 
     }
     let input = Arc::new(header.input.clone());
     let hidden = if header.stage == 0 { None } else { Some(hidden) };
+    let prio = header.priority;
     let out = if members.len() == 1 {
         let shard = local_shard(node, &header.model, lead_shard)?;
         let msg = Forward { input, hidden, block_outputs: header.block_outputs };
-        shard.bounded.send(msg).await.map_err(|e| send_failure(node, e))?.map_err(|e| shard_failure(node, e))?
+        shard
+            .send(prio, node.cfg.requests.shard_queue, msg)
+            .await
+            .map_err(|e| send_failure(node, e))?
+            .map_err(|e| shard_failure(node, e))?
     } else {
         tensor_parallel(node, &header, &members, input, hidden).await?
     };
@@ -322,8 +330,14 @@ async fn tensor_parallel(
 ) -> Result<StageOutput, StageFailure> {
     let lead = local_shard(node, &header.model, members[0].0)?;
     let spec = lead.handle.spec.spec.clone();
+    let prio = header.priority;
     let step = |shard: LocalShard, msg: TpStep| async move {
-        match shard.bounded.send(msg).await.map_err(|e| send_failure(node, e))?.map_err(|e| shard_failure(node, e))? {
+        match shard
+            .send(prio, node.cfg.requests.shard_queue, msg)
+            .await
+            .map_err(|e| send_failure(node, e))?
+            .map_err(|e| shard_failure(node, e))?
+        {
             TpOutput::Bytes(b) => Ok(b),
             TpOutput::Stage(_) => Err(StageFailure {
                 node: node.id.clone(),
@@ -363,6 +377,7 @@ async fn tensor_parallel(
                         layer,
                         sublayer,
                         input: (*input).clone(),
+                        priority: prio,
                     };
                     let payload = wire::pack(&h, &x).map_err(fail)?;
                     let answer = node
@@ -408,8 +423,14 @@ async fn tensor_parallel(
 pub async fn partial(node: &Node, h: PartialHeader, x: Vec<u8>) -> Result<Vec<u8>, StageFailure> {
     let _guard = InFlight::new(node);
     let shard = local_shard(node, &h.model, h.shard)?;
+    let prio = h.priority;
     let msg = TpStep::Partial { input: Arc::new(h.input), layer: h.layer, sublayer: h.sublayer, x };
-    match shard.bounded.send(msg).await.map_err(|e| send_failure(node, e))?.map_err(|e| shard_failure(node, e))? {
+    match shard
+        .send(prio, node.cfg.requests.shard_queue, msg)
+        .await
+        .map_err(|e| send_failure(node, e))?
+        .map_err(|e| shard_failure(node, e))?
+    {
         TpOutput::Bytes(b) => Ok(b),
         TpOutput::Stage(_) => Err(StageFailure {
             node: node.id.clone(),

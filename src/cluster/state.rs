@@ -39,6 +39,30 @@ pub struct LocalShard {
     pub bytes: u64,
     /// Whether its weights were pulled from a peer.
     pub pulled: bool,
+    /// Admission in priority order, one holder per compute thread.
+    pub gate: Arc<mlmf_actors::gate::PriorityGate>,
+}
+
+impl LocalShard {
+    /// Sends `msg` when a compute thread is free, higher `priority` first; answers
+    /// "overloaded" at once when `queue` requests already wait.
+    pub async fn send<M>(
+        &self,
+        priority: u8,
+        queue: usize,
+        msg: M,
+    ) -> Result<M::Result, mlmf_actors::registry::SendError>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        ShardActor: actix::Handler<M>,
+    {
+        if self.gate.waiting() >= queue {
+            return Err(mlmf_actors::registry::Overloaded { capacity: queue }.into());
+        }
+        let _permit = self.gate.acquire(priority).await;
+        self.bounded.send(msg).await
+    }
 }
 
 /// Everything one node's parts share. Cheap to clone.

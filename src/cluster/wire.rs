@@ -479,6 +479,8 @@ pub struct ForwardHeader {
     pub block_outputs: bool,
     /// Outputs to deliver (all when absent): the last stage sends nothing else back.
     pub outputs: Option<Vec<String>>,
+    /// Admission priority at every shard (2 high, 1 normal, 0 low).
+    pub priority: u8,
     /// Block outputs so far.
     pub blocks: Vec<(usize, HostTensor)>,
     /// Nodes that ran a stage so far.
@@ -511,6 +513,8 @@ pub struct PartialHeader {
     pub sublayer: Sublayer,
     /// The request (attention mask).
     pub input: ModelInput,
+    /// Admission priority.
+    pub priority: u8,
 }
 
 /// The last stage's answer to the node that took the request.
