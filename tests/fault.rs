@@ -440,3 +440,71 @@ fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request() {
+    let dir = temp_dir("scaleout");
+    let key = key_file(&dir, "a cluster key for the scale-out test");
+    let cfg = dir.join("rebalance.toml");
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(
+        &cfg,
+        format!("rebalance_moves = 1\nrebalance_interval_ms = 300\naudit_log = {:?}\n", audit.display().to_string()),
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 2).await;
+        let load = LoadRequest {
+            id: "m".into(),
+            path: model.display().to_string(),
+            strategy: "layer:1".into(),
+            replication: 1,
+            placement: None,
+            replication_mode: Default::default(),
+        };
+        client.load(&load).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let joiner = spawn(Some(&a.addr), &key, &c);
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let load_clients = (0..4).map(|_| {
+            let (client, stop) = (client.clone(), stop.clone());
+            async move {
+                let mut failed = Vec::new();
+                while !stop.get() {
+                    if let Err(e) = client.infer("m", &request(&[464, 968, 758], None)).await {
+                        failed.push(e.to_string());
+                    }
+                }
+                failed
+            }
+        });
+        let watcher = async {
+            let start = Instant::now();
+            loop {
+                let s = client.model("m").await.unwrap();
+                let on_joiner = s.progress.iter().filter(|p| p.node == joiner.addr && p.done).count();
+                // 6 shards on 3 nodes: the joiner ends with 2.
+                if on_joiner == 2 && s.progress.iter().all(|p| p.done) {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "no rebalance onto the joiner: {:?}", s.progress);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+        };
+        let (failed, ()) = futures_util::join!(futures_util::future::join_all(load_clients), watcher);
+        let failed: Vec<String> = failed.into_iter().flatten().collect();
+        assert!(failed.is_empty(), "{failed:?}");
+        let log = std::fs::read_to_string(&audit).unwrap();
+        assert_eq!(log.matches("\"op\":\"rebalance\"").count(), 2, "{log}");
+        drop(joiner);
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -70,6 +70,8 @@ pub struct Coordinator {
     health: Option<Addr<HealthMonitor>>,
     migrations: Vec<Migrate>,
     alerts: Option<Addr<AlertManager>>,
+    /// A node joined: rebalancing rounds run until nothing is left to move.
+    rebalance_pending: bool,
 }
 
 impl Coordinator {
@@ -85,6 +87,7 @@ impl Coordinator {
             health: None,
             migrations: Vec::new(),
             alerts: None,
+            rebalance_pending: false,
         }
     }
 
@@ -324,6 +327,35 @@ impl Coordinator {
                 self.fire(rule, id, severity, summary);
             } else if rule != "error_rate" || requests >= 10 {
                 self.resolve(rule, id);
+            }
+        }
+    }
+
+    /// One rebalancing round: a bounded number of migrations from the fullest nodes to the
+    /// emptiest (a node that joined takes replicas a few at a time).
+    fn rebalance_round(&mut self, ctx: &mut Context<Self>) {
+        if !self.rebalance_pending || !self.migrations.is_empty() {
+            return;
+        }
+        let ready = self.models.values().filter(|r| r.status.status == ModelState::Ready);
+        let replicas: Vec<(String, usize, String)> = ready
+            .flat_map(|r| {
+                r.status.progress.iter().filter(|p| p.done).map(move |p| (r.status.id.clone(), p.shard, p.node.clone()))
+            })
+            .collect();
+        let live: Vec<String> =
+            self.members.values().filter(|m| m.state == NodeState::Up).map(|m| m.info.id.clone()).collect();
+        // Only balanced models move: one still missing replicas is re-placement's business.
+        let moves = crate::plan::rebalance::rebalance(&replicas, &live, self.node.cfg.rebalance_moves);
+        if moves.is_empty() {
+            self.rebalance_pending = false;
+        }
+        for mv in moves {
+            let m = Migrate { model: mv.model, shard: mv.shard, from: mv.from, to: mv.to };
+            tracing::info!(model = %m.model, shard = m.shard, from = %m.from, to = %m.to, "rebalancing");
+            self.audit("rebalance", Some(&m.model), Some(&m.to), &format!("shard {} from {}", m.shard, m.from));
+            if let Err(e) = self.migrate(m, ctx) {
+                tracing::warn!(error = %e, "rebalancing move refused");
             }
         }
     }
@@ -589,6 +621,10 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.node.cfg.rebalance_moves > 0 {
+            let every = Duration::from_millis(self.node.cfg.rebalance_interval_ms.max(100));
+            ctx.run_interval(every, |me, ctx| me.rebalance_round(ctx));
+        }
         let (cfg, me) = (self.node.cfg.health.clone(), ctx.address().recipient());
         self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
         let (cfg, id) = (self.node.cfg.alerts.clone(), self.node.id.clone());
@@ -628,6 +664,8 @@ impl Handler<JoinMsg> for Coordinator {
         }
         tracing::info!(node = %info.id, addr = %info.addr, "node joined");
         self.audit("join", None, Some(&info.id), &format!("from {}", info.addr));
+        let known = self.members.get(&info.id).is_some_and(|m| m.info.addr == info.addr);
+        self.rebalance_pending |= !known;
         if let Some(h) = &self.health {
             h.do_send(Beat { node: info.id.clone() });
         }

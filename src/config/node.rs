@@ -133,6 +133,10 @@ pub struct NodeConfig {
     pub health: HealthConfig,
     /// Alert rules and channels (coordinator only).
     pub alerts: crate::cluster::alerts::AlertConfig,
+    /// Replica moves per rebalancing round after a node joins (0 turns rebalancing off).
+    pub rebalance_moves: usize,
+    /// Time between rebalancing rounds, milliseconds.
+    pub rebalance_interval_ms: u64,
     /// JSON-lines audit log of distributed operations (coordinator only).
     pub audit_log: Option<PathBuf>,
     /// Balancing.
@@ -158,6 +162,8 @@ impl Default for NodeConfig {
             tls: None,
             health: HealthConfig::default(),
             audit_log: None,
+            rebalance_moves: 2,
+            rebalance_interval_ms: 2000,
             alerts: Default::default(),
             balancing: Default::default(),
             requests: RequestConfig::default(),

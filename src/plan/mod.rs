@@ -5,6 +5,7 @@
 pub mod error;
 pub mod partition;
 pub mod placement;
+pub mod rebalance;
 pub mod shard_plan;
 pub mod strategy;
 
