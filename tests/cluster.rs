@@ -143,14 +143,7 @@ fn bad_requests_get_clean_errors_and_the_cluster_keeps_serving() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 2).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "pipeline:2".into(),
-            replication: 1,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "pipeline:2", 1);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let t = Some(secret);
@@ -273,14 +266,7 @@ fn a_mutual_tls_cluster_serves_its_clients_and_refuses_others() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 2).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "tensor:2".into(),
-            replication: 1,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "tensor:2", 1);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
@@ -322,14 +308,7 @@ fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 1).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "none".into(),
-            replication: 1,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "none", 1);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let ids: Vec<i64> = (0..200).map(|i| i % 1000).collect();
@@ -368,14 +347,7 @@ fn a_high_priority_request_overtakes_queued_low_ones() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 1).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "none".into(),
-            replication: 1,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "none", 1);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));

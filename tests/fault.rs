@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::fixture;
 use common::nodes::*;
-use mlmf::api::types::LoadRequest;
 use mlmf::client::{ClientError, ClusterClient};
 use mlmf_actors::auth::ClusterKey;
 
@@ -32,14 +31,7 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "pipeline:2".into(),
-            replication: 2,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "pipeline:2", 2);
         client.load(&load).await.unwrap();
         let status = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         // Heartbeats carry the members' resource stats.
@@ -191,14 +183,7 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "none".into(),
-            replication: 3,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "none", 3);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         signal(&frozen, "-STOP");
@@ -250,14 +235,7 @@ fn a_live_migration_under_load_fails_no_request() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "pipeline:2".into(),
-            replication: 1,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "pipeline:2", 1);
         client.load(&load).await.unwrap();
         let s = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let from = s.progress.iter().find(|p| p.shard == 0).unwrap().node.clone();
@@ -389,14 +367,7 @@ fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "pipeline:3".into(),
-            replication: 2,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "pipeline:3", 2);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let stop = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -464,14 +435,7 @@ fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 2).await;
-        let load = LoadRequest {
-            id: "m".into(),
-            path: model.display().to_string(),
-            strategy: "layer:1".into(),
-            replication: 1,
-            placement: None,
-            replication_mode: Default::default(),
-        };
+        let load = load_request("m", &model, "layer:1", 1);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let joiner = spawn(Some(&a.addr), &key, &c);

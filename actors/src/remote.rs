@@ -51,7 +51,8 @@ pub fn encode_reply<M: RemoteMessage>(reply: &M::Reply) -> Result<Vec<u8>, WireE
     Bincode2::<REMOTE_LIMIT>.encode(reply)
 }
 
-fn decode_reply<M: RemoteMessage>(bytes: &[u8]) -> Result<M::Reply, PeerError> {
+/// Decodes a reply (with limits).
+pub fn decode_reply<M: RemoteMessage>(bytes: &[u8]) -> Result<M::Reply, PeerError> {
     Ok(Bincode2::<REMOTE_LIMIT>.decode(bytes)?)
 }
 

@@ -232,6 +232,32 @@ fn send_failure(node: &Node, e: mlmf_actors::registry::SendError) -> StageFailur
     StageFailure { node: node.id.clone(), message: e.to_string(), invalid_request: false }
 }
 
+/// Runs `msg` on a local shard at priority `prio`, mapping both failure layers.
+async fn on_shard<M, R>(node: &Node, shard: &LocalShard, prio: u8, msg: M) -> Result<R, StageFailure>
+where
+    M: actix::Message<Result = Result<R, ShardError>> + Send + 'static,
+    R: Send + 'static,
+    super::shard::ShardActor: actix::Handler<M>,
+{
+    shard
+        .send(prio, node.cfg.requests.shard_queue, msg)
+        .await
+        .map_err(|e| send_failure(node, e))?
+        .map_err(|e| shard_failure(node, e))
+}
+
+/// The bytes of a tensor-parallel step (an activation or a partial sum).
+fn tp_bytes(node: &Node, out: TpOutput) -> Result<Vec<u8>, StageFailure> {
+    match out {
+        TpOutput::Bytes(b) => Ok(b),
+        TpOutput::Stage(_) => Err(StageFailure {
+            node: node.id.clone(),
+            message: "unexpected stage output".into(),
+            invalid_request: false,
+        }),
+    }
+}
+
 /// Runs this node's stage of a request, then hands the result on: to the next stage, or to
 /// the node that took the request.
 pub async fn run_stage(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) -> Result<(), StageFailure> {
@@ -258,11 +284,7 @@ pub async fn run_stage(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) 
     let out = if members.len() == 1 {
         let shard = local_shard(node, &header.model, lead_shard)?;
         let msg = Forward { input, hidden, block_outputs: header.block_outputs };
-        shard
-            .send(prio, node.cfg.requests.shard_queue, msg)
-            .await
-            .map_err(|e| send_failure(node, e))?
-            .map_err(|e| shard_failure(node, e))?
+        on_shard(node, &shard, prio, msg).await?
     } else {
         tensor_parallel(node, &header, &members, input, hidden).await?
     };
@@ -331,21 +353,7 @@ async fn tensor_parallel(
     let lead = local_shard(node, &header.model, members[0].0)?;
     let spec = lead.handle.spec.spec.clone();
     let prio = header.priority;
-    let step = |shard: LocalShard, msg: TpStep| async move {
-        match shard
-            .send(prio, node.cfg.requests.shard_queue, msg)
-            .await
-            .map_err(|e| send_failure(node, e))?
-            .map_err(|e| shard_failure(node, e))?
-        {
-            TpOutput::Bytes(b) => Ok(b),
-            TpOutput::Stage(_) => Err(StageFailure {
-                node: node.id.clone(),
-                message: "unexpected stage output".into(),
-                invalid_request: false,
-            }),
-        }
-    };
+    let step = |shard: LocalShard, msg: TpStep| async move { tp_bytes(node, on_shard(node, &shard, prio, msg).await?) };
     let mut x = match hidden {
         Some(h) if !spec.embeddings => h,
         None if spec.embeddings => step(lead.clone(), TpStep::Embed { input: Arc::clone(&input) }).await?,
@@ -399,12 +407,7 @@ async fn tensor_parallel(
             blocks.push((layer, HostTensor { shape, data }));
         }
     }
-    let out = lead
-        .bounded
-        .send(TpStep::Finish { x })
-        .await
-        .map_err(|e| send_failure(node, e))?
-        .map_err(|e| shard_failure(node, e))?;
+    let out = on_shard(node, &lead, prio, TpStep::Finish { x }).await?;
     match out {
         TpOutput::Stage(StageOutput::Hidden { bytes, .. }) => Ok(StageOutput::Hidden { bytes, blocks }),
         TpOutput::Stage(StageOutput::Final(mut o)) => {
@@ -425,17 +428,5 @@ pub async fn partial(node: &Node, h: PartialHeader, x: Vec<u8>) -> Result<Vec<u8
     let shard = local_shard(node, &h.model, h.shard)?;
     let prio = h.priority;
     let msg = TpStep::Partial { input: Arc::new(h.input), layer: h.layer, sublayer: h.sublayer, x };
-    match shard
-        .send(prio, node.cfg.requests.shard_queue, msg)
-        .await
-        .map_err(|e| send_failure(node, e))?
-        .map_err(|e| shard_failure(node, e))?
-    {
-        TpOutput::Bytes(b) => Ok(b),
-        TpOutput::Stage(_) => Err(StageFailure {
-            node: node.id.clone(),
-            message: "unexpected stage output".into(),
-            invalid_request: false,
-        }),
-    }
+    tp_bytes(node, on_shard(node, &shard, prio, msg).await?)
 }

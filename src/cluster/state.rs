@@ -215,7 +215,6 @@ impl Node {
     }
 
     /// Sends request `name` to the node at `addr` over this thread's connection to it.
-    /// `heartbeat` selects the connection reserved for heartbeats.
     pub async fn call(
         &self,
         addr: &str,
@@ -229,30 +228,29 @@ impl Node {
 
     /// Sends a typed message to the node at `addr` and decodes its typed reply.
     pub async fn ask<M: RemoteMessage>(&self, addr: &str, msg: &M, deadline: Duration) -> Result<M::Reply, PeerError> {
-        let pool = PeerPool::local(self.pool_id, &self.peer);
-        pool.ask(&self.peer_url(addr), msg, deadline).await
+        self.ask_on(self.pool_id, addr, msg, deadline).await
     }
 
-    /// As [`Node::ask`], on the connections reserved for heartbeats.
+    /// As [`Node::ask`], on the connections reserved for heartbeats (never behind a tensor).
     pub async fn ask_heartbeat<M: RemoteMessage>(
         &self,
         addr: &str,
         msg: &M,
         deadline: Duration,
     ) -> Result<M::Reply, PeerError> {
-        let pool = PeerPool::local(self.pool_id + 1, &self.peer);
-        pool.ask(&self.peer_url(addr), msg, deadline).await
+        self.ask_on(self.pool_id + 1, addr, msg, deadline).await
     }
 
-    /// As [`Node::call`], on the connections reserved for heartbeats (never behind a tensor).
-    pub async fn call_heartbeat(
+    async fn ask_on<M: RemoteMessage>(
         &self,
+        pool: u64,
         addr: &str,
-        name: &str,
-        payload: &[u8],
+        msg: &M,
         deadline: Duration,
-    ) -> Result<Vec<u8>, PeerError> {
-        self.call_on(self.pool_id + 1, addr, name, payload, deadline, 0).await
+    ) -> Result<M::Reply, PeerError> {
+        let payload = mlmf_actors::remote::encode_request(msg)?;
+        let bytes = self.call_on(pool, addr, M::NAME, &payload, deadline, 0).await?;
+        mlmf_actors::remote::decode_reply::<M>(&bytes)
     }
 
     async fn call_on(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mlmf::api::types::InferRequest;
+use mlmf::api::types::{InferRequest, LoadRequest};
 use mlmf::client::ClusterClient;
 
 pub type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
@@ -187,4 +187,16 @@ pub fn http_sink() -> (String, Posts) {
         })
     });
     (rx.recv().unwrap(), got)
+}
+
+/// A load request for `model` with the default placement and replication mode.
+pub fn load_request(id: &str, model: &Path, strategy: &str, replication: usize) -> LoadRequest {
+    LoadRequest {
+        id: id.into(),
+        path: model.display().to_string(),
+        strategy: strategy.into(),
+        replication,
+        placement: None,
+        replication_mode: Default::default(),
+    }
 }
