@@ -60,7 +60,6 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
         }
         assert!(pulled > 0, "the puller node was given no shard");
         let mut failures = Vec::new();
-        let mut served_by = std::collections::BTreeSet::new();
         for (m, (id, strategy, _)) in models.iter().enumerate() {
             for (j, l) in [1usize, 7, 32].into_iter().enumerate() {
                 let ids = &reference[&format!("seq{l}.input_ids")].i64;
@@ -71,9 +70,6 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
                     client.infer(id, &request(ids, Some(outs))).await.unwrap_or_else(|e| panic!("{id} seq{l}: {e}"));
                 assert_eq!(r.outputs.len(), 8);
                 assert!(!r.processed_by.is_empty());
-                if *id == "m-none" {
-                    served_by.extend(r.processed_by.clone());
-                }
                 let out = RunOutputs {
                     tensors: r
                         .outputs
@@ -91,13 +87,9 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
-        // Replication 2: the round-robin balancer uses both replicas.
-        for _ in 0..4 {
-            let r = clients[0].infer("m-none", &request(&[1, 2, 3], None)).await.unwrap();
-            served_by.extend(r.processed_by);
-        }
-        assert!(served_by.len() >= 2, "one replica served everything: {served_by:?}");
-        // Session affinity: one session stays on one replica; sessions spread over both.
+        // Replication 2 (the default p2c balancer may keep light sequential traffic on the
+        // faster replica): with session affinity, one session stays on one replica and
+        // sessions spread over both, so both replicas serve.
         let mut by_session = std::collections::BTreeMap::new();
         for i in 0..24 {
             let session = format!("user-{}", i % 8);

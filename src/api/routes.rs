@@ -154,7 +154,17 @@ async fn serve_infer(node: &Node, model: &str, body: web::Payload, start: Instan
         priority: req.priority.unwrap_or_default().rank(),
     };
     let span = tracing::info_span!("infer", request_id = format!("{request_id:016x}"), %model);
-    let served = infer(node, model, input, opts, request_id).instrument(span).await?;
+    let served = match infer(node, model, input, opts, request_id).instrument(span).await {
+        Ok(s) => s,
+        // A request racing an unload: say the model is gone rather than that routes failed.
+        Err(e @ crate::cluster::infer::InferError::Failed { .. }) => {
+            return match control::<_, ModelStatus>(node, names::MODEL_STATUS, &model.to_string()).await {
+                Err(c) if c.status == 404 => Err(ApiError::new(404, "model_not_found", format!("no model {model:?}"))),
+                _ => Err(e.into()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut outputs = served.outputs.tensors;
     if let Some(wanted) = &req.outputs {
         if let Some(missing) = wanted.iter().find(|w| !outputs.contains_key(*w)) {

@@ -72,6 +72,8 @@ pub struct Coordinator {
     alerts: Option<Addr<AlertManager>>,
     /// A node joined: rebalancing rounds run until nothing is left to move.
     rebalance_pending: bool,
+    /// A view push is scheduled.
+    push_scheduled: bool,
 }
 
 impl Coordinator {
@@ -88,6 +90,7 @@ impl Coordinator {
             migrations: Vec::new(),
             alerts: None,
             rebalance_pending: false,
+            push_scheduled: false,
         }
     }
 
@@ -126,9 +129,27 @@ impl Coordinator {
     /// Bumps the version and sends the view to every member.
     fn publish(&mut self, ctx: &mut Context<Self>) {
         self.version += 1;
-        let view = self.view();
-        self.node.set_view(view.clone());
-        let view = Arc::new(view);
+        self.node.set_view(self.view());
+        self.push_view(ctx);
+    }
+
+    /// As [`Self::publish`], with the pushes coalesced: a burst of joins (a thousand nodes
+    /// starting) sends each member one view, not one per join. A member that misses one
+    /// gets it with its next heartbeat ack.
+    fn publish_soon(&mut self, ctx: &mut Context<Self>) {
+        self.version += 1;
+        self.node.set_view(self.view());
+        if !self.push_scheduled {
+            self.push_scheduled = true;
+            ctx.run_later(Duration::from_millis(20), |me, ctx| {
+                me.push_scheduled = false;
+                me.push_view(ctx);
+            });
+        }
+    }
+
+    fn push_view(&mut self, ctx: &mut Context<Self>) {
+        let view = Arc::new(self.view());
         for m in self.members.values().filter(|m| m.info.id != self.node.id && m.state != NodeState::Down) {
             let (node, addr, view) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&view));
             ctx.spawn(
@@ -670,7 +691,7 @@ impl Handler<JoinMsg> for Coordinator {
             h.do_send(Beat { node: info.id.clone() });
         }
         self.members.insert(info.id.clone(), Member { info, state: NodeState::Up, stats: NodeStats::default() });
-        self.publish(ctx);
+        self.publish_soon(ctx);
         MessageResult(Ok(self.view()))
     }
 }
