@@ -372,3 +372,28 @@ fn a_high_priority_request_overtakes_queued_low_ones() {
     drop(a);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn affinity_by_model_keeps_a_model_on_one_replica_while_it_lives() {
+    let dir = temp_dir("affinity");
+    let key = key_file(&dir, "a cluster key for the affinity test");
+    let cfg = dir.join("affinity.toml");
+    std::fs::write(&cfg, "[balancing]\naffinity_key = \"model\"\n").unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 2).await;
+        client.load(&load_request("m", &model, "none", 2)).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let mut routes = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            routes.insert(client.infer("m", &request(&[1, 2, 3], None)).await.unwrap().processed_by);
+        }
+        assert_eq!(routes.len(), 1, "{routes:?}");
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}

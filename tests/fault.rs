@@ -16,10 +16,14 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
     let key = key_file(&dir, "a cluster key for the failover test");
     let cfg = dir.join("fast.toml");
     let audit = dir.join("audit.jsonl");
+    let (smtp, mails) = smtp_sink();
+    let (http, posts) = http_sink();
     std::fs::write(
         &cfg,
         format!(
-            "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n[requests]\nattempt_timeout_ms = 3000\n",
+            "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n[requests]\nattempt_timeout_ms = 3000\n\
+             [alerts]\nwebhooks = [\"http://{http}/hook\"]\ngroup_ms = 100\n\
+             [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n",
             audit.display().to_string()
         ),
     )
@@ -140,6 +144,23 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
         for _ in 0..10 {
             let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
             assert!(!r.processed_by.contains(&victim_addr));
+        }
+        // The kill raised a node_down alert at the webhook and by email, and the lost replicas
+        // an under-replication alert, resolved once replication was whole.
+        let start = Instant::now();
+        loop {
+            let posted = posts.lock().unwrap().clone();
+            let has = |rule: &str, status: &str| {
+                posted.iter().any(|(_, v)| {
+                    v["alerts"].as_array().is_some_and(|a| a.iter().any(|e| e["rule"] == rule && e["status"] == status))
+                })
+            };
+            let mailed = mails.lock().unwrap().iter().any(|m| m.contains(&format!("firing node_down {victim_addr}")));
+            if has("node_down", "firing") && has("shard_under_replicated", "resolved") && mailed {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "alerts missing: {posted:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Every distributed operation is in the audit log.
         let log = std::fs::read_to_string(&audit).unwrap();

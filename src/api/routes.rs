@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use mlmf_actors::peer::accept;
 
+use crate::cluster::balancer::AffinityKey;
 use crate::cluster::infer::{InferOptions, infer};
 use crate::cluster::peer_handler::control;
 use crate::cluster::state::Node;
@@ -104,6 +105,7 @@ fn valid_output(name: &str, layers: usize) -> bool {
 async fn infer_route(
     node: web::Data<Node>,
     id: web::Path<String>,
+    http: actix_web::HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let model = id.into_inner();
@@ -118,7 +120,8 @@ async fn infer_route(
             format!("{taken} requests in flight on this node (limit {}); retry later", node.cfg.requests.max_in_flight),
         ))
     } else {
-        serve_infer(&node, &model, body, start).await
+        let client_ip = http.peer_addr().map(|a| a.ip().to_string());
+        serve_infer(&node, &model, body, start, client_ip).await
     };
     node.http_in_flight.fetch_sub(1, Ordering::AcqRel);
     let status = match &result {
@@ -129,7 +132,13 @@ async fn infer_route(
     result.map(|r| json(200, &r))
 }
 
-async fn serve_infer(node: &Node, model: &str, body: web::Payload, start: Instant) -> Result<InferResponse, ApiError> {
+async fn serve_infer(
+    node: &Node,
+    model: &str,
+    body: web::Payload,
+    start: Instant,
+    client_ip: Option<String>,
+) -> Result<InferResponse, ApiError> {
     let req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     let input = req.to_input(MAX_TOKENS)?;
     let view = node.view();
@@ -150,7 +159,11 @@ async fn serve_infer(node: &Node, model: &str, body: web::Payload, start: Instan
         block_outputs,
         deadline: req.timeout_ms.map(|ms| Duration::from_millis(ms.clamp(1, 600_000))),
         outputs: req.outputs.clone(),
-        session: req.session_id.clone(),
+        session: match node.cfg.balancing.affinity_key {
+            AffinityKey::Session => req.session_id.clone(),
+            AffinityKey::ClientIp => client_ip,
+            AffinityKey::Model => Some(model.to_string()),
+        },
         priority: req.priority.unwrap_or_default().rank(),
     };
     let span = tracing::info_span!("infer", request_id = format!("{request_id:016x}"), %model);
