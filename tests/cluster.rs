@@ -229,6 +229,8 @@ fn bad_requests_get_clean_errors_and_the_cluster_keeps_serving() {
             "mlmf_request_duration_seconds_bucket",
             "mlmf_peer_bytes_sent_total",
             "mlmf_node_up",
+            "mlmf_shard_in_flight{",
+            "mlmf_shard_latency_ms{",
         ] {
             assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
         }

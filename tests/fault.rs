@@ -43,6 +43,10 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
         let c = client.cluster().await.unwrap();
         for n in c["nodes"].as_array().unwrap() {
             assert!(n["stats"]["memory_total"].as_u64().unwrap() > 0, "{n}");
+            // Per shard replica: in flight, queued, messages, p50/p99.
+            for st in n["stats"]["shard_stats"].as_array().unwrap() {
+                assert!(st["model"] == "m" && st["p99_ms"].as_f64().is_some(), "{st}");
+            }
         }
         // Kill a non-coordinator node that holds a replica.
         let victim_idx = others.iter().position(|n| status.progress.iter().any(|p| p.node == n.addr)).unwrap();

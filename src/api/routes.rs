@@ -241,6 +241,19 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
         };
         extra.push_str(&format!("mlmf_node_up{{node=\"{id}\",member=\"{}\"}} {v}\n", n.info.id.replace('"', "")));
     }
+    extra.push_str(
+        "# HELP mlmf_shard_in_flight Messages a shard replica is computing.\n# TYPE mlmf_shard_in_flight gauge\n",
+    );
+    extra.push_str("# HELP mlmf_shard_queued Messages waiting for a shard replica.\n# TYPE mlmf_shard_queued gauge\n");
+    extra.push_str("# HELP mlmf_shard_latency_ms Time per message at a shard replica (p50, p99; bucket bounds).\n# TYPE mlmf_shard_latency_ms gauge\n");
+    for ((model, shard), l) in node.shards.entries() {
+        let s = l.stats(&model, shard);
+        let labels = format!("node=\"{id}\",model=\"{}\",shard=\"{shard}\"", model.replace('"', ""));
+        extra.push_str(&format!("mlmf_shard_in_flight{{{labels}}} {}\n", s.in_flight));
+        extra.push_str(&format!("mlmf_shard_queued{{{labels}}} {}\n", s.queued));
+        extra.push_str(&format!("mlmf_shard_latency_ms{{{labels},quantile=\"0.5\"}} {}\n", s.p50_ms));
+        extra.push_str(&format!("mlmf_shard_latency_ms{{{labels},quantile=\"0.99\"}} {}\n", s.p99_ms));
+    }
     extra.push_str("# HELP mlmf_models_ready Models ready to serve.\n# TYPE mlmf_models_ready gauge\n");
     extra.push_str(&format!("mlmf_models_ready{{node=\"{id}\"}} {}\n", view.models.len()));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics.render(&node.id, &extra))

@@ -245,6 +245,7 @@ impl StatsSampler {
             in_flight: node.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             requests: node.requests.load(std::sync::atomic::Ordering::Relaxed),
             errors: node.metrics.errors.load(std::sync::atomic::Ordering::Relaxed),
+            shard_stats: node.shards.entries().iter().map(|((m, s), l)| l.stats(m, *s)).collect(),
             p99_ms: {
                 let now = node.metrics.latency_buckets();
                 let p = p99_between(&self.last_buckets, &now);

@@ -98,7 +98,8 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
     let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default());
     let bounded = mlmf_actors::registry::Bounded::new(handle.addr.clone(), node.cfg.requests.shard_queue);
     let gate = mlmf_actors::gate::PriorityGate::new(node.cfg.shard_threads);
-    node.shards.insert(key, LocalShard { handle, bounded, bytes: total, pulled, gate });
+    let latency = Arc::default();
+    node.shards.insert(key, LocalShard { handle, bounded, bytes: total, pulled, gate, latency });
     report(node, &msg, total, total).await;
     tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes = total, "shard loaded");
     Ok(ShardLoaded { bytes: total, pulled })

@@ -17,6 +17,20 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The upper bound (ms) of the bucket holding quantile `q` (0 when empty).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let want = (self.count as f64 * q).ceil() as u64;
+        BUCKETS.iter().zip(self.counts).find(|(_, c)| *c >= want).map(|(b, _)| b * 1000.0).unwrap_or(f64::INFINITY)
+    }
+
+    /// Observations.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// Records one observation.
     pub fn observe(&mut self, seconds: f64) {
         for (i, b) in BUCKETS.iter().enumerate() {

@@ -41,6 +41,8 @@ pub struct LocalShard {
     pub pulled: bool,
     /// Admission in priority order, one holder per compute thread.
     pub gate: Arc<mlmf_actors::gate::PriorityGate>,
+    /// Time per message, queueing included.
+    pub latency: Arc<Mutex<super::metrics::Histogram>>,
 }
 
 impl LocalShard {
@@ -60,8 +62,25 @@ impl LocalShard {
         if self.gate.waiting() >= queue {
             return Err(mlmf_actors::registry::Overloaded { capacity: queue }.into());
         }
+        let start = std::time::Instant::now();
         let _permit = self.gate.acquire(priority).await;
-        self.bounded.send(msg).await
+        let out = self.bounded.send(msg).await;
+        self.latency.lock().unwrap_or_else(|e| e.into_inner()).observe(start.elapsed().as_secs_f64());
+        out
+    }
+
+    /// This replica's stats now.
+    pub fn stats(&self, model: &str, shard: usize) -> super::wire::ShardStats {
+        let h = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        super::wire::ShardStats {
+            model: model.to_string(),
+            shard,
+            in_flight: self.bounded.in_flight(),
+            queued: self.gate.waiting(),
+            messages: h.count(),
+            p50_ms: h.quantile_ms(0.5),
+            p99_ms: h.quantile_ms(0.99),
+        }
     }
 }
 

@@ -175,6 +175,27 @@ pub struct NodeStats {
     pub errors: u64,
     /// p99 latency of successful requests since the previous heartbeat, ms (bucket bound).
     pub p99_ms: f64,
+    /// Each loaded shard replica.
+    pub shard_stats: Vec<ShardStats>,
+}
+
+/// One shard replica's load and latency on its node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    /// Model id.
+    pub model: String,
+    /// Shard id.
+    pub shard: usize,
+    /// Messages being computed.
+    pub in_flight: usize,
+    /// Messages waiting for a compute thread.
+    pub queued: usize,
+    /// Messages handled since it loaded.
+    pub messages: u64,
+    /// Median time per message (queueing included), ms, as a bucket bound.
+    pub p50_ms: f64,
+    /// 99th percentile, ms, as a bucket bound.
+    pub p99_ms: f64,
 }
 
 /// Asks the coordinator to admit a node.
