@@ -26,7 +26,10 @@ fn handler() -> Handler {
 }
 
 fn start(cfg: PeerConfig) -> String {
-    let h = handler();
+    start_with(cfg, handler())
+}
+
+fn start_with(cfg: PeerConfig, h: Handler) -> String {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(cfg.clone()))
@@ -159,17 +162,7 @@ async fn typed_requests_get_typed_replies_through_a_redialling_pool() {
             }
         })
     });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(PeerConfig::default()))
-            .app_data(web::Data::new(h.clone()))
-            .route("/v1/peer", web::get().to(accept))
-    })
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let url = format!("ws://{}/v1/peer", server.addrs()[0]);
-    actix_web::rt::spawn(server.run());
+    let url = start_with(PeerConfig::default(), h);
     let pool = PeerPool::new(PeerConfig::default(), Default::default());
     assert_eq!(pool.ask(&url, &Add(2, 3), Duration::from_secs(5)).await, Ok(Ok(5)));
     assert_eq!(pool.ask(&url, &Add(u32::MAX, 1), Duration::from_secs(5)).await, Ok(Err("overflow".into())));

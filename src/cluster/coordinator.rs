@@ -642,6 +642,19 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // The coordinator's own stats, sampled as other members' heartbeats are (a sampler
+        // kept across samples, so CPU use is measured over the interval).
+        let mut sampler = super::health::StatsSampler::default();
+        let every = Duration::from_millis(self.node.cfg.health.heartbeat_interval_ms);
+        ctx.run_interval(every, move |me, _| {
+            let id = me.node.id.clone();
+            let stats = sampler.sample(&me.node);
+            me.node.member_cpu.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), stats.cpu_percent);
+            if let Some(m) = me.members.get_mut(&id) {
+                let previous = std::mem::replace(&mut m.stats, stats);
+                me.check_stats(&id, &previous);
+            }
+        });
         if self.node.cfg.rebalance_moves > 0 {
             let every = Duration::from_millis(self.node.cfg.rebalance_interval_ms.max(100));
             ctx.run_interval(every, |me, ctx| me.rebalance_round(ctx));
@@ -918,7 +931,6 @@ impl Handler<ClusterStatusMsg> for Coordinator {
     type Result = ResponseFuture<ClusterStatus>;
 
     fn handle(&mut self, _: ClusterStatusMsg, _: &mut Context<Self>) -> Self::Result {
-        let own = super::health::StatsSampler::default().sample(&self.node);
         let nodes: Vec<NodeStatus> = self
             .members
             .values()
@@ -934,8 +946,12 @@ impl Handler<ClusterStatusMsg> for Coordinator {
                             .map(move |p| format!("{}/{}", r.status.id, p.shard))
                     })
                     .collect();
-                let stats = if m.info.id == self.node.id { own.clone() } else { m.stats.clone() };
-                NodeStatus { node: NodeView { info: m.info.clone(), state: m.state }, stats, phi: 0.0, shards }
+                NodeStatus {
+                    node: NodeView { info: m.info.clone(), state: m.state },
+                    stats: m.stats.clone(),
+                    phi: 0.0,
+                    shards,
+                }
             })
             .collect();
         let (coordinator, version, health) = (self.node.id.clone(), self.version, self.health.clone());

@@ -163,7 +163,7 @@ pub async fn infer(
         let outcome = match failure {
             Some(f) => Err(f),
             None => {
-                let wait = attempt_left.saturating_sub(start.elapsed().saturating_sub(deadline - left));
+                let wait = attempt_left.saturating_sub(attempt_start.elapsed());
                 match tokio::time::timeout(wait.max(Duration::from_millis(1)), rx).await {
                     Ok(Ok(d)) => d.result.map(|o| (o, d.processed_by)),
                     _ => Err(StageFailure {
