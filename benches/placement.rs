@@ -1,5 +1,5 @@
 //! Placement at scale: 10,000 shards (replication 2) onto 1,000 simulated nodes with each
-//! strategy, and the balancer's route choice for a 10,000-shard model. Pure functions: no
+//! strategy, and rebalancing those replicas after 100 more nodes join. Pure functions: no
 //! actors, no I/O. `cargo bench --bench placement`.
 
 use std::time::Instant;
@@ -57,5 +57,25 @@ fn main() {
             .collect();
         times.sort_by(f64::total_cmp);
         println!("| {name} | {:.1} ms |", times[2]);
+    }
+    // Rebalancing: the 20,000 replicas placed above, then 100 empty nodes join.
+    let placed = place(&p, &ns, &PlacementRequest { replication: 2, ..Default::default() }).expect("feasible");
+    let replicas: Vec<(String, usize, String)> =
+        placed.assignments.iter().map(|a| ("m".to_string(), a.shard, a.node.clone())).collect();
+    let mut live: Vec<String> = ns.iter().map(|n| n.id.clone()).collect();
+    live.extend((1_000..1_100).map(|i| format!("node-{i:04}")));
+    println!("\n| rebalancing 20,000 replicas after 100 nodes join 1,000 | moves | median of 5 |");
+    println!("|---|---|---|");
+    for (name, max) in [("one round (the default bound, 2 moves)", 2), ("a round of 100 moves", 100), ("until even", usize::MAX)] {
+        let mut moves = 0;
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                moves = mlmf::plan::rebalance::rebalance(&replicas, &live, max).len();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!("| {name} | {moves} | {:.1} ms |", times[2]);
     }
 }

@@ -2,7 +2,8 @@
 //! out, at most `max_moves` per round (so a joining node, or one flapping, never triggers a
 //! storm of moves). Pure and deterministic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One move: the replica of `shard` (of a model) on `from` goes to `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,33 +24,47 @@ pub struct Move {
 /// nodes that may take replicas.
 pub fn rebalance(replicas: &[(String, usize, String)], nodes: &[String], max_moves: usize) -> Vec<Move> {
     let mut count: BTreeMap<&str, usize> = nodes.iter().map(|n| (n.as_str(), 0)).collect();
-    let mut holders: BTreeMap<(&str, usize), BTreeSet<&str>> = BTreeMap::new();
+    let mut holders: HashMap<(&str, usize), BTreeSet<&str>> = HashMap::new();
+    let mut on_node: HashMap<&str, BTreeSet<(&str, usize)>> = HashMap::new();
     for (m, s, n) in replicas {
         if let Some(c) = count.get_mut(n.as_str()) {
             *c += 1;
         }
         holders.entry((m.as_str(), *s)).or_default().insert(n.as_str());
+        on_node.entry(n.as_str()).or_default().insert((m.as_str(), *s));
     }
+    // The fullest node (the smaller name on ties) is `hi`'s last, the emptiest `lo`'s first:
+    // each move updates both in O(log n) instead of scanning every node.
+    let mut hi: BTreeSet<(usize, Reverse<&str>)> = count.iter().map(|(n, c)| (*c, Reverse(*n))).collect();
+    let mut lo: BTreeSet<(usize, &str)> = count.iter().map(|(n, c)| (*c, *n)).collect();
     let mut moves = Vec::new();
     while moves.len() < max_moves {
-        let Some((&full, &hi)) = count.iter().max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n))) else { break };
-        let Some((&empty, &lo)) = count.iter().min_by_key(|(n, c)| (**c, **n)) else { break };
-        if hi <= lo + 1 {
+        let (Some(&(h, Reverse(full))), Some(&(l, empty))) = (hi.last(), lo.first()) else { break };
+        if h <= l + 1 {
             break;
         }
-        // A replica on `full` whose shard `empty` does not hold yet.
-        let candidate = holders
-            .iter()
-            .filter(|(_, on)| on.contains(full) && !on.contains(empty))
-            .map(|((m, s), _)| (*m, *s))
-            .next();
+        // A replica on `full` whose shard `empty` does not hold yet, the first by (model,
+        // shard): only `full`'s own replicas are looked at.
+        let candidate = on_node
+            .get(full)
+            .and_then(|on| on.iter().find(|key| holders.get(*key).is_some_and(|h| !h.contains(empty))).copied());
         let Some((m, s)) = candidate else { break };
         if let Some(on) = holders.get_mut(&(m, s)) {
             on.remove(full);
             on.insert(empty);
         }
-        *count.entry(full).or_default() -= 1;
-        *count.entry(empty).or_default() += 1;
+        if let Some(on) = on_node.get_mut(full) {
+            on.remove(&(m, s));
+        }
+        on_node.entry(empty).or_default().insert((m, s));
+        for (node, from, to) in [(full, h, h - 1), (empty, l, l + 1)] {
+            hi.remove(&(from, Reverse(node)));
+            lo.remove(&(from, node));
+            hi.insert((to, Reverse(node)));
+            lo.insert((to, node));
+        }
+        count.insert(full, h - 1);
+        count.insert(empty, l + 1);
         moves.push(Move { model: m.to_string(), shard: s, from: full.to_string(), to: empty.to_string() });
     }
     moves
@@ -77,7 +92,60 @@ mod tests {
         assert!(rebalance(&replicas, &nodes[..3], 10).is_empty(), "already balanced");
     }
 
+    /// The scan the indexed version replaced; both must choose the same moves.
+    fn rebalance_naive(replicas: &[(String, usize, String)], nodes: &[String], max_moves: usize) -> Vec<Move> {
+        let mut count: BTreeMap<&str, usize> = nodes.iter().map(|n| (n.as_str(), 0)).collect();
+        let mut holders: BTreeMap<(&str, usize), BTreeSet<&str>> = BTreeMap::new();
+        for (m, s, n) in replicas {
+            if let Some(c) = count.get_mut(n.as_str()) {
+                *c += 1;
+            }
+            holders.entry((m.as_str(), *s)).or_default().insert(n.as_str());
+        }
+        let mut moves = Vec::new();
+        while moves.len() < max_moves {
+            let Some((&full, &hi)) = count.iter().max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n))) else { break };
+            let Some((&empty, &lo)) = count.iter().min_by_key(|(n, c)| (**c, **n)) else { break };
+            if hi <= lo + 1 {
+                break;
+            }
+            // A replica on `full` whose shard `empty` does not hold yet.
+            let candidate = holders
+                .iter()
+                .filter(|(_, on)| on.contains(full) && !on.contains(empty))
+                .map(|((m, s), _)| (*m, *s))
+                .next();
+            let Some((m, s)) = candidate else { break };
+            if let Some(on) = holders.get_mut(&(m, s)) {
+                on.remove(full);
+                on.insert(empty);
+            }
+            *count.entry(full).or_default() -= 1;
+            *count.entry(empty).or_default() += 1;
+            moves.push(Move { model: m.to_string(), shard: s, from: full.to_string(), to: empty.to_string() });
+        }
+        moves
+    }
+
     proptest! {
+        #[test]
+        fn the_indexed_rebalance_equals_the_naive_scan(
+            placed in proptest::collection::vec((0usize..3, 0usize..8, 0usize..7), 1..60),
+            live in 1usize..7,
+            max in 0usize..12,
+        ) {
+            // Node names out of index order, and some replicas on nodes that are not live.
+            let names: Vec<String> = (0..7).map(|i| format!("n{}", (i * 3 + 2) % 7)).collect();
+            let mut seen = BTreeSet::new();
+            let replicas: Vec<(String, usize, String)> = placed
+                .into_iter()
+                .filter(|p| seen.insert(*p))
+                .map(|(m, s, n)| (format!("m{m}"), s, names[n].clone()))
+                .collect();
+            let nodes = &names[..live];
+            prop_assert_eq!(rebalance(&replicas, nodes, max), rebalance_naive(&replicas, nodes, max));
+        }
+
         #[test]
         fn moves_are_bounded_keep_anti_affinity_and_never_widen_the_spread(
             placed in proptest::collection::vec((0usize..6, 0usize..5), 1..30),
