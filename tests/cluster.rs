@@ -401,3 +401,48 @@ fn affinity_by_model_keeps_a_model_on_one_replica_while_it_lives() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn placement_counts_what_nodes_already_hold_and_refuses_what_does_not_fit() {
+    // gpt2_tiny is about 20 MB; each node offers 30 MiB, room for one copy.
+    let dir = temp_dir("room");
+    let key = key_file(&dir, "a cluster key for the memory test");
+    let cfg = dir.join("small.toml");
+    std::fs::write(&cfg, "memory_mib = 30\n").unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let b = spawn(Some(&a.addr), &key, &c);
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 2).await;
+        let mut holder = Vec::new();
+        for id in ["m1", "m2"] {
+            client.load(&load_request(id, &model, "none", 1)).await.unwrap();
+            let s = client.wait_ready(id, Duration::from_secs(60), |_, _| {}).await.unwrap();
+            holder.push(s.placement.assignments[0].node.clone());
+        }
+        assert_ne!(holder[0], holder[1], "the second model went onto the node the first one filled");
+        for id in ["m1", "m2"] {
+            client.infer(id, &request(&[1, 2, 3], None)).await.unwrap();
+        }
+        // A third copy fits nowhere: refused at load, with the reason.
+        let e = client.load(&load_request("m3", &model, "none", 1)).await.unwrap_err();
+        match &e {
+            ClientError::Api { status: 503, message, .. } => assert!(message.contains("bytes"), "{e}"),
+            _ => panic!("{e}"),
+        }
+        // Nor can a replica move onto a full node.
+        let mv = mlmf::api::types::MigrateRequest { shard: 0, from: holder[0].clone(), to: holder[1].clone() };
+        let e = client.migrate("m1", &mv).await.unwrap_err();
+        assert!(matches!(&e, ClientError::Api { status: 409, code, .. } if code == "insufficient_memory"), "{e}");
+        // Unloading frees the room again.
+        client.unload("m2").await.unwrap();
+        client.load(&load_request("m3", &model, "none", 1)).await.unwrap();
+        let s = client.wait_ready("m3", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        assert_eq!(s.placement.assignments[0].node, holder[1]);
+        client.infer("m1", &request(&[1, 2, 3], None)).await.unwrap();
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}

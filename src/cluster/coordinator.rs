@@ -3,7 +3,7 @@
 //! models, sends `LoadShard` to the nodes a placement names, tracks their progress, and
 //! publishes the [`ClusterView`] every node routes by.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,11 +205,14 @@ impl Coordinator {
         let plan = ShardPlan::new(&layout, &strategy)
             .map_err(|e| ControlError::bad_request("invalid_strategy", e.to_string()))?;
         let live: Vec<&Member> = self.members.values().filter(|m| m.state == NodeState::Up).collect();
+        // Each node offers what the replicas already assigned to it (every model, loaded or
+        // loading) leave of its memory.
+        let assigned = self.assigned_bytes();
         let inventory: Vec<NodeInventory> = live
             .iter()
             .map(|m| NodeInventory {
                 id: m.info.id.clone(),
-                memory_bytes: m.info.memory_bytes,
+                memory_bytes: self.room(&m.info.id, &assigned),
                 device: m.info.device,
                 compute: m.info.compute,
                 load: 0.0,
@@ -368,6 +371,20 @@ impl Coordinator {
             self.members.values().filter(|m| m.state == NodeState::Up).map(|m| m.info.id.clone()).collect();
         // Only balanced models move: one still missing replicas is re-placement's business.
         let moves = crate::plan::rebalance::rebalance(&replicas, &live, self.node.cfg.rebalance_moves);
+        // Replica counts even out only where memory allows: a move to a node without room is
+        // dropped, and a round left with none ends the rebalancing (until the next join).
+        let mut assigned = self.assigned_bytes();
+        let moves: Vec<_> = moves
+            .into_iter()
+            .filter(|mv| {
+                let bytes = self.models.get(&mv.model).and_then(|r| r.status.plan.shards.get(mv.shard)).map(|s| s.bytes);
+                let fits = bytes.is_some_and(|b| self.room(&mv.to, &assigned) >= b);
+                if fits {
+                    *assigned.entry(mv.to.clone()).or_default() += bytes.unwrap_or(0);
+                }
+                fits
+            })
+            .collect();
         if moves.is_empty() {
             self.rebalance_pending = false;
         }
@@ -379,6 +396,21 @@ impl Coordinator {
                 tracing::warn!(error = %e, "rebalancing move refused");
             }
         }
+    }
+
+    /// Bytes of the replicas assigned to each node (every model; loaded, loading or moving).
+    fn assigned_bytes(&self) -> HashMap<String, u64> {
+        let mut bytes: HashMap<String, u64> = HashMap::new();
+        for p in self.models.values().flat_map(|r| r.status.progress.iter()) {
+            *bytes.entry(p.node.clone()).or_default() += p.total;
+        }
+        bytes
+    }
+
+    /// What a member's offered memory has left for another shard.
+    fn room(&self, node: &str, assigned: &HashMap<String, u64>) -> u64 {
+        let offered = self.members.get(node).map_or(0, |m| m.info.memory_bytes);
+        offered.saturating_sub(assigned.get(node).copied().unwrap_or(0))
     }
 
     /// Appends one record to the audit log, when one is configured.
@@ -412,6 +444,13 @@ impl Coordinator {
         }
         let mut loads: Vec<(String, String, crate::plan::ShardSpec, usize, String)> = Vec::new();
         let ids: Vec<String> = self.models.keys().cloned().collect();
+        // Replicas and bytes per node, kept up to date with this pass's own choices so that
+        // the lost replicas spread instead of all landing on the emptiest node.
+        let mut assigned = self.assigned_bytes();
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for p in self.models.values().flat_map(|r| r.status.progress.iter()) {
+            *count.entry(p.node.clone()).or_default() += 1;
+        }
         for id in ids {
             let Some(rec) = self.models.get(&id) else { continue };
             if rec.status.status != ModelState::Ready {
@@ -420,18 +459,22 @@ impl Coordinator {
             let lost: Vec<(usize, usize)> =
                 rec.status.progress.iter().filter(|p| p.node == dead).map(|p| (p.shard, p.replica)).collect();
             for (shard, replica) in lost {
-                // The live node holding the fewest replicas that does not hold this shard.
+                // The live node holding the fewest replicas that does not hold this shard and
+                // has room for it.
                 let holders: Vec<&str> =
                     rec.status.progress.iter().filter(|p| p.shard == shard).map(|p| p.node.as_str()).collect();
-                let count = |n: &str| {
-                    self.models.values().flat_map(|r| r.status.progress.iter()).filter(|p| p.node == n).count()
-                };
+                let bytes = rec.status.plan.shards[shard].bytes;
                 let target = self
                     .members
                     .values()
                     .filter(|m| m.state == NodeState::Up && !holders.contains(&m.info.id.as_str()))
-                    .min_by_key(|m| (count(&m.info.id), m.info.id.clone()))
+                    .filter(|m| self.room(&m.info.id, &assigned) >= bytes)
+                    .min_by_key(|m| (count.get(&m.info.id).copied().unwrap_or(0), m.info.id.clone()))
                     .map(|m| m.info.id.clone());
+                if let Some(t) = &target {
+                    *assigned.entry(t.clone()).or_default() += bytes;
+                    *count.entry(t.clone()).or_default() += 1;
+                }
                 self.fire(
                     "shard_under_replicated",
                     &format!("{id}/{shard}"),
@@ -439,7 +482,7 @@ impl Coordinator {
                     format!("shard {shard} of {id} lost its replica on {dead}"),
                 );
                 let Some(target) = target else {
-                    tracing::warn!(model = %id, shard, "under-replicated: no live node without this shard");
+                    tracing::warn!(model = %id, shard, "under-replicated: no live node without this shard has room");
                     self.audit("replace", Some(&id), Some(dead), &format!("shard {shard}: no node to take it"));
                     continue;
                 };
@@ -496,6 +539,14 @@ impl Coordinator {
         }
         if self.members.get(&m.to).is_none_or(|t| t.state != NodeState::Up) {
             return Err(ControlError::bad_request("invalid_target", format!("{} is not a live member", m.to)));
+        }
+        let room = self.room(&m.to, &self.assigned_bytes());
+        if room < spec.bytes {
+            return Err(ControlError::new(
+                409,
+                "insufficient_memory",
+                format!("{} has {room} bytes left for shards; shard {} needs {}", m.to, m.shard, spec.bytes),
+            ));
         }
         if self.migrations.iter().any(|x| x.model == m.model && x.shard == m.shard) {
             return Err(ControlError::new(
