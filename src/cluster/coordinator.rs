@@ -1001,6 +1001,7 @@ impl Handler<ClusterStatusMsg> for Coordinator {
                     node: NodeView { info: m.info.clone(), state: m.state },
                     stats: m.stats.clone(),
                     phi: 0.0,
+                    heartbeat_gap_max_ms: 0.0,
                     shards,
                 }
             })
@@ -1014,7 +1015,9 @@ impl Handler<ClusterStatusMsg> for Coordinator {
             let nodes = nodes
                 .into_iter()
                 .map(|mut n| {
-                    n.phi = phis.get(&n.node.info.id).copied().unwrap_or(0.0);
+                    let (phi, longest) = phis.get(&n.node.info.id).copied().unwrap_or_default();
+                    n.phi = phi;
+                    n.heartbeat_gap_max_ms = longest * 1e3;
                     n
                 })
                 .collect();

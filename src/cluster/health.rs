@@ -30,6 +30,7 @@ pub struct PhiAccrual {
     min_std_dev: f64,
     acceptable_pause: f64,
     first_interval: f64,
+    longest: f64,
 }
 
 impl PhiAccrual {
@@ -42,6 +43,7 @@ impl PhiAccrual {
             min_std_dev: cfg.min_std_dev_ms as f64 / 1000.0,
             acceptable_pause: cfg.acceptable_pause_ms as f64 / 1000.0,
             first_interval: cfg.heartbeat_interval_ms as f64 / 1000.0,
+            longest: 0.0,
         }
     }
 
@@ -55,13 +57,22 @@ impl PhiAccrual {
                 self.intervals.extend([i - i / 4.0, i + i / 4.0]);
             }
             Some(last) => {
-                self.intervals.push_back((now - last).max(0.0));
+                let interval = (now - last).max(0.0);
+                self.longest = self.longest.max(interval);
+                self.intervals.push_back(interval);
                 while self.intervals.len() > self.max_samples {
                     self.intervals.pop_front();
                 }
             }
         }
         self.last = Some(now);
+    }
+
+    /// The longest interval between two heartbeats seen so far, seconds (how close a busy
+    /// sender came to being suspected: phi stays near 0 until the silence nears the mean
+    /// interval plus the acceptable pause).
+    pub fn longest_interval(&self) -> f64 {
+        self.longest
     }
 
     /// Phi at `now`; 0 before the first heartbeat.
@@ -119,9 +130,9 @@ pub struct NodeStateChanged {
     pub phi: f64,
 }
 
-/// Phi of every watched node.
+/// Phi of every watched node, and the longest interval between its heartbeats (seconds).
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "HashMap<String, f64>")]
+#[rtype(result = "HashMap<String, (f64, f64)>")]
 pub struct Phis;
 
 /// Watches heartbeats and reports state changes to a subscriber (the coordinator).
@@ -196,7 +207,9 @@ impl Handler<Phis> for HealthMonitor {
 
     fn handle(&mut self, _: Phis, _: &mut Context<Self>) -> Self::Result {
         let now = self.now();
-        actix::MessageResult(self.watched.iter().map(|(k, (d, _))| (k.clone(), d.phi(now))).collect())
+        actix::MessageResult(
+            self.watched.iter().map(|(k, (d, _))| (k.clone(), (d.phi(now), d.longest_interval()))).collect(),
+        )
     }
 }
 
@@ -332,7 +345,7 @@ mod tests {
 
     #[test]
     fn phi_rises_with_silence_and_steady_heartbeats_stay_up() {
-        let cfg = HealthConfig::default();
+        let cfg = HealthConfig::akka();
         let mut d = PhiAccrual::new(&cfg);
         for i in 0..20 {
             d.heartbeat(i as f64);
@@ -346,6 +359,20 @@ mod tests {
         // Monotone in the time since the last heartbeat.
         let phis: Vec<f64> = (0..60).map(|i| d.phi(last + i as f64 * 0.1)).collect();
         assert!(phis.windows(2).all(|w| w[1] >= w[0]));
+    }
+
+    #[test]
+    fn with_the_defaults_a_silent_node_is_down_within_three_seconds() {
+        let cfg = HealthConfig::default();
+        let mut d = PhiAccrual::new(&cfg);
+        for i in 0..20 {
+            d.heartbeat(i as f64 * 0.5);
+        }
+        let last = 9.5;
+        // A heartbeat up to three intervals late is normal.
+        assert_eq!(state_of(d.phi(last + 1.5), &cfg), NodeState::Up);
+        let down_after = (0..300).map(|i| last + i as f64 * 0.01).find(|t| d.phi(*t) >= cfg.phi_threshold).unwrap();
+        assert!(down_after - last > 2.0 && down_after - last < 3.0, "{}", down_after - last);
     }
 
     #[test]

@@ -397,6 +397,9 @@ pub struct NodeStatus {
     pub stats: NodeStats,
     /// Phi of the failure detector now.
     pub phi: f64,
+    /// The longest interval between two of its heartbeats the detector has seen, ms.
+    #[serde(default)]
+    pub heartbeat_gap_max_ms: f64,
     /// `model/shard` loaded there.
     pub shards: Vec<String>,
 }
