@@ -9,16 +9,17 @@
 //!   compressed per connection, requests with deadlines); [`pool`]: per-thread connections
 //!   that redial with backoff; [`remote`]: typed requests and replies by message name.
 //! - [`registry`]: named local recipients keyed by what remote messages name, and bounded
-//!   mailboxes that answer "overloaded"; [`gate`]: priority admission in front of a mailbox.
+//!   mailboxes that answer "overloaded"; [`priority`]: a priority queue in front of a sync
+//!   actor's worker threads.
 
 pub mod auth;
 pub mod codec;
 pub mod compression;
 pub mod error;
 pub mod frame;
-pub mod gate;
 pub mod peer;
 pub mod pool;
+pub mod priority;
 pub mod registry;
 pub mod remote;
 pub mod tls;

@@ -237,10 +237,10 @@ async fn on_shard<M, R>(node: &Node, shard: &LocalShard, prio: u8, msg: M) -> Re
 where
     M: actix::Message<Result = Result<R, ShardError>> + Send + 'static,
     R: Send + 'static,
-    super::shard::ShardActor: actix::Handler<M>,
+    super::shard::ShardActor: actix::Handler<M, Result = M::Result>,
 {
     shard
-        .send(prio, node.cfg.requests.shard_queue, msg)
+        .send(prio, msg)
         .await
         .map_err(|e| send_failure(node, e))?
         .map_err(|e| shard_failure(node, e))

@@ -96,10 +96,9 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
             .await
             .map_err(|e| e.to_string())??;
     let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default());
-    let bounded = mlmf_actors::registry::Bounded::new(handle.addr.clone(), node.cfg.requests.shard_queue);
-    let gate = mlmf_actors::gate::PriorityGate::new(node.cfg.shard_threads);
+    let mailbox = mlmf_actors::priority::PriorityMailbox::new(handle.addr.clone(), node.cfg.requests.shard_queue);
     let latency = Arc::default();
-    node.shards.insert(key, LocalShard { handle, bounded, bytes: total, pulled, gate, latency });
+    node.shards.insert(key, LocalShard { handle, mailbox, bytes: total, pulled, latency });
     report(node, &msg, total, total).await;
     tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes = total, "shard loaded");
     Ok(ShardLoaded { bytes: total, pulled })

@@ -390,6 +390,15 @@ impl Handler<TpStep> for ShardActor {
     }
 }
 
+/// The shard's priority queue (`mlmf_actors::priority`): take the most urgent message.
+impl Handler<mlmf_actors::priority::RunNext<ShardActor>> for ShardActor {
+    type Result = ();
+
+    fn handle(&mut self, next: mlmf_actors::priority::RunNext<ShardActor>, ctx: &mut SyncContext<Self>) {
+        next.run(self, ctx)
+    }
+}
+
 impl Handler<InjectPanic> for ShardActor {
     type Result = Result<StageOutput, ShardError>;
 

@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use mlmf_actors::auth::ClusterKey;
 use mlmf_actors::peer::{PeerConfig, PeerError};
 use mlmf_actors::pool::PeerPool;
-use mlmf_actors::registry::{Bounded, Registry};
+use mlmf_actors::priority::PriorityMailbox;
+use mlmf_actors::registry::Registry;
 use mlmf_actors::remote::RemoteMessage;
 
 use crate::config::NodeConfig;
@@ -33,38 +34,28 @@ use super::wire::{ClusterView, Deliver};
 pub struct LocalShard {
     /// The actor and what it holds.
     pub handle: ShardHandle,
-    /// Its address with a bound on messages in flight.
-    pub bounded: Bounded<ShardActor>,
+    /// Its priority queue of bounded length: the compute threads take the most urgent
+    /// waiting message first.
+    pub mailbox: PriorityMailbox<ShardActor>,
     /// Bytes read to load it.
     pub bytes: u64,
     /// Whether its weights were pulled from a peer.
     pub pulled: bool,
-    /// Admission in priority order, one holder per compute thread.
-    pub gate: Arc<mlmf_actors::gate::PriorityGate>,
     /// Time per message, queueing included.
     pub latency: Arc<Mutex<super::metrics::Histogram>>,
 }
 
 impl LocalShard {
-    /// Sends `msg` when a compute thread is free, higher `priority` first; answers
-    /// "overloaded" at once when `queue` requests already wait.
-    pub async fn send<M>(
-        &self,
-        priority: u8,
-        queue: usize,
-        msg: M,
-    ) -> Result<M::Result, mlmf_actors::registry::SendError>
+    /// Runs `msg` on a compute thread, higher `priority` first; answers "overloaded" at
+    /// once when the queue is full.
+    pub async fn send<M>(&self, priority: u8, msg: M) -> Result<M::Result, mlmf_actors::registry::SendError>
     where
         M: actix::Message + Send + 'static,
         M::Result: Send,
-        ShardActor: actix::Handler<M>,
+        ShardActor: actix::Handler<M, Result = <M as actix::Message>::Result>,
     {
-        if self.gate.waiting() >= queue {
-            return Err(mlmf_actors::registry::Overloaded { capacity: queue }.into());
-        }
         let start = std::time::Instant::now();
-        let _permit = self.gate.acquire(priority).await;
-        let out = self.bounded.send(msg).await;
+        let out = self.mailbox.send(priority, msg).await;
         self.latency.lock().unwrap_or_else(|e| e.into_inner()).observe(start.elapsed().as_secs_f64());
         out
     }
@@ -75,8 +66,8 @@ impl LocalShard {
         super::wire::ShardStats {
             model: model.to_string(),
             shard,
-            in_flight: self.bounded.in_flight(),
-            queued: self.gate.waiting(),
+            in_flight: self.mailbox.working(),
+            queued: self.mailbox.queued(),
             messages: h.count(),
             p50_ms: h.quantile_ms(0.5),
             p99_ms: h.quantile_ms(0.99),

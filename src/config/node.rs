@@ -91,7 +91,7 @@ pub struct RequestConfig {
     pub max_attempts: usize,
     /// Largest HTTP body accepted.
     pub max_body_bytes: usize,
-    /// Messages in flight per shard before it answers "overloaded".
+    /// Messages waiting per shard replica (in its priority queue) before it answers "overloaded".
     pub shard_queue: usize,
     /// Inference requests served at once over HTTP; more get 429 with `Retry-After`.
     pub max_in_flight: usize,
