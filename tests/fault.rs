@@ -247,11 +247,117 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
 }
 
 #[test]
+fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
+    let dir = temp_dir("flap");
+    let key = key_file(&dir, "a cluster key for the flapping test");
+    let (smtp, mails) = smtp_sink();
+    let (http, posts) = http_sink();
+    let audit = dir.join("audit.jsonl");
+    let cfg = dir.join("flap.toml");
+    // Every down is shorter than the 4 s grace before re-placement, and each one after the
+    // first lasts until the previous down's grace has run out: its timer fires while the
+    // node is down again (which once re-placed its replica).
+    std::fs::write(
+        &cfg,
+        format!(
+            "audit_log = {:?}\n\
+             [health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 4000\n\
+             [requests]\nattempt_timeout_ms = 1500\n\
+             [alerts]\nwebhooks = [\"http://{http}/hook\"]\ngroup_ms = 100\nflap_count = 3\nflap_window_ms = 60000\n\
+             [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n",
+            audit.display().to_string()
+        ),
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let a = spawn(None, &key, &c);
+    let nodes = [spawn(Some(&a.addr), &key, &c), spawn(Some(&a.addr), &key, &c)];
+    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&client, 3).await;
+        // Two replicas on three nodes: a down node's replica would have somewhere to go.
+        client.load(&load_request("m", &model, "none", 2)).await.unwrap();
+        let s = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let victim = nodes.iter().find(|n| s.progress.iter().any(|p| p.node == n.addr)).unwrap();
+        let mut previous: Option<Instant> = None;
+        for cycle in 0..3 {
+            signal(victim, "-STOP");
+            let start = Instant::now();
+            while state_of(&client, &victim.addr).await.as_deref() != Some("down") {
+                assert!(start.elapsed() < Duration::from_secs(20), "cycle {cycle}: never marked down");
+                client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+            }
+            let down = Instant::now();
+            let past_last_grace = previous.map_or(down, |p| p + Duration::from_millis(4500));
+            let until = (down + Duration::from_millis(300)).max(past_last_grace).min(down + Duration::from_millis(3500));
+            eprintln!("cycle {cycle}: down after {:?}, held until +{:?}", start.elapsed(), until - down);
+            previous = Some(down);
+            while Instant::now() < until {
+                client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+            }
+            signal(victim, "-CONT");
+            let thawed = Instant::now();
+            while state_of(&client, &victim.addr).await.as_deref() != Some("up") {
+                assert!(thawed.elapsed() < Duration::from_secs(15), "cycle {cycle}: never came back");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Past every grace period: nothing was moved, and the replicas are where they were.
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let log = std::fs::read_to_string(&audit).unwrap();
+        assert_eq!(log.matches("\"op\":\"down\"").count(), 3, "{log}");
+        assert!(log.contains("\"op\":\"flapping\""), "{log}");
+        assert!(!log.contains("\"op\":\"replace\""), "a flap reshuffled replicas: {log}");
+        let after = client.model("m").await.unwrap();
+        let placed = |s: &mlmf::cluster::wire::ModelStatus| {
+            let mut v: Vec<String> = s.progress.iter().map(|p| p.node.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(placed(&after), placed(&s));
+        client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+        // The flapping alert reached the webhook and the mailbox.
+        let start = Instant::now();
+        loop {
+            let hooked = posts.lock().unwrap().iter().any(|(p, v)| {
+                p == "/hook"
+                    && v["alerts"].as_array().is_some_and(|a| {
+                        a.iter().any(|e| {
+                            e["rule"] == "node_flapping" && e["status"] == "firing" && e["key"] == victim.addr.as_str()
+                        })
+                    })
+            });
+            let subject = format!("firing node_flapping {}", victim.addr);
+            // Long subjects are folded over lines.
+            let mailed = mails.lock().unwrap().iter().any(|m| m.replace("\r\n", "").contains(&subject));
+            if hooked && mailed {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no flapping alert: {:?}", posts.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    drop((a, nodes));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_live_migration_under_load_fails_no_request() {
     let dir = temp_dir("migrate");
     let key = key_file(&dir, "a cluster key for the migration test");
+    let (smtp, mails) = smtp_sink();
+    let (http, posts) = http_sink();
     let cfg = dir.join("fast.toml");
-    std::fs::write(&cfg, "[requests]\nattempt_timeout_ms = 1000\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[requests]\nattempt_timeout_ms = 1000\n\
+             [alerts]\nwebhooks = [\"http://{http}/hook\"]\ngroup_ms = 100\n\
+             [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n"
+        ),
+    )
+    .unwrap();
     let c = ["--config", cfg.to_str().unwrap()];
     let a = spawn(None, &key, &c);
     let b = spawn(Some(&a.addr), &key, &c);
@@ -309,6 +415,23 @@ fn a_live_migration_under_load_fails_no_request() {
         assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
         let bad = mlmf::api::types::MigrateRequest { shard: 9, from: to.clone(), to: from.clone() };
         assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
+        // The finished migration is announced at the webhook and by email.
+        let start = Instant::now();
+        loop {
+            let hooked = posts.lock().unwrap().iter().any(|(p, v)| {
+                p == "/hook"
+                    && v["alerts"].as_array().is_some_and(|a| {
+                        a.iter().any(|e| e["rule"] == "shard_migrated" && e["status"] == "notice" && e["key"] == "m/0")
+                    })
+            });
+            let mailed =
+                mails.lock().unwrap().iter().any(|m| m.replace("\r\n", "").contains("notice shard_migrated m/0"));
+            if hooked && mailed {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no migration notice: {:?}", posts.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
     drop((a, b, d));
     let _ = std::fs::remove_dir_all(dir);

@@ -53,6 +53,12 @@ pub struct Resolve {
     pub key: String,
 }
 
+/// A one-off event worth telling people about (a finished migration): delivered once with
+/// status `notice`, neither deduplicated nor resolved.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct Notice(pub Fire);
+
 /// SMTP delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +91,11 @@ pub struct AlertConfig {
     pub p99_ms: f64,
     /// `memory` fires above this percentage of machine memory.
     pub memory_percent: f64,
+    /// `node_flapping` fires when a node goes down this many times within `flap_window_ms`
+    /// (0: never), and resolves once a whole window passes without it going down.
+    pub flap_count: usize,
+    /// The window for `flap_count`, milliseconds.
+    pub flap_window_ms: u64,
 }
 
 impl Default for AlertConfig {
@@ -98,6 +109,8 @@ impl Default for AlertConfig {
             error_rate: 0.5,
             p99_ms: 5000.0,
             memory_percent: 95.0,
+            flap_count: 3,
+            flap_window_ms: 60_000,
         }
     }
 }
@@ -105,7 +118,7 @@ impl Default for AlertConfig {
 /// What a notification says about one alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
-    /// `firing` or `resolved`.
+    /// `firing`, `resolved`, or `notice` (a one-off event).
     pub status: String,
     /// The alert.
     #[serde(flatten)]
@@ -177,6 +190,11 @@ impl AlertState {
             }
             None => false,
         }
+    }
+
+    /// Records a one-off event.
+    pub fn notice(&mut self, f: Fire) {
+        self.pending.push(AlertEvent { status: "notice".into(), alert: f });
     }
 
     /// The pending group, if the rate limit (`max` per 60 s, at time `now` seconds) allows.
@@ -312,6 +330,15 @@ impl Handler<Fire> for AlertManager {
     }
 }
 
+impl Handler<Notice> for AlertManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notice, ctx: &mut Context<Self>) {
+        self.state.notice(msg.0);
+        self.schedule(ctx);
+    }
+}
+
 impl Handler<Resolve> for AlertManager {
     type Result = ();
 
@@ -348,6 +375,12 @@ mod tests {
         assert!(s.fire(fire("memory", "b")));
         let (group, suppressed) = s.flush(61.0, 2).unwrap();
         assert_eq!((group.len(), suppressed), (1, 1));
+        assert_eq!(s.active().len(), 3);
+        // Notices go out every time and never become active.
+        s.notice(fire("shard_migrated", "m/0"));
+        s.notice(fire("shard_migrated", "m/0"));
+        let (group, _) = s.flush(62.0, 2).unwrap();
+        assert_eq!(group.iter().filter(|e| e.status == "notice").count(), 2);
         assert_eq!(s.active().len(), 3);
     }
 }

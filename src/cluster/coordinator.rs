@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture, WrapFuture,
@@ -15,7 +15,7 @@ use actix::{
 use crate::model::{Checkpoint, ModelConfig, ModelLayout};
 use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
 
-use super::alerts::{AlertManager, Fire, Resolve, Severity};
+use super::alerts::{AlertManager, Fire, Notice, Resolve, Severity};
 use super::health::{Beat, Forget, HealthMonitor, NodeStateChanged, Phis};
 use super::state::Node;
 use super::wire::{
@@ -28,6 +28,16 @@ struct Member {
     info: NodeInfo,
     state: NodeState,
     stats: NodeStats,
+    /// When it last went down, while it is down.
+    down_since: Option<Instant>,
+    /// When it went down, within the flapping window.
+    downs: std::collections::VecDeque<Instant>,
+}
+
+impl Member {
+    fn new(info: NodeInfo) -> Member {
+        Member { info, state: NodeState::Up, stats: NodeStats::default(), down_since: None, downs: Default::default() }
+    }
 }
 
 struct Record {
@@ -80,7 +90,7 @@ impl Coordinator {
     /// A coordinator on `node`, which is its first member.
     pub fn new(node: Node, me: NodeInfo) -> Coordinator {
         let mut members = BTreeMap::new();
-        members.insert(me.id.clone(), Member { info: me, state: NodeState::Up, stats: NodeStats::default() });
+        members.insert(me.id.clone(), Member::new(me));
         Coordinator {
             node,
             members,
@@ -317,6 +327,12 @@ impl Coordinator {
         }
     }
 
+    fn notice(&self, rule: &str, key: &str, summary: String) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Notice(Fire { rule: rule.into(), key: key.into(), severity: Severity::Info, summary }));
+        }
+    }
+
     fn resolve(&self, rule: &str, key: &str) {
         if let Some(a) = &self.alerts {
             a.do_send(Resolve { rule: rule.into(), key: key.into() });
@@ -439,8 +455,17 @@ impl Coordinator {
     /// Places again the replicas a down node held, on live nodes without that shard, until
     /// every shard has its replication again (as far as nodes allow).
     fn replace_replicas_of(&mut self, dead: &str, ctx: &mut Context<Self>) {
-        if self.members.get(dead).is_none_or(|m| !matches!(m.state, NodeState::Down | NodeState::Leaving)) {
-            return; // back already: nothing to do (a flapping node causes no reshuffle)
+        // Down for the whole grace period, not merely down again after coming back within it
+        // (the timer of an earlier down must not move anything for a later one): a flapping
+        // node causes no reshuffle.
+        let grace = Duration::from_millis(self.node.cfg.health.replace_after_ms).saturating_sub(Duration::from_millis(5));
+        let due = self.members.get(dead).is_some_and(|m| match m.state {
+            NodeState::Leaving => true,
+            NodeState::Down => m.down_since.is_some_and(|t| t.elapsed() >= grace),
+            NodeState::Up | NodeState::Suspect => false,
+        });
+        if !due {
+            return;
         }
         let mut loads: Vec<(String, String, crate::plan::ShardSpec, usize, String)> = Vec::new();
         let ids: Vec<String> = self.models.keys().cloned().collect();
@@ -590,10 +615,15 @@ impl Coordinator {
         // Requests already routed to the source finish there: unload once they have had an
         // attempt's time to drain.
         let drain = self.node.cfg.attempt_timeout();
-        let (model, from) = (m.model.clone(), m.from.clone());
+        let (model, from, to) = (m.model.clone(), m.from.clone(), m.to.clone());
         ctx.run_later(drain, move |me, ctx| {
             me.unload_shard_from(&model, Some(shard), vec![from.clone()], ctx);
             me.audit("migrate", Some(&model), Some(&from), &format!("shard {shard}: drained and unloaded"));
+            me.notice(
+                "shard_migrated",
+                &format!("{model}/{shard}"),
+                format!("shard {shard} of {model} moved from {from} to {to}; the source is drained and unloaded"),
+            );
         });
     }
 
@@ -754,7 +784,7 @@ impl Handler<JoinMsg> for Coordinator {
         if let Some(h) = &self.health {
             h.do_send(Beat { node: info.id.clone() });
         }
-        self.members.insert(info.id.clone(), Member { info, state: NodeState::Up, stats: NodeStats::default() });
+        self.members.insert(info.id.clone(), Member::new(info));
         self.publish_soon(ctx);
         MessageResult(Ok(self.view()))
     }
@@ -798,6 +828,24 @@ impl Handler<NodeStateChanged> for Coordinator {
         tracing::warn!(node = %msg.node, state = ?msg.state, phi = msg.phi, "membership change");
         let was = m.state;
         m.state = msg.state;
+        let (flap_count, window) =
+            (self.node.cfg.alerts.flap_count, Duration::from_millis(self.node.cfg.alerts.flap_window_ms));
+        let now = Instant::now();
+        let mut flapping = None;
+        match msg.state {
+            NodeState::Down => {
+                m.down_since = Some(now);
+                m.downs.push_back(now);
+                while m.downs.front().is_some_and(|t| now.duration_since(*t) > window) {
+                    m.downs.pop_front();
+                }
+                if flap_count > 0 && m.downs.len() >= flap_count {
+                    flapping = Some(m.downs.len());
+                }
+            }
+            NodeState::Up => m.down_since = None,
+            NodeState::Suspect | NodeState::Leaving => {}
+        }
         let op = match msg.state {
             NodeState::Down => "down",
             NodeState::Up => "up",
@@ -814,6 +862,27 @@ impl Handler<NodeStateChanged> for Coordinator {
             ),
             NodeState::Up => self.resolve("node_down", &msg.node),
             NodeState::Suspect | NodeState::Leaving => {}
+        }
+        if let Some(n) = flapping {
+            self.audit("flapping", None, Some(&msg.node), &format!("down {n} times within {window:?}"));
+            self.fire(
+                "node_flapping",
+                &msg.node,
+                Severity::Warning,
+                format!("node {} went down {n} times within {window:?}", msg.node),
+            );
+        }
+        if msg.state == NodeState::Up && was == NodeState::Down {
+            // Flapping is over once a whole window passes without another down.
+            let node = msg.node.clone();
+            ctx.run_later(window, move |me, _| {
+                let quiet = me.members.get(&node).is_none_or(|m| {
+                    m.state == NodeState::Up && m.downs.back().is_none_or(|t| t.elapsed() >= window)
+                });
+                if quiet {
+                    me.resolve("node_flapping", &node);
+                }
+            });
         }
         self.publish(ctx);
         match msg.state {
