@@ -625,3 +625,68 @@ fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request
     drop((a, b));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
+    let dir = temp_dir("coordinator-death");
+    let key = key_file(&dir, "a cluster key for the coordinator test");
+    let cfg = dir.join("fast.toml");
+    std::fs::write(
+        &cfg,
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n[requests]\nattempt_timeout_ms = 3000\n",
+    )
+    .unwrap();
+    let c = ["--config", cfg.to_str().unwrap()];
+    let mut coordinator = spawn(None, &key, &c);
+    let others = [spawn(Some(&coordinator.addr), &key, &c), spawn(Some(&coordinator.addr), &key, &c)];
+    let cluster_key = ClusterKey::from_file(&key).unwrap();
+    let client = ClusterClient::new(&coordinator.addr, Some(cluster_key.clone()));
+    let model = fixture("gpt2_tiny");
+    let refs = common::read_safetensors(&model.join("reference.safetensors"));
+    let (atol, rtol) = common::tolerances("gpt2_tiny")["logits"];
+    let ids: Vec<i64> = refs["seq7.input_ids"].i64.clone();
+    let reference = refs["seq7.logits"].f32.clone();
+    block_on(async {
+        wait_members(&client, 3).await;
+        // Three replicas of each of two stages: the coordinator holds some of them.
+        client.load(&load_request("m", &model, "pipeline:2", 3)).await.unwrap();
+        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let dead = coordinator.addr.clone();
+        let _ = coordinator.child.kill();
+        let _ = coordinator.child.wait();
+        // 8 clients on the surviving nodes, 400 requests: every one answered, and right.
+        let served = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let clients = (0..8).map(|i| {
+            let client = ClusterClient::new(&others[i % 2].addr, Some(cluster_key.clone()));
+            let (ids, reference, served, dead) = (ids.clone(), reference.clone(), served.clone(), dead.clone());
+            async move {
+                let mut failed = Vec::new();
+                while served.get() < 400 {
+                    match client.infer("m", &request(&ids, Some(vec!["logits".into()]))).await {
+                        Ok(r) => {
+                            let got = &r.outputs["logits"].data;
+                            let worst = got
+                                .iter()
+                                .zip(&reference)
+                                .map(|(g, w)| (g - w).abs() - (atol + rtol * w.abs()))
+                                .fold(f32::MIN, f32::max);
+                            assert!(worst <= 0.0, "an answer off the reference by {worst}");
+                            assert!(!r.processed_by.contains(&dead), "served by the dead coordinator");
+                            served.set(served.get() + 1);
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                failed
+            }
+        });
+        let failed: Vec<String> = futures_util::future::join_all(clients).await.into_iter().flatten().collect();
+        assert!(failed.is_empty(), "{} requests failed: {failed:?}", failed.len());
+        // What needs the coordinator (the model registry) is refused cleanly, not hung.
+        let survivor = ClusterClient::new(&others[0].addr, Some(cluster_key.clone()));
+        let e = survivor.models().await.unwrap_err();
+        assert!(matches!(&e, ClientError::Api { status: 503, code, .. } if code == "coordinator_unreachable"), "{e}");
+    });
+    drop(others);
+    let _ = std::fs::remove_dir_all(dir);
+}
