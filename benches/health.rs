@@ -161,7 +161,8 @@ fn main() {
         return;
     }
     let secs = if std::env::var("MLMF_BENCH_QUICK").is_ok() { 8.0 } else { 30.0 };
-    let settings = [(1000, 3000, "Akka's defaults"), (500, 1500, "mlmf's defaults"), (200, 600, "the fault tests'")];
+    let settings =
+        [(1000, 3000, "the defaults (Akka's)"), (500, 1500, "HealthConfig::fast()"), (200, 600, "the fault tests'")];
     let rows: Vec<Row> = settings
         .into_iter()
         .map(|(h, p, name)| {

@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn phi_rises_with_silence_and_steady_heartbeats_stay_up() {
-        let cfg = HealthConfig::akka();
+        let cfg = HealthConfig::default();
         let mut d = PhiAccrual::new(&cfg);
         for i in 0..20 {
             d.heartbeat(i as f64);
@@ -379,8 +379,8 @@ mod tests {
     }
 
     #[test]
-    fn with_the_defaults_a_silent_node_is_down_within_three_seconds() {
-        let cfg = HealthConfig::default();
+    fn with_the_fast_settings_a_silent_node_is_down_within_three_seconds() {
+        let cfg = HealthConfig::fast();
         let mut d = PhiAccrual::new(&cfg);
         for i in 0..20 {
             d.heartbeat(i as f64 * 0.5);
