@@ -15,8 +15,8 @@
 mod nodes;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mlmf::client::ClusterClient;
@@ -122,7 +122,12 @@ fn run(heartbeat_ms: u64, pause_ms: u64, secs: f64) -> Row {
     // The detector keeps the longest interval it saw between two heartbeats of each node.
     let longest_gap_ms = block_on(async {
         let c = client.cluster().await.unwrap();
-        c["nodes"].as_array().into_iter().flatten().filter_map(|n| n["heartbeat_gap_max_ms"].as_f64()).fold(0.0, f64::max)
+        c["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["heartbeat_gap_max_ms"].as_f64())
+            .fold(0.0, f64::max)
     });
 
     // A real death, the CPU still full.
@@ -171,7 +176,9 @@ fn main() {
             r
         })
         .collect();
-    println!("\n| detector (phi threshold 8) | under full CPU | requests served / failed | longest heartbeat interval seen | Suspect events | false Down | kill → Down, CPU full |");
+    println!(
+        "\n| detector (phi threshold 8) | under full CPU | requests served / failed | longest heartbeat interval seen | Suspect events | false Down | kill → Down, CPU full |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!(

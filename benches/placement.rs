@@ -66,7 +66,9 @@ fn main() {
     live.extend((1_000..1_100).map(|i| format!("node-{i:04}")));
     println!("\n| rebalancing 20,000 replicas after 100 nodes join 1,000 | moves | median of 5 |");
     println!("|---|---|---|");
-    for (name, max) in [("one round (the default bound, 2 moves)", 2), ("a round of 100 moves", 100), ("until even", usize::MAX)] {
+    for (name, max) in
+        [("one round (the default bound, 2 moves)", 2), ("a round of 100 moves", 100), ("until even", usize::MAX)]
+    {
         let mut moves = 0;
         let mut times: Vec<f64> = (0..5)
             .map(|_| {

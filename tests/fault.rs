@@ -290,7 +290,8 @@ fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
             }
             let down = Instant::now();
             let past_last_grace = previous.map_or(down, |p| p + Duration::from_millis(4500));
-            let until = (down + Duration::from_millis(300)).max(past_last_grace).min(down + Duration::from_millis(3500));
+            let until =
+                (down + Duration::from_millis(300)).max(past_last_grace).min(down + Duration::from_millis(3500));
             eprintln!("cycle {cycle}: down after {:?}, held until +{:?}", start.elapsed(), until - down);
             previous = Some(down);
             while Instant::now() < until {

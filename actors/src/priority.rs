@@ -201,7 +201,10 @@ mod tests {
     }
 
     /// Occupies the one worker until the returned sender is used or dropped.
-    async fn occupy(mailbox: &PriorityMailbox<Worker>, log: &Log) -> (std::sync::mpsc::Sender<()>, actix_rt::task::JoinHandle<String>) {
+    async fn occupy(
+        mailbox: &PriorityMailbox<Worker>,
+        log: &Log,
+    ) -> (std::sync::mpsc::Sender<()>, actix_rt::task::JoinHandle<String>) {
         let (release, hold) = std::sync::mpsc::channel();
         let m = mailbox.clone();
         let busy = actix_rt::spawn(async move { m.send(0, Work { name: "busy", hold: Some(hold) }).await.unwrap() });

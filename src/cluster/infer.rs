@@ -239,11 +239,7 @@ where
     R: Send + 'static,
     super::shard::ShardActor: actix::Handler<M, Result = M::Result>,
 {
-    shard
-        .send(prio, msg)
-        .await
-        .map_err(|e| send_failure(node, e))?
-        .map_err(|e| shard_failure(node, e))
+    shard.send(prio, msg).await.map_err(|e| send_failure(node, e))?.map_err(|e| shard_failure(node, e))
 }
 
 /// The bytes of a tensor-parallel step (an activation or a partial sum).

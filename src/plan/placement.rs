@@ -280,7 +280,12 @@ fn infeasible_reason(
 ) -> String {
     let distinct = (0..nodes.len()).filter(|&i| !holds(i)).count();
     if nodes.len() < req.replication {
-        format!("replication {} needs {} distinct nodes, only {} available", req.replication, req.replication, nodes.len())
+        format!(
+            "replication {} needs {} distinct nodes, only {} available",
+            req.replication,
+            req.replication,
+            nodes.len()
+        )
     } else if distinct == 0 {
         "every node already holds a replica of it".to_string()
     } else if let DevicePreference::Require(k) = req.device

@@ -1,0 +1,309 @@
+//! Membership: joins, heartbeats and their stats checked against the alert rules, state
+//! changes from the health monitor (down, up, flapping), graceful leaves, removal, and the
+//! cluster status the API shows.
+
+use std::time::{Duration, Instant};
+
+use actix::{AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture};
+
+use super::super::alerts::Severity;
+use super::super::health::{Beat, Forget, NodeStateChanged, Phis};
+use super::super::wire::{
+    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, Leave, NodeState, NodeStats, NodeStatus,
+    NodeView,
+};
+use super::{Coordinator, Member};
+
+impl Coordinator {
+    /// Checks a member's heartbeat stats against the alert thresholds.
+    pub(super) fn check_stats(&mut self, id: &str, previous: &NodeStats) {
+        let Some(m) = self.members.get(id) else { return };
+        let (s, cfg) = (&m.stats, &self.node.cfg.alerts);
+        let mem = if s.memory_total > 0 { 100.0 * s.memory_used as f64 / s.memory_total as f64 } else { 0.0 };
+        let fired = [
+            ("memory", mem > cfg.memory_percent, Severity::Warning, format!("memory at {mem:.1}% on {id}")),
+            (
+                "p99_latency",
+                s.p99_ms > cfg.p99_ms,
+                Severity::Warning,
+                format!("p99 latency {:.0} ms on {id}", s.p99_ms),
+            ),
+        ];
+        let requests = s.requests.saturating_sub(previous.requests);
+        let errors = s.errors.saturating_sub(previous.errors);
+        let rate = if requests >= 10 { errors as f64 / requests as f64 } else { 0.0 };
+        let error = (
+            "error_rate",
+            rate > cfg.error_rate,
+            Severity::Critical,
+            format!("{errors} of {requests} requests failed on {id}"),
+        );
+        for (rule, bad, severity, summary) in fired.into_iter().chain([error]) {
+            if bad {
+                self.fire(rule, id, severity, summary);
+            } else if rule != "error_rate" || requests >= 10 {
+                self.resolve(rule, id);
+            }
+        }
+    }
+}
+
+/// A node asks to join.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ClusterView, ControlError>")]
+pub struct JoinMsg(pub Join);
+
+impl Handler<JoinMsg> for Coordinator {
+    type Result = MessageResult<JoinMsg>;
+
+    fn handle(&mut self, JoinMsg(join): JoinMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let info = join.node;
+        if let Some(m) = self.members.get(&info.id)
+            && m.info.addr != info.addr
+            && m.state != NodeState::Down
+        {
+            return MessageResult(Err(ControlError::new(
+                409,
+                "node_id_taken",
+                format!("node id {:?} is already used by {}", info.id, m.info.addr),
+            )));
+        }
+        tracing::info!(node = %info.id, addr = %info.addr, "node joined");
+        self.audit("join", None, Some(&info.id), &format!("from {}", info.addr));
+        let known = self.members.get(&info.id).is_some_and(|m| m.info.addr == info.addr);
+        self.rebalance_pending |= !known;
+        if let Some(h) = &self.health {
+            h.do_send(Beat { node: info.id.clone() });
+        }
+        self.members.insert(info.id.clone(), Member::new(info));
+        self.publish_soon(ctx);
+        MessageResult(Ok(self.view()))
+    }
+}
+
+/// A heartbeat arrived.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<HeartbeatAck, ControlError>")]
+pub struct HeartbeatMsg(pub Heartbeat);
+
+impl Handler<HeartbeatMsg> for Coordinator {
+    type Result = MessageResult<HeartbeatMsg>;
+
+    fn handle(&mut self, HeartbeatMsg(hb): HeartbeatMsg, _: &mut Context<Self>) -> Self::Result {
+        if !self.members.contains_key(&hb.node) {
+            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
+        }
+        let Some(m) = self.members.get_mut(&hb.node) else {
+            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
+        };
+        let previous = std::mem::replace(&mut m.stats, hb.stats);
+        self.check_stats(&hb.node, &previous);
+        if let Some(h) = &self.health {
+            h.do_send(Beat { node: hb.node.clone() });
+        }
+        let view = (hb.view_version != self.version).then(|| self.view());
+        let cpu: Vec<(String, f32)> = self.members.values().map(|m| (m.info.id.clone(), m.stats.cpu_percent)).collect();
+        self.node.member_cpu.write().unwrap_or_else(|e| e.into_inner()).extend(cpu.iter().cloned());
+        MessageResult(Ok(HeartbeatAck { view, cpu }))
+    }
+}
+
+impl Handler<NodeStateChanged> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodeStateChanged, ctx: &mut Context<Self>) {
+        let Some(m) = self.members.get_mut(&msg.node) else { return };
+        if m.state == msg.state || (m.state == NodeState::Leaving && msg.state != NodeState::Down) {
+            return;
+        }
+        tracing::warn!(node = %msg.node, state = ?msg.state, phi = msg.phi, "membership change");
+        let was = m.state;
+        m.state = msg.state;
+        let (flap_count, window) =
+            (self.node.cfg.alerts.flap_count, Duration::from_millis(self.node.cfg.alerts.flap_window_ms));
+        let now = Instant::now();
+        let mut flapping = None;
+        match msg.state {
+            NodeState::Down => {
+                m.down_since = Some(now);
+                m.downs.push_back(now);
+                while m.downs.front().is_some_and(|t| now.duration_since(*t) > window) {
+                    m.downs.pop_front();
+                }
+                if flap_count > 0 && m.downs.len() >= flap_count {
+                    flapping = Some(m.downs.len());
+                }
+            }
+            NodeState::Up => m.down_since = None,
+            NodeState::Suspect | NodeState::Leaving => {}
+        }
+        let op = match msg.state {
+            NodeState::Down => "down",
+            NodeState::Up => "up",
+            NodeState::Suspect => "suspect",
+            NodeState::Leaving => "leaving",
+        };
+        self.audit(op, None, Some(&msg.node), &format!("phi {:.2}", msg.phi));
+        match msg.state {
+            NodeState::Down => self.fire(
+                "node_down",
+                &msg.node,
+                Severity::Critical,
+                format!("node {} is down (phi {:.1})", msg.node, msg.phi),
+            ),
+            NodeState::Up => self.resolve("node_down", &msg.node),
+            NodeState::Suspect | NodeState::Leaving => {}
+        }
+        if let Some(n) = flapping {
+            self.audit("flapping", None, Some(&msg.node), &format!("down {n} times within {window:?}"));
+            self.fire(
+                "node_flapping",
+                &msg.node,
+                Severity::Warning,
+                format!("node {} went down {n} times within {window:?}", msg.node),
+            );
+        }
+        if msg.state == NodeState::Up && was == NodeState::Down {
+            // Flapping is over once a whole window passes without another down.
+            let node = msg.node.clone();
+            ctx.run_later(window, move |me, _| {
+                let quiet = me
+                    .members
+                    .get(&node)
+                    .is_none_or(|m| m.state == NodeState::Up && m.downs.back().is_none_or(|t| t.elapsed() >= window));
+                if quiet {
+                    me.resolve("node_flapping", &node);
+                }
+            });
+        }
+        self.publish(ctx);
+        match msg.state {
+            NodeState::Down => {
+                // Wait out a flap before moving anything.
+                let node = msg.node.clone();
+                let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
+                ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&node, ctx));
+            }
+            NodeState::Up if was == NodeState::Down => {
+                // Shards it held that were re-placed meanwhile are no longer its own.
+                let stale: Vec<String> = self
+                    .models
+                    .values()
+                    .filter(|r| !r.status.progress.iter().any(|p| p.node == msg.node))
+                    .map(|r| r.status.id.clone())
+                    .collect();
+                for model in stale {
+                    self.unload_from(&model, vec![msg.node.clone()], ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A node leaves gracefully.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct LeaveMsg(pub Leave);
+
+impl Handler<LeaveMsg> for Coordinator {
+    type Result = MessageResult<LeaveMsg>;
+
+    fn handle(&mut self, LeaveMsg(leave): LeaveMsg, ctx: &mut Context<Self>) -> Self::Result {
+        if leave.node == self.node.id {
+            return MessageResult(Err(ControlError::bad_request(
+                "coordinator",
+                "the coordinator cannot hand itself off",
+            )));
+        }
+        let Some(m) = self.members.get_mut(&leave.node) else {
+            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}", leave.node))));
+        };
+        if leave.done {
+            self.members.remove(&leave.node);
+            if let Some(h) = &self.health {
+                h.do_send(Forget { node: leave.node.clone() });
+            }
+            self.audit("leave", None, Some(&leave.node), "left");
+            self.publish(ctx);
+            return MessageResult(Ok(()));
+        }
+        m.state = NodeState::Leaving;
+        tracing::info!(node = %leave.node, "node leaving; handing off its replicas");
+        self.audit("leave", None, Some(&leave.node), "handing off");
+        self.publish(ctx);
+        self.replace_replicas_of(&leave.node, ctx);
+        MessageResult(Ok(()))
+    }
+}
+
+/// The cluster's members, their stats and shards.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ClusterStatus")]
+pub struct ClusterStatusMsg;
+
+impl Handler<ClusterStatusMsg> for Coordinator {
+    type Result = ResponseFuture<ClusterStatus>;
+
+    fn handle(&mut self, _: ClusterStatusMsg, _: &mut Context<Self>) -> Self::Result {
+        let nodes: Vec<NodeStatus> = self
+            .members
+            .values()
+            .map(|m| {
+                let shards = self
+                    .models
+                    .values()
+                    .flat_map(|r| {
+                        r.status
+                            .progress
+                            .iter()
+                            .filter(|p| p.node == m.info.id)
+                            .map(move |p| format!("{}/{}", r.status.id, p.shard))
+                    })
+                    .collect();
+                NodeStatus {
+                    node: NodeView { info: m.info.clone(), state: m.state },
+                    stats: m.stats.clone(),
+                    phi: 0.0,
+                    heartbeat_gap_max_ms: 0.0,
+                    shards,
+                }
+            })
+            .collect();
+        let (coordinator, version, health) = (self.node.id.clone(), self.version, self.health.clone());
+        Box::pin(async move {
+            let phis = match health {
+                Some(h) => h.send(Phis).await.unwrap_or_default(),
+                None => Default::default(),
+            };
+            let nodes = nodes
+                .into_iter()
+                .map(|mut n| {
+                    let (phi, longest) = phis.get(&n.node.info.id).copied().unwrap_or_default();
+                    n.phi = phi;
+                    n.heartbeat_gap_max_ms = longest * 1e3;
+                    n
+                })
+                .collect();
+            ClusterStatus { coordinator, version, nodes }
+        })
+    }
+}
+
+/// A node left for good (operator's request).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RemoveNode(pub String);
+
+impl Handler<RemoveNode> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveNode, ctx: &mut Context<Self>) {
+        if self.members.remove(&msg.0).is_some() {
+            if let Some(h) = &self.health {
+                h.do_send(Forget { node: msg.0 });
+            }
+            self.publish(ctx);
+        }
+    }
+}

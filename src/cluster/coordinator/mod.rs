@@ -1,0 +1,251 @@
+//! [`Coordinator`]: one per cluster, on the node started without `--join`. It owns the
+//! membership, the model registry and the shard map: it admits nodes, plans and places
+//! models, sends `LoadShard` to the nodes a placement names, tracks their progress, and
+//! publishes the [`ClusterView`] every node routes by.
+//!
+//! - `members`: joins, heartbeats, state changes, leaves, cluster status;
+//! - `models`: the model registry, loading and unloading;
+//! - `shards`: re-placement, migration, rebalancing, memory left per node.
+
+mod members;
+mod models;
+mod shards;
+
+pub use members::{ClusterStatusMsg, HeartbeatMsg, JoinMsg, LeaveMsg, RemoveNode};
+pub use models::{ListModelsMsg, LoadModelMsg, ModelStatusMsg, ProgressMsg, UnloadModelMsg};
+pub use shards::MigrateMsg;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr, AsyncContext, Context, WrapFuture};
+
+use crate::model::{Checkpoint, ModelConfig};
+
+use super::alerts::{AlertManager, Fire, Notice, Resolve, Severity};
+use super::health::HealthMonitor;
+use super::state::Node;
+use super::wire::{
+    ClusterView, Migrate, ModelRoutes, ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeView, ShardReplicas,
+};
+
+struct Member {
+    info: NodeInfo,
+    state: NodeState,
+    stats: NodeStats,
+    /// When it last went down, while it is down.
+    down_since: Option<Instant>,
+    /// When it went down, within the flapping window.
+    downs: std::collections::VecDeque<Instant>,
+}
+
+impl Member {
+    fn new(info: NodeInfo) -> Member {
+        Member { info, state: NodeState::Up, stats: NodeStats::default(), down_since: None, downs: Default::default() }
+    }
+}
+
+struct Record {
+    status: ModelStatus,
+    config: ModelConfig,
+    /// SHA-256 over config.json and the weight files, once computed.
+    sha256: Option<String>,
+}
+
+/// SHA-256 over `config.json` and every safetensors file of the checkpoint at `dir`, in
+/// name order (what the audit log records as the checkpoint's identity).
+fn checkpoint_sha256(dir: &std::path::Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let ckpt = Checkpoint::open(dir).ok()?;
+    let mut files: Vec<std::path::PathBuf> = ckpt.files.iter().map(|f| f.path.clone()).collect();
+    files.sort();
+    files.insert(0, dir.join("config.json"));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut file = std::fs::File::open(f).ok()?;
+        loop {
+            let n = file.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The cluster's coordinator.
+pub struct Coordinator {
+    node: Node,
+    members: BTreeMap<String, Member>,
+    models: BTreeMap<String, Record>,
+    version: u64,
+    health: Option<Addr<HealthMonitor>>,
+    migrations: Vec<Migrate>,
+    alerts: Option<Addr<AlertManager>>,
+    /// A node joined: rebalancing rounds run until nothing is left to move.
+    rebalance_pending: bool,
+    /// A view push is scheduled.
+    push_scheduled: bool,
+}
+
+impl Coordinator {
+    /// A coordinator on `node`, which is its first member.
+    pub fn new(node: Node, me: NodeInfo) -> Coordinator {
+        let mut members = BTreeMap::new();
+        members.insert(me.id.clone(), Member::new(me));
+        Coordinator {
+            node,
+            members,
+            models: BTreeMap::new(),
+            version: 0,
+            health: None,
+            migrations: Vec::new(),
+            alerts: None,
+            rebalance_pending: false,
+            push_scheduled: false,
+        }
+    }
+
+    fn view(&self) -> ClusterView {
+        let nodes: Vec<NodeView> =
+            self.members.values().map(|m| NodeView { info: m.info.clone(), state: m.state }).collect();
+        let models = self
+            .models
+            .values()
+            .filter(|r| r.status.status == ModelState::Ready)
+            .map(|r| {
+                let s = &r.status;
+                let stages = (0..s.plan.num_stages)
+                    .map(|stage| {
+                        s.plan
+                            .stage(stage)
+                            .map(|shard| ShardReplicas {
+                                shard: shard.id,
+                                nodes: s
+                                    .progress
+                                    .iter()
+                                    .filter(|p| p.shard == shard.id && p.done)
+                                    .filter(|p| self.members.get(&p.node).is_some_and(|m| m.state != NodeState::Down))
+                                    .map(|p| p.node.clone())
+                                    .collect(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                ModelRoutes { id: s.id.clone(), config: r.config.clone(), stages }
+            })
+            .collect();
+        ClusterView { version: self.version, coordinator: self.node.id.clone(), nodes, models }
+    }
+
+    /// Bumps the version and sends the view to every member.
+    fn publish(&mut self, ctx: &mut Context<Self>) {
+        self.version += 1;
+        self.node.set_view(self.view());
+        self.push_view(ctx);
+    }
+
+    /// As [`Self::publish`], with the pushes coalesced: a burst of joins (a thousand nodes
+    /// starting) sends each member one view, not one per join. A member that misses one
+    /// gets it with its next heartbeat ack.
+    fn publish_soon(&mut self, ctx: &mut Context<Self>) {
+        self.version += 1;
+        self.node.set_view(self.view());
+        if !self.push_scheduled {
+            self.push_scheduled = true;
+            ctx.run_later(Duration::from_millis(20), |me, ctx| {
+                me.push_scheduled = false;
+                me.push_view(ctx);
+            });
+        }
+    }
+
+    fn push_view(&mut self, ctx: &mut Context<Self>) {
+        let view = Arc::new(self.view());
+        for m in self.members.values().filter(|m| m.info.id != self.node.id && m.state != NodeState::Down) {
+            let (node, addr, view) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&view));
+            ctx.spawn(
+                async move {
+                    if let Err(e) = node.ask(&addr, view.as_ref(), Duration::from_secs(3)).await {
+                        tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    fn fire(&self, rule: &str, key: &str, severity: Severity, summary: String) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Fire { rule: rule.into(), key: key.into(), severity, summary });
+        }
+    }
+
+    fn notice(&self, rule: &str, key: &str, summary: String) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Notice(Fire { rule: rule.into(), key: key.into(), severity: Severity::Info, summary }));
+        }
+    }
+
+    fn resolve(&self, rule: &str, key: &str) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Resolve { rule: rule.into(), key: key.into() });
+        }
+    }
+
+    /// Appends one record to the audit log, when one is configured.
+    fn audit(&self, op: &str, model: Option<&str>, node: Option<&str>, outcome: &str) {
+        let Some(path) = &self.node.cfg.audit_log else { return };
+        let sha = model.and_then(|m| self.models.get(m)).and_then(|r| r.sha256.clone());
+        let time_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let line = serde_json::json!({
+            "time_ms": time_ms as u64,
+            "actor": self.node.id,
+            "op": op,
+            "model": model,
+            "node": node,
+            "checkpoint_sha256": sha,
+            "outcome": outcome,
+        });
+        use std::io::Write;
+        let written =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the audit log");
+        }
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The coordinator's own stats, sampled as other members' heartbeats are (a sampler
+        // kept across samples, so CPU use is measured over the interval).
+        let mut sampler = super::health::StatsSampler::default();
+        let every = Duration::from_millis(self.node.cfg.health.heartbeat_interval_ms);
+        ctx.run_interval(every, move |me, _| {
+            let id = me.node.id.clone();
+            let stats = sampler.sample(&me.node);
+            me.node.member_cpu.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), stats.cpu_percent);
+            if let Some(m) = me.members.get_mut(&id) {
+                let previous = std::mem::replace(&mut m.stats, stats);
+                me.check_stats(&id, &previous);
+            }
+        });
+        if self.node.cfg.rebalance_moves > 0 {
+            let every = Duration::from_millis(self.node.cfg.rebalance_interval_ms.max(100));
+            ctx.run_interval(every, |me, ctx| me.rebalance_round(ctx));
+        }
+        let (cfg, me) = (self.node.cfg.health.clone(), ctx.address().recipient());
+        self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
+        let (cfg, id) = (self.node.cfg.alerts.clone(), self.node.id.clone());
+        self.alerts = Some(actix::Supervisor::start(move |_| AlertManager::new(cfg.clone(), id.clone())));
+        self.publish(ctx);
+    }
+}

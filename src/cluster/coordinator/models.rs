@@ -1,0 +1,356 @@
+//! The model registry: loading (plan, placement, `LoadShard` to each node, progress, when a
+//! model is ready under its replication mode), unloading, and the status the API shows.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, WrapFuture};
+
+use crate::model::{Checkpoint, ModelLayout};
+use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
+
+use super::super::wire::{
+    ControlError, LoadModel, LoadShard, ModelState, ModelStatus, NodeState, Progress, ShardLoaded, ShardProgress,
+    UnloadShard,
+};
+use super::{Coordinator, Member, Record, checkpoint_sha256};
+
+impl Coordinator {
+    pub(super) fn load(&mut self, req: LoadModel, ctx: &mut Context<Self>) -> Result<ModelStatus, ControlError> {
+        let id_ok = !req.id.is_empty()
+            && req.id.len() <= 64
+            && req.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !id_ok {
+            return Err(ControlError::bad_request(
+                "invalid_id",
+                "model id must be 1-64 characters of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        if let Some(r) = self.models.get(&req.id)
+            && !matches!(r.status.status, ModelState::Failed { .. })
+        {
+            return Err(ControlError::new(409, "model_exists", format!("model {:?} is already loaded", req.id)));
+        }
+        if req.replication == 0 || req.replication > 16 {
+            return Err(ControlError::bad_request("invalid_replication", "replication must be 1..=16"));
+        }
+        let strategy: ShardingStrategy = req
+            .strategy
+            .parse()
+            .map_err(|e: crate::plan::PlanError| ControlError::bad_request("invalid_strategy", e.to_string()))?;
+        let path = PathBuf::from(&req.path);
+        if !path.is_absolute() {
+            return Err(ControlError::bad_request("invalid_path", format!("path {:?} must be absolute", req.path)));
+        }
+        if !self.node.can_read(&path) {
+            return Err(ControlError::bad_request(
+                "unreadable_path",
+                format!(
+                    "the coordinator cannot read a model at {:?} (no config.json, or outside its model roots)",
+                    req.path
+                ),
+            ));
+        }
+        let ckpt =
+            Checkpoint::open(&path).map_err(|e| ControlError::bad_request("invalid_checkpoint", e.to_string()))?;
+        let layout = ModelLayout::from_checkpoint(&ckpt)
+            .map_err(|e| ControlError::bad_request("invalid_checkpoint", e.to_string()))?;
+        let plan = ShardPlan::new(&layout, &strategy)
+            .map_err(|e| ControlError::bad_request("invalid_strategy", e.to_string()))?;
+        let live: Vec<&Member> = self.members.values().filter(|m| m.state == NodeState::Up).collect();
+        // Each node offers what the replicas already assigned to it (every model, loaded or
+        // loading) leave of its memory.
+        let assigned = self.assigned_bytes();
+        let inventory: Vec<NodeInventory> = live
+            .iter()
+            .map(|m| NodeInventory {
+                id: m.info.id.clone(),
+                memory_bytes: self.room(&m.info.id, &assigned),
+                device: m.info.device,
+                compute: m.info.compute,
+                load: 0.0,
+            })
+            .collect();
+        let mut preq = req.placement.clone().unwrap_or_default();
+        preq.replication = req.replication;
+        let placement = place(&plan, &inventory, &preq)
+            .map_err(|e| ControlError::unavailable("placement_failed", e.to_string()))?;
+        let progress: Vec<ShardProgress> = placement
+            .assignments
+            .iter()
+            .map(|a| ShardProgress {
+                shard: a.shard,
+                replica: a.replica,
+                node: a.node.clone(),
+                loaded: 0,
+                total: plan.shards[a.shard].bytes,
+                done: false,
+                pulled: false,
+            })
+            .collect();
+        let status = ModelStatus {
+            id: req.id.clone(),
+            path: req.path.clone(),
+            strategy: strategy.to_string(),
+            replication: req.replication,
+            replication_mode: req.replication_mode,
+            status: ModelState::Loading,
+            plan: plan.clone(),
+            placement: placement.clone(),
+            progress,
+        };
+        self.models
+            .insert(req.id.clone(), Record { status: status.clone(), config: layout.config.clone(), sha256: None });
+        tracing::info!(model = %req.id, strategy = %strategy, shards = plan.shards.len(), "loading model");
+        for a in &placement.assignments {
+            self.spawn_load(&req.id, &req.path, &plan.shards[a.shard], a.replica, &a.node, ctx);
+        }
+        let (path, id) = (path.clone(), req.id.clone());
+        ctx.spawn(
+            async move { actix_web::rt::task::spawn_blocking(move || checkpoint_sha256(&path)).await.ok().flatten() }
+                .into_actor(self)
+                .map(move |sha, me, _| {
+                    if let Some(r) = me.models.get_mut(&id) {
+                        r.sha256 = sha;
+                    }
+                }),
+        );
+        self.audit(
+            "load",
+            Some(&req.id),
+            None,
+            &format!("placed {} replicas ({})", placement.assignments.len(), strategy),
+        );
+        Ok(status)
+    }
+
+    /// Sends `LoadShard` for one replica to `member` and reports back to [`Self::shard_done`].
+    pub(super) fn spawn_load(
+        &mut self,
+        model: &str,
+        path: &str,
+        spec: &crate::plan::ShardSpec,
+        replica: usize,
+        member: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(target) = self.members.get(member).map(|m| m.info.addr.clone()) else { return };
+        let sources = self
+            .members
+            .values()
+            .filter(|m| m.state == NodeState::Up && m.info.addr != target)
+            .map(|m| m.info.addr.clone())
+            .collect();
+        let msg = LoadShard {
+            model: model.to_string(),
+            path: path.to_string(),
+            replica,
+            shard: spec.clone(),
+            sources,
+            coordinator: self.node.addr.clone(),
+        };
+        let node = self.node.clone();
+        let (model, shard, member) = (model.to_string(), spec.id, member.to_string());
+        let fut = async move {
+            if target == node.addr {
+                return super::super::loader::load_shard(&node, msg).await;
+            }
+            node.ask(&target, &msg, Duration::from_secs(1800)).await.map_err(|e| e.to_string())?
+        };
+        ctx.spawn(
+            fut.into_actor(self).map(move |result, me, ctx| {
+                me.shard_done(ShardDone { model, shard, replica, node: member, result }, ctx)
+            }),
+        );
+    }
+
+    pub(super) fn shard_done(&mut self, done: ShardDone, ctx: &mut Context<Self>) {
+        let Some(rec) = self.models.get_mut(&done.model) else { return };
+        if rec.status.status == ModelState::Ready {
+            // A re-placed replica, or one still loading after an async/quorum ready: it
+            // joins the routes when loaded.
+            let entry = rec.status.progress.iter_mut().find(|p| p.shard == done.shard && p.node == done.node);
+            match (done.result, entry) {
+                (Ok(loaded), Some(p)) => {
+                    p.done = true;
+                    p.loaded = loaded.bytes;
+                    p.total = loaded.bytes;
+                    p.pulled = loaded.pulled;
+                    self.audit("replace", Some(&done.model), Some(&done.node), &format!("shard {} loaded", done.shard));
+                    let whole = self.models.get(&done.model).is_some_and(|r| {
+                        r.status.progress.iter().filter(|p| p.shard == done.shard && p.done).count()
+                            >= r.status.replication
+                    });
+                    if whole {
+                        self.resolve("shard_under_replicated", &format!("{}/{}", done.model, done.shard));
+                    }
+                    self.publish(ctx);
+                    self.finish_migration(&done.model, done.shard, &done.node, ctx);
+                }
+                (Err(reason), _) => {
+                    tracing::error!(model = %done.model, shard = done.shard, node = %done.node, %reason, "re-placement failed");
+                    rec.status.progress.retain(|p| !(p.shard == done.shard && p.node == done.node && !p.done));
+                    self.migrations.retain(|x| !(x.model == done.model && x.shard == done.shard && x.to == done.node));
+                    self.audit("replace", Some(&done.model), Some(&done.node), &format!("error: {reason}"));
+                }
+                (Ok(_), None) => {}
+            }
+            return;
+        }
+        if rec.status.status != ModelState::Loading {
+            return;
+        }
+        match done.result {
+            Ok(loaded) => {
+                if let Some(p) =
+                    rec.status.progress.iter_mut().find(|p| p.shard == done.shard && p.replica == done.replica)
+                {
+                    p.done = true;
+                    p.loaded = loaded.bytes;
+                    p.total = loaded.bytes;
+                    p.pulled = loaded.pulled;
+                }
+                let s = &rec.status;
+                if s.replication_mode.ready(s.replication, s.plan.shards.len(), &s.progress) {
+                    rec.status.status = ModelState::Ready;
+                    tracing::info!(model = %done.model, "model ready");
+                    self.audit("ready", Some(&done.model), None, "ok");
+                    self.publish(ctx);
+                }
+            }
+            Err(reason) => {
+                let reason = format!("shard {} on {}: {reason}", done.shard, done.node);
+                tracing::error!(model = %done.model, %reason, "model failed to load");
+                rec.status.status = ModelState::Failed { reason: reason.clone() };
+                self.audit("load", Some(&done.model), Some(&done.node), &format!("error: {reason}"));
+                let Some(rec) = self.models.get(&done.model) else { return };
+                let nodes: Vec<String> = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
+                self.unload_from(&done.model, nodes, ctx);
+            }
+        }
+    }
+
+    pub(super) fn unload_from(&mut self, model: &str, nodes: Vec<String>, ctx: &mut Context<Self>) {
+        self.unload_shard_from(model, None, nodes, ctx);
+    }
+
+    pub(super) fn unload_shard_from(
+        &mut self,
+        model: &str,
+        shard: Option<usize>,
+        nodes: Vec<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut nodes = nodes;
+        nodes.sort();
+        nodes.dedup();
+        let unload = UnloadShard { model: model.to_string(), shard };
+        for n in nodes {
+            if n == self.node.id {
+                super::super::node::unload_local(&self.node, model, shard);
+                continue;
+            }
+            let Some(addr) = self.members.get(&n).map(|m| m.info.addr.clone()) else { continue };
+            let (node, unload) = (self.node.clone(), unload.clone());
+            ctx.spawn(
+                async move {
+                    let _ = node.ask(&addr, &unload, Duration::from_secs(10)).await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ShardDone {
+    model: String,
+    shard: usize,
+    replica: usize,
+    node: String,
+    result: Result<ShardLoaded, String>,
+}
+
+/// Load a model.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ModelStatus, ControlError>")]
+pub struct LoadModelMsg(pub LoadModel);
+
+impl Handler<LoadModelMsg> for Coordinator {
+    type Result = MessageResult<LoadModelMsg>;
+
+    fn handle(&mut self, msg: LoadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.load(msg.0, ctx))
+    }
+}
+
+/// Loading progress from a node.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ProgressMsg(pub Progress);
+
+impl Handler<ProgressMsg> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, ProgressMsg(p): ProgressMsg, _: &mut Context<Self>) {
+        if let Some(rec) = self.models.get_mut(&p.model)
+            && let Some(s) = rec.status.progress.iter_mut().find(|s| s.shard == p.shard && s.node == p.node)
+            && !s.done
+        {
+            s.loaded = p.loaded.min(p.total);
+            s.total = p.total;
+        }
+    }
+}
+
+/// Unload a model.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct UnloadModelMsg(pub String);
+
+impl Handler<UnloadModelMsg> for Coordinator {
+    type Result = MessageResult<UnloadModelMsg>;
+
+    fn handle(&mut self, msg: UnloadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(rec) = self.models.remove(&msg.0) else {
+            return MessageResult(Err(ControlError::not_found(format!("no model {:?}", msg.0))));
+        };
+        tracing::info!(model = %msg.0, "unloading model");
+        self.audit("unload", Some(&msg.0), None, "ok");
+        let nodes = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
+        self.publish(ctx);
+        self.unload_from(&msg.0, nodes, ctx);
+        MessageResult(Ok(()))
+    }
+}
+
+/// One model's status.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ModelStatus, ControlError>")]
+pub struct ModelStatusMsg(pub String);
+
+impl Handler<ModelStatusMsg> for Coordinator {
+    type Result = MessageResult<ModelStatusMsg>;
+
+    fn handle(&mut self, msg: ModelStatusMsg, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.models
+                .get(&msg.0)
+                .map(|r| r.status.clone())
+                .ok_or_else(|| ControlError::not_found(format!("no model {:?}", msg.0))),
+        )
+    }
+}
+
+/// Every model's status.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<ModelStatus>")]
+pub struct ListModelsMsg;
+
+impl Handler<ListModelsMsg> for Coordinator {
+    type Result = MessageResult<ListModelsMsg>;
+
+    fn handle(&mut self, _: ListModelsMsg, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.models.values().map(|r| r.status.clone()).collect())
+    }
+}
