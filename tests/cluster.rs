@@ -403,14 +403,8 @@ fn a_high_priority_request_overtakes_queued_low_ones() {
 
 #[test]
 fn affinity_by_model_keeps_a_model_on_one_replica_while_it_lives() {
-    let dir = temp_dir("affinity");
-    let key = key_file(&dir, "a cluster key for the affinity test");
-    let cfg = dir.join("affinity.toml");
-    std::fs::write(&cfg, "[balancing]\naffinity_key = \"model\"\n").unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let cluster = Cluster::start("affinity", 2, |_| "[balancing]\naffinity_key = \"model\"\n".into());
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 2).await;
@@ -422,21 +416,13 @@ fn affinity_by_model_keeps_a_model_on_one_replica_while_it_lives() {
         }
         assert_eq!(routes.len(), 1, "{routes:?}");
     });
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn placement_counts_what_nodes_already_hold_and_refuses_what_does_not_fit() {
     // gpt2_tiny is about 20 MB; each node offers 30 MiB, room for one copy.
-    let dir = temp_dir("room");
-    let key = key_file(&dir, "a cluster key for the memory test");
-    let cfg = dir.join("small.toml");
-    std::fs::write(&cfg, "memory_mib = 30\n").unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let cluster = Cluster::start("room", 2, |_| "memory_mib = 30\n".into());
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 2).await;
@@ -467,6 +453,4 @@ fn placement_counts_what_nodes_already_hold_and_refuses_what_does_not_fit() {
         assert_eq!(s.placement.assignments[0].node, holder[1]);
         client.infer("m1", &request(&[1, 2, 3], None)).await.unwrap();
     });
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -248,31 +248,24 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
 
 #[test]
 fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
-    let dir = temp_dir("flap");
-    let key = key_file(&dir, "a cluster key for the flapping test");
     let (smtp, mails) = smtp_sink();
     let (http, posts) = http_sink();
-    let audit = dir.join("audit.jsonl");
-    let cfg = dir.join("flap.toml");
     // Every down is shorter than the 4 s grace before re-placement, and each one after the
     // first lasts until the previous down's grace has run out: its timer fires while the
     // node is down again (which once re-placed its replica).
-    std::fs::write(
-        &cfg,
+    let cluster = Cluster::start("flap", 3, |dir| {
         format!(
             "audit_log = {:?}\n\
              [health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 4000\n\
              [requests]\nattempt_timeout_ms = 1500\n\
              [alerts]\nwebhooks = [\"http://{http}/hook\"]\ngroup_ms = 100\nflap_count = 3\nflap_window_ms = 60000\n\
              [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n",
-            audit.display().to_string()
-        ),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let nodes = [spawn(Some(&a.addr), &key, &c), spawn(Some(&a.addr), &key, &c)];
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+            dir.join("audit.jsonl").display().to_string()
+        )
+    });
+    let audit = cluster.dir.join("audit.jsonl");
+    let client = cluster.client(0);
+    let nodes = &cluster.nodes[1..];
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
@@ -319,28 +312,8 @@ fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
         assert_eq!(placed(&after), placed(&s));
         client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
         // The flapping alert reached the webhook and the mailbox.
-        let start = Instant::now();
-        loop {
-            let hooked = posts.lock().unwrap().iter().any(|(p, v)| {
-                p == "/hook"
-                    && v["alerts"].as_array().is_some_and(|a| {
-                        a.iter().any(|e| {
-                            e["rule"] == "node_flapping" && e["status"] == "firing" && e["key"] == victim.addr.as_str()
-                        })
-                    })
-            });
-            let subject = format!("firing node_flapping {}", victim.addr);
-            // Long subjects are folded over lines.
-            let mailed = mails.lock().unwrap().iter().any(|m| m.replace("\r\n", "").contains(&subject));
-            if hooked && mailed {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no flapping alert: {:?}", posts.lock().unwrap());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_alert(&posts, &mails, "node_flapping", "firing", &victim.addr).await;
     });
-    drop((a, nodes));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -417,22 +390,7 @@ fn a_live_migration_under_load_fails_no_request() {
         let bad = mlmf::api::types::MigrateRequest { shard: 9, from: to.clone(), to: from.clone() };
         assert!(matches!(client.migrate("m", &bad).await, Err(ClientError::Api { status: 400, .. })));
         // The finished migration is announced at the webhook and by email.
-        let start = Instant::now();
-        loop {
-            let hooked = posts.lock().unwrap().iter().any(|(p, v)| {
-                p == "/hook"
-                    && v["alerts"].as_array().is_some_and(|a| {
-                        a.iter().any(|e| e["rule"] == "shard_migrated" && e["status"] == "notice" && e["key"] == "m/0")
-                    })
-            });
-            let mailed =
-                mails.lock().unwrap().iter().any(|m| m.replace("\r\n", "").contains("notice shard_migrated m/0"));
-            if hooked && mailed {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "no migration notice: {:?}", posts.lock().unwrap());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_alert(&posts, &mails, "shard_migrated", "notice", "m/0").await;
     });
     drop((a, b, d));
     let _ = std::fs::remove_dir_all(dir);
@@ -568,26 +526,21 @@ fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
 
 #[test]
 fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request() {
-    let dir = temp_dir("scaleout");
-    let key = key_file(&dir, "a cluster key for the scale-out test");
-    let cfg = dir.join("rebalance.toml");
-    let audit = dir.join("audit.jsonl");
-    std::fs::write(
-        &cfg,
-        format!("rebalance_moves = 1\nrebalance_interval_ms = 300\naudit_log = {:?}\n", audit.display().to_string()),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let cluster = Cluster::start("scaleout", 2, |dir| {
+        format!(
+            "rebalance_moves = 1\nrebalance_interval_ms = 300\naudit_log = {:?}\n",
+            dir.join("audit.jsonl").display().to_string()
+        )
+    });
+    let audit = cluster.dir.join("audit.jsonl");
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 2).await;
         let load = load_request("m", &model, "layer:1", 1);
         client.load(&load).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
-        let joiner = spawn(Some(&a.addr), &key, &c);
+        let joiner = cluster.join();
         let stop = std::rc::Rc::new(std::cell::Cell::new(false));
         let load_clients = (0..4).map(|_| {
             let (client, stop) = (client.clone(), stop.clone());
@@ -623,25 +576,17 @@ fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request
         assert_eq!(log.matches("\"op\":\"rebalance\"").count(), 2, "{log}");
         drop(joiner);
     });
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
-    let dir = temp_dir("coordinator-death");
-    let key = key_file(&dir, "a cluster key for the coordinator test");
-    let cfg = dir.join("fast.toml");
-    std::fs::write(
-        &cfg,
-        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n[requests]\nattempt_timeout_ms = 3000\n",
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let mut coordinator = spawn(None, &key, &c);
-    let others = [spawn(Some(&coordinator.addr), &key, &c), spawn(Some(&coordinator.addr), &key, &c)];
-    let cluster_key = ClusterKey::from_file(&key).unwrap();
-    let client = ClusterClient::new(&coordinator.addr, Some(cluster_key.clone()));
+    let mut cluster = Cluster::start("coordinator-death", 3, |_| {
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n\
+         [requests]\nattempt_timeout_ms = 3000\n"
+            .into()
+    });
+    let cluster_key = cluster.cluster_key();
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     let refs = common::read_safetensors(&model.join("reference.safetensors"));
     let (atol, rtol) = common::tolerances("gpt2_tiny")["logits"];
@@ -652,9 +597,11 @@ fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
         // Three replicas of each of two stages: the coordinator holds some of them.
         client.load(&load_request("m", &model, "pipeline:2", 3)).await.unwrap();
         client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let mut coordinator = cluster.nodes.remove(0);
         let dead = coordinator.addr.clone();
         let _ = coordinator.child.kill();
         let _ = coordinator.child.wait();
+        let others = &cluster.nodes;
         // 8 clients on the surviving nodes, 400 requests: every one answered, and right.
         let served = std::rc::Rc::new(std::cell::Cell::new(0usize));
         let clients = (0..8).map(|i| {
@@ -688,6 +635,4 @@ fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
         let e = survivor.models().await.unwrap_err();
         assert!(matches!(&e, ClientError::Api { status: 503, code, .. } if code == "coordinator_unreachable"), "{e}");
     });
-    drop(others);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -9,6 +9,7 @@ use mlmf::api::types::{InferRequest, LoadRequest};
 use mlmf::client::ClusterClient;
 
 pub type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+pub type Mails = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 pub struct Node {
     pub child: Child,
@@ -115,7 +116,7 @@ pub async fn state_of(client: &ClusterClient, id: &str) -> Option<String> {
         .and_then(|n| n["node"]["state"].as_str().map(str::to_string))
 }
 
-pub fn smtp_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub fn smtp_sink() -> (String, Mails) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -198,5 +199,80 @@ pub fn load_request(id: &str, model: &Path, strategy: &str, replication: usize) 
         replication,
         placement: None,
         replication_mode: Default::default(),
+    }
+}
+
+/// `mlmf node` processes on 127.0.0.1 sharing one cluster key and one config file, the
+/// first one coordinating. Dropping it kills them and removes its directory.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub key: PathBuf,
+    pub config: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// `n` nodes in a fresh directory named after `tag`; `config` writes the TOML given
+    /// that directory (for an audit log inside it).
+    pub fn start(tag: &str, n: usize, config: impl FnOnce(&Path) -> String) -> Cluster {
+        let dir = temp_dir(tag);
+        let key = key_file(&dir, &format!("a cluster key for the {tag} test"));
+        let path = dir.join("node.toml");
+        std::fs::write(&path, config(&dir)).unwrap();
+        let mut c = Cluster { dir, key, config: path, nodes: Vec::new() };
+        for _ in 0..n {
+            let node = c.join();
+            c.nodes.push(node);
+        }
+        c
+    }
+
+    /// One more node, joining the coordinator (the first node; the coordinator itself when
+    /// there is none yet).
+    pub fn join(&self) -> Node {
+        let config = ["--config", self.config.to_str().unwrap()];
+        spawn(self.nodes.first().map(|n| n.addr.as_str()), &self.key, &config)
+    }
+
+    pub fn cluster_key(&self) -> mlmf_actors::auth::ClusterKey {
+        mlmf_actors::auth::ClusterKey::from_file(&self.key).unwrap()
+    }
+
+    /// A client of node `i`.
+    pub fn client(&self, i: usize) -> ClusterClient {
+        ClusterClient::new(&self.nodes[i].addr, Some(self.cluster_key()))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits (20 s at most) until an alert event (`rule`, `status`, `key`) has reached both the
+/// webhook receiver (at `/hook`) and the SMTP sink.
+pub async fn wait_alert(posts: &Posts, mails: &Mails, rule: &str, status: &str, key: &str) {
+    let start = Instant::now();
+    loop {
+        let hooked = posts.lock().unwrap().iter().any(|(path, v)| {
+            path == "/hook"
+                && v["alerts"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|e| e["rule"] == rule && e["status"] == status && e["key"] == key))
+        });
+        // Long subjects are folded over lines.
+        let subject = format!("{status} {rule} {key}");
+        let mailed = mails.lock().unwrap().iter().any(|m| m.replace("\r\n", "").contains(&subject));
+        if hooked && mailed {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{status} {rule} {key} not seen at both receivers: {:?}",
+            posts.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
