@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mlmf::client::ClusterClient;
-use mlmf_actors::auth::ClusterKey;
 use nodes::*;
 
 struct Row {
@@ -44,23 +42,14 @@ fn audit_count(path: &PathBuf, op: &str) -> usize {
 }
 
 fn run(heartbeat_ms: u64, pause_ms: u64, secs: f64) -> Row {
-    let dir = temp_dir("health-bench");
-    let key = key_file(&dir, "a cluster key for the health bench");
-    let audit = dir.join("audit.jsonl");
-    let cfg = dir.join("node.toml");
-    std::fs::write(
-        &cfg,
+    let mut cluster = Cluster::start("health-bench", 3, |dir| {
         format!(
             "audit_log = {:?}\n[health]\nheartbeat_interval_ms = {heartbeat_ms}\nacceptable_pause_ms = {pause_ms}\n",
-            audit.display().to_string()
-        ),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let mut victim = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+            dir.join("audit.jsonl").display().to_string()
+        )
+    });
+    let audit = cluster.dir.join("audit.jsonl");
+    let client = cluster.client(0);
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
@@ -131,6 +120,7 @@ fn run(heartbeat_ms: u64, pause_ms: u64, secs: f64) -> Row {
     });
 
     // A real death, the CPU still full.
+    let mut victim = cluster.nodes.remove(2);
     let victim_id = victim.addr.clone();
     let _ = victim.child.kill();
     let t = Instant::now();
@@ -147,8 +137,7 @@ fn run(heartbeat_ms: u64, pause_ms: u64, secs: f64) -> Row {
     for h in hogs {
         h.join().unwrap();
     }
-    drop((a, b, victim));
-    let _ = std::fs::remove_dir_all(dir);
+    drop((victim, cluster));
     Row {
         setting: format!("heartbeat {heartbeat_ms} ms, acceptable pause {pause_ms} ms"),
         secs,
