@@ -311,6 +311,10 @@ fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
         };
         assert_eq!(placed(&after), placed(&s));
         client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+        // Each time it was thawed, the flapping node found the coordinator where it was: it
+        // never took the coordinator for dead (and took over) for the time it was frozen.
+        let seen_by_victim = ClusterClient::new(&victim.addr, Some(cluster.cluster_key())).cluster().await.unwrap();
+        assert_eq!(seen_by_victim["coordinator"], cluster.nodes[0].addr.as_str());
         // The flapping alert reached the webhook and the mailbox.
         wait_alert(&posts, &mails, "node_flapping", "firing", &victim.addr).await;
     });
@@ -579,11 +583,14 @@ fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request
 }
 
 #[test]
-fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
-    let mut cluster = Cluster::start("coordinator-death", 3, |_| {
-        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n\
-         [requests]\nattempt_timeout_ms = 3000\n"
-            .into()
+fn when_the_coordinator_dies_a_survivor_takes_over_and_no_request_fails() {
+    let mut cluster = Cluster::start("coordinator-death", 3, |dir| {
+        format!(
+            "audit_log = {:?}\n\
+             [health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n\
+             [requests]\nattempt_timeout_ms = 3000\n",
+            dir.join("audit.jsonl").display().to_string()
+        )
     });
     let cluster_key = cluster.cluster_key();
     let client = cluster.client(0);
@@ -594,15 +601,18 @@ fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
     let reference = refs["seq7.logits"].f32.clone();
     block_on(async {
         wait_members(&client, 3).await;
-        // Three replicas of each of two stages: the coordinator holds some of them.
-        client.load(&load_request("m", &model, "pipeline:2", 3)).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        // Two replicas of each of two stages on three nodes: the coordinator holds some.
+        client.load(&load_request("m", &model, "pipeline:2", 2)).await.unwrap();
+        let before = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
         let mut coordinator = cluster.nodes.remove(0);
         let dead = coordinator.addr.clone();
+        assert!(before.progress.iter().any(|p| p.node == dead), "the coordinator holds no replica");
         let _ = coordinator.child.kill();
         let _ = coordinator.child.wait();
+        let killed = Instant::now();
         let others = &cluster.nodes;
-        // 8 clients on the surviving nodes, 400 requests: every one answered, and right.
+        // 8 clients on the surviving nodes, 400 requests through the takeover: every one
+        // answered, and right.
         let served = std::rc::Rc::new(std::cell::Cell::new(0usize));
         let clients = (0..8).map(|i| {
             let client = ClusterClient::new(&others[i % 2].addr, Some(cluster_key.clone()));
@@ -630,9 +640,41 @@ fn when_the_coordinator_dies_the_other_nodes_keep_serving() {
         });
         let failed: Vec<String> = futures_util::future::join_all(clients).await.into_iter().flatten().collect();
         assert!(failed.is_empty(), "{} requests failed: {failed:?}", failed.len());
-        // What needs the coordinator (the model registry) is refused cleanly, not hung.
-        let survivor = ClusterClient::new(&others[0].addr, Some(cluster_key.clone()));
-        let e = survivor.models().await.unwrap_err();
-        assert!(matches!(&e, ClientError::Api { status: 503, code, .. } if code == "coordinator_unreachable"), "{e}");
+        // The survivor with the smaller id coordinates, with the dead one down; both
+        // survivors agree.
+        let successor = others.iter().map(|n| n.addr.clone()).min().unwrap();
+        let survivor = ClusterClient::new(&others[1].addr, Some(cluster_key.clone()));
+        loop {
+            let c = survivor.cluster().await;
+            if let Ok(c) = &c
+                && c["coordinator"] == successor.as_str()
+                && state_of(&survivor, &dead).await.as_deref() == Some("down")
+            {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(30), "no takeover: {c:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("a successor coordinates {:?} after the kill", killed.elapsed());
+        // It took over the registry and makes replication whole again on the survivors.
+        loop {
+            let s = survivor.model("m").await.unwrap();
+            let live = |p: &&mlmf::cluster::wire::ShardProgress| p.done && p.node != dead;
+            if (0..2).all(|shard| s.progress.iter().filter(live).filter(|p| p.shard == shard).count() == 2) {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(30), "replication not whole: {:?}", s.progress);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And it runs the control plane: a new model loads and serves through either node.
+        survivor.load(&load_request("m2", &model, "none", 2)).await.unwrap();
+        survivor.wait_ready("m2", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        for n in others {
+            let c = ClusterClient::new(&n.addr, Some(cluster_key.clone()));
+            assert_eq!(c.models().await.unwrap().len(), 2);
+            c.infer("m2", &request(&[1, 2, 3], None)).await.unwrap();
+        }
+        let log = std::fs::read_to_string(cluster.dir.join("audit.jsonl")).unwrap();
+        assert!(log.contains("\"op\":\"takeover\""), "{log}");
     });
 }

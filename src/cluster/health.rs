@@ -19,7 +19,9 @@ use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
 use crate::config::HealthConfig;
 
 use super::state::Node;
-use super::wire::{Heartbeat, NodeState, NodeStats};
+use mlmf_actors::peer::PeerError;
+
+use super::wire::{ClusterView, Heartbeat, NodeState, NodeStats};
 
 /// The phi-accrual failure detector for one sender.
 #[derive(Debug, Clone)]
@@ -288,33 +290,78 @@ impl StatsSampler {
 
 /// Sends heartbeats to the coordinator and adopts the newer views it answers with; joins
 /// again when the coordinator no longer knows this node.
+///
+/// It also watches the coordinator: when no heartbeat has been answered for the acceptable
+/// pause plus two intervals, and at least three in a row met silence (no connection, no
+/// answer; a refusal is an answer), the coordinator is taken for dead. Counting attempts,
+/// not only time, keeps a node that was itself frozen from blaming the coordinator for the
+/// time it was away. Every node then picks the same successor,
+/// the live member of its last view with the smallest id, and sends its heartbeats there;
+/// the successor takes over with that view's members and model registry. A successor that
+/// is silent in turn is passed over the same way.
 pub struct HeartbeatSender {
     node: Node,
-    coordinator_addr: String,
     seq: u64,
     sampler: StatsSampler,
     busy: bool,
+    /// The last answered heartbeat (or the last change of coordinator).
+    last_ok: Instant,
+    /// Heartbeats in a row that met silence.
+    silent: u32,
+    /// Coordinators taken for dead.
+    dead: Vec<String>,
+}
+
+/// What one heartbeat found out about the coordinator.
+enum Answer {
+    Answered,
+    Refused,
+    Silent,
+}
+
+/// The coordinator `view` names, or when that one is in `dead`, its successor: the live
+/// member with the smallest id not in `dead`.
+pub fn coordinator_of(view: &ClusterView, dead: &[String]) -> Option<String> {
+    if !dead.contains(&view.coordinator) {
+        return Some(view.coordinator.clone());
+    }
+    view.nodes
+        .iter()
+        .filter(|n| matches!(n.state, NodeState::Up | NodeState::Suspect) && !dead.contains(&n.info.id))
+        .map(|n| n.info.id.clone())
+        .min()
 }
 
 impl HeartbeatSender {
-    /// A sender from `node` to the coordinator at `coordinator_addr`.
-    pub fn new(node: Node, coordinator_addr: String) -> HeartbeatSender {
-        HeartbeatSender { node, coordinator_addr, seq: 0, sampler: StatsSampler::default(), busy: false }
+    /// A sender from `node` to the coordinator its view names.
+    pub fn new(node: Node) -> HeartbeatSender {
+        HeartbeatSender {
+            node,
+            seq: 0,
+            sampler: StatsSampler::default(),
+            busy: false,
+            last_ok: Instant::now(),
+            silent: 0,
+            dead: Vec::new(),
+        }
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        // A node that took over coordinates itself.
+        if self.busy || self.node.is_coordinator() {
             return;
         }
+        let view = self.node.view();
+        let Some(target) = coordinator_of(&view, &self.dead) else { return };
+        let Some(addr) = view.addr_of(&target).map(str::to_string) else { return };
         self.seq += 1;
         let hb = Heartbeat {
             node: self.node.id.clone(),
             seq: self.seq,
-            view_version: self.node.view().version,
+            view_version: view.version,
             stats: self.sampler.sample(&self.node),
         };
         let node = self.node.clone();
-        let addr = self.coordinator_addr.clone();
         let interval = Duration::from_millis(node.cfg.health.heartbeat_interval_ms);
         self.busy = true;
         let fut = async move {
@@ -324,18 +371,58 @@ impl HeartbeatSender {
                     if let Some(view) = ack.view {
                         node.set_view(view);
                     }
+                    Answer::Answered
                 }
                 Ok(Err(e)) if e.status == 404 && !node.leaving.load(std::sync::atomic::Ordering::Acquire) => {
                     tracing::warn!("the coordinator does not know this node; joining again");
                     if let Err(e) = super::node::join(&node, &addr).await {
                         tracing::warn!(error = %e, "join failed");
                     }
+                    Answer::Answered
                 }
-                Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat refused"),
-                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "heartbeat refused");
+                    Answer::Refused
+                }
+                // Alive, but not (yet) the coordinator: a successor still taking over.
+                Err(PeerError::Remote(e)) => {
+                    tracing::debug!(error = %e, "heartbeat refused");
+                    Answer::Refused
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "heartbeat failed");
+                    Answer::Silent
+                }
             }
         };
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|_, me, _| me.busy = false));
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(move |answer, me, _| {
+            me.busy = false;
+            match answer {
+                Answer::Answered => {
+                    me.last_ok = Instant::now();
+                    me.silent = 0;
+                }
+                Answer::Refused => me.silent = 0,
+                Answer::Silent => {
+                    me.silent += 1;
+                    let h = &me.node.cfg.health;
+                    let limit = Duration::from_millis(h.acceptable_pause_ms + 2 * h.heartbeat_interval_ms);
+                    if me.silent >= 3 && me.last_ok.elapsed() > limit && me.node.view().coordinator == view.coordinator
+                    {
+                        tracing::warn!(coordinator = %target, silent = ?me.last_ok.elapsed(), "the coordinator is gone");
+                        me.dead.push(target.clone());
+                        me.last_ok = Instant::now();
+                        me.silent = 0;
+                        let next = coordinator_of(&view, &me.dead);
+                        if next.as_deref() == Some(me.node.id.as_str()) {
+                            super::coordinator::take_over(&me.node, &view, me.dead.clone());
+                        } else {
+                            tracing::warn!(successor = ?next, "following the successor");
+                        }
+                    }
+                }
+            }
+        }));
     }
 }
 

@@ -236,12 +236,8 @@ pub async fn start_with(
                 }
             }
         }
-        let coordinator_addr =
-            node.view().addr_of(&node.view().coordinator).map(str::to_string).unwrap_or_else(|| seed.clone());
         let n = node.clone();
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-            HeartbeatSender::new(n.clone(), coordinator_addr.clone())
-        });
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| HeartbeatSender::new(n.clone()));
     }
     Ok(RunningNode { node, server: handle })
 }

@@ -256,7 +256,20 @@ pub struct ModelRoutes {
     pub stages: Vec<Vec<ShardReplicas>>,
 }
 
-/// What every node knows of the cluster: members and where ready models live.
+/// A model as the coordinator's registry holds it. Every node gets the registry with the
+/// view, so that a successor can take it over when the coordinator dies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryEntry {
+    /// Status, plan, placement, progress.
+    pub status: ModelStatus,
+    /// The model's config.
+    pub config: ModelConfig,
+    /// SHA-256 of the checkpoint, once computed.
+    pub sha256: Option<String>,
+}
+
+/// What every node knows of the cluster: members, where ready models live, and the
+/// coordinator's model registry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {
     /// Increments on every change.
@@ -267,6 +280,8 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     /// Ready models.
     pub models: Vec<ModelRoutes>,
+    /// Every model the coordinator knows, loading, ready or failed.
+    pub registry: Vec<RegistryEntry>,
 }
 
 impl ClusterView {

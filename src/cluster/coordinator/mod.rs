@@ -27,7 +27,8 @@ use super::alerts::{AlertManager, Fire, Notice, Resolve, Severity};
 use super::health::HealthMonitor;
 use super::state::Node;
 use super::wire::{
-    ClusterView, Migrate, ModelRoutes, ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeView, ShardReplicas,
+    ClusterView, Migrate, ModelRoutes, ModelState, ModelStatus, NodeInfo, NodeState, NodeStats, NodeView,
+    RegistryEntry, ShardReplicas,
 };
 
 struct Member {
@@ -90,6 +91,8 @@ pub struct Coordinator {
     rebalance_pending: bool,
     /// A view push is scheduled.
     push_scheduled: bool,
+    /// The dead coordinators this one took over from (empty for the first coordinator).
+    took_over_from: Vec<String>,
 }
 
 impl Coordinator {
@@ -107,6 +110,50 @@ impl Coordinator {
             alerts: None,
             rebalance_pending: false,
             push_scheduled: false,
+            took_over_from: Vec::new(),
+        }
+    }
+
+    /// A coordinator on `node` taking over from the dead ones in `dead`, with the members
+    /// and the model registry of `view` (the last view the dead coordinator published).
+    /// The dead are Down from the start, so their replicas are placed again after the usual
+    /// grace. A load the dead coordinator was still running is marked failed (its progress
+    /// died with it), and replicas still loading are dropped from the registry.
+    pub fn from_view(node: Node, view: &ClusterView, dead: Vec<String>) -> Coordinator {
+        let now = Instant::now();
+        let mut members = BTreeMap::new();
+        for v in &view.nodes {
+            let mut m = Member::new(v.info.clone());
+            if dead.contains(&v.info.id) {
+                m.state = NodeState::Down;
+                m.down_since = Some(now);
+                m.downs.push_back(now);
+            } else if v.state == NodeState::Leaving {
+                m.state = NodeState::Leaving;
+            }
+            members.insert(v.info.id.clone(), m);
+        }
+        let mut models = BTreeMap::new();
+        for e in &view.registry {
+            let mut status = e.status.clone();
+            if status.status == ModelState::Loading {
+                status.status =
+                    ModelState::Failed { reason: "the coordinator died while it was loading; load it again".into() };
+            }
+            status.progress.retain(|p| p.done);
+            models.insert(status.id.clone(), Record { status, config: e.config.clone(), sha256: e.sha256.clone() });
+        }
+        Coordinator {
+            node,
+            members,
+            models,
+            version: view.version + 1,
+            health: None,
+            migrations: Vec::new(),
+            alerts: None,
+            rebalance_pending: false,
+            push_scheduled: false,
+            took_over_from: dead,
         }
     }
 
@@ -139,7 +186,12 @@ impl Coordinator {
                 ModelRoutes { id: s.id.clone(), config: r.config.clone(), stages }
             })
             .collect();
-        ClusterView { version: self.version, coordinator: self.node.id.clone(), nodes, models }
+        let registry = self
+            .models
+            .values()
+            .map(|r| RegistryEntry { status: r.status.clone(), config: r.config.clone(), sha256: r.sha256.clone() })
+            .collect();
+        ClusterView { version: self.version, coordinator: self.node.id.clone(), nodes, models, registry }
     }
 
     /// Bumps the version and sends the view to every member.
@@ -221,6 +273,17 @@ impl Coordinator {
     }
 }
 
+/// Starts a coordinator on `node` in place of the dead ones in `dead`, from the last `view`
+/// they published (see [`Coordinator::from_view`]).
+pub fn take_over(node: &Node, view: &ClusterView, dead: Vec<String>) {
+    let (n, view) = (node.clone(), view.clone());
+    let addr =
+        Coordinator::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| Coordinator::from_view(n, &view, dead));
+    if node.coordinator.set(addr).is_err() {
+        tracing::warn!("this node coordinates already");
+    }
+}
+
 impl Actor for Coordinator {
     type Context = Context<Self>;
 
@@ -246,6 +309,22 @@ impl Actor for Coordinator {
         self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
         let (cfg, id) = (self.node.cfg.alerts.clone(), self.node.id.clone());
         self.alerts = Some(actix::Supervisor::start(move |_| AlertManager::new(cfg.clone(), id.clone())));
+        if !self.took_over_from.is_empty() {
+            // Taking over: watch every live member from now (one that never heartbeats again
+            // goes down like any other), and treat the dead coordinators as down nodes.
+            if let Some(h) = &self.health {
+                for m in self.members.values().filter(|m| m.state == NodeState::Up && m.info.id != self.node.id) {
+                    h.do_send(super::health::Beat { node: m.info.id.clone() });
+                }
+            }
+            let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
+            for dead in self.took_over_from.clone() {
+                tracing::warn!(%dead, "taking over as coordinator");
+                self.audit("takeover", None, Some(&dead), &format!("{} coordinates in its place", self.node.id));
+                self.fire("node_down", &dead, Severity::Critical, format!("the coordinator {dead} is down"));
+                ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&dead, ctx));
+            }
+        }
         self.publish(ctx);
     }
 }
