@@ -678,3 +678,63 @@ fn when_the_coordinator_dies_a_survivor_takes_over_and_no_request_fails() {
         assert!(log.contains("\"op\":\"takeover\""), "{log}");
     });
 }
+
+#[test]
+fn a_frozen_coordinator_is_replaced_and_steps_down_when_thawed() {
+    let cluster = Cluster::start("coordinator-frozen", 3, |dir| {
+        format!(
+            "audit_log = {:?}\n\
+             [health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n\
+             [requests]\nattempt_timeout_ms = 1500\n",
+            dir.join("audit.jsonl").display().to_string()
+        )
+    });
+    let old = cluster.nodes[0].addr.clone();
+    let successor = cluster.nodes[1..].iter().map(|n| n.addr.clone()).min().unwrap();
+    let clients: Vec<ClusterClient> = (0..3).map(|i| cluster.client(i)).collect();
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        wait_members(&clients[0], 3).await;
+        clients[0].load(&load_request("m", &model, "none", 2)).await.unwrap();
+        clients[0].wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        signal(&cluster.nodes[0], "-STOP");
+        // Replaced while frozen; the survivors keep serving meanwhile.
+        let frozen = Instant::now();
+        loop {
+            clients[1 + frozen.elapsed().as_millis() as usize % 2]
+                .infer("m", &request(&[1, 2, 3], None))
+                .await
+                .unwrap();
+            if let Ok(c) = clients[2].cluster().await
+                && c["coordinator"] == successor.as_str()
+                && state_of(&clients[2], &old).await.as_deref() == Some("down")
+            {
+                break;
+            }
+            assert!(frozen.elapsed() < Duration::from_secs(30), "no takeover from the frozen coordinator");
+        }
+        signal(&cluster.nodes[0], "-CONT");
+        // Thawed, it learns of the newer coordinator, steps down and comes back as a member.
+        let thawed = Instant::now();
+        loop {
+            let own = clients[0].cluster().await;
+            if let Ok(c) = &own
+                && c["coordinator"] == successor.as_str()
+                && state_of(&clients[1], &old).await.as_deref() == Some("up")
+            {
+                break;
+            }
+            assert!(thawed.elapsed() < Duration::from_secs(30), "the old coordinator did not step down: {own:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("stepped down and up again {:?} after the thaw", thawed.elapsed());
+        // One registry, one coordinator, and every node serves.
+        for c in &clients {
+            assert_eq!(c.models().await.unwrap().len(), 1);
+            assert_eq!(c.cluster().await.unwrap()["coordinator"], successor.as_str());
+            c.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+        }
+        let log = std::fs::read_to_string(cluster.dir.join("audit.jsonl")).unwrap();
+        assert!(log.contains("\"op\":\"takeover\"") && log.contains("\"op\":\"step_down\""), "{log}");
+    });
+}

@@ -198,8 +198,14 @@ impl Handler<Beat> for HealthMonitor {
     fn handle(&mut self, msg: Beat, _: &mut Context<Self>) {
         let now = self.now();
         let cfg = self.cfg.clone();
+        // A node first heard of is up (the subscriber may hold it down: a coordinator taken
+        // for dead, back and stepped down).
+        let fresh = !self.watched.contains_key(&msg.node);
         let (det, state) =
             self.watched.entry(msg.node.clone()).or_insert_with(|| (PhiAccrual::new(&cfg), NodeState::Up));
+        if fresh {
+            self.subscriber.do_send(NodeStateChanged { node: msg.node.clone(), state: NodeState::Up, phi: 0.0 });
+        }
         if *state == NodeState::Down {
             det.restart(now);
         } else {

@@ -33,7 +33,7 @@ fn hex(bytes: &[u8]) -> String {
 async fn report(node: &Node, msg: &LoadShard, loaded: u64, total: u64) {
     let p = Progress { model: msg.model.clone(), shard: msg.shard.id, node: node.id.clone(), loaded, total };
     if msg.coordinator == node.addr {
-        if let Some(c) = node.coordinator.get() {
+        if let Some(c) = node.coordinator() {
             c.do_send(super::coordinator::ProgressMsg(p));
         }
         return;

@@ -158,6 +158,13 @@ pub struct RunningNode {
     pub server: ServerHandle,
 }
 
+/// Starts sending heartbeats to the coordinator (a member's job; also a coordinator's that
+/// stepped down).
+pub fn start_heartbeats(node: &Node) {
+    let n = node.clone();
+    Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| HeartbeatSender::new(n.clone()));
+}
+
 /// Starts a node from `cfg` on the current actix system: binds, serves, and joins the
 /// cluster at `cfg.join` (retrying with backoff for up to 30 s while it is unreachable) or
 /// becomes its coordinator.
@@ -202,7 +209,7 @@ pub async fn start_with(
     if cfg.join.is_none() {
         let (n, me) = (node.clone(), info(&node));
         let coordinator = Coordinator::start_in_arbiter(&Arbiter::new().handle(), move |_| Coordinator::new(n, me));
-        let _ = node.coordinator.set(coordinator);
+        *node.coordinator.write().unwrap_or_else(|e| e.into_inner()) = Some(coordinator);
         node.joined.store(true, std::sync::atomic::Ordering::Release);
     }
     let server = crate::api::serve(node.clone(), listener, tls.map(|t| t.server))
@@ -236,8 +243,7 @@ pub async fn start_with(
                 }
             }
         }
-        let n = node.clone();
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| HeartbeatSender::new(n.clone()));
+        start_heartbeats(&node);
     }
     Ok(RunningNode { node, server: handle })
 }

@@ -48,7 +48,10 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
             wire::to_bytes(&infer::partial(node, h, raw).await)
         }
         names::DELIVER => answer::<Deliver, _, _>(&payload, |d| async move { infer::deliver(node, d) }).await,
-        names::VIEW => answer::<ClusterView, _, _>(&payload, |v| async move { node.set_view(v) }).await,
+        names::VIEW => {
+            answer::<ClusterView, _, _>(&payload, |v| async move { node.set_view(v).map(|newer| (*newer).clone()) })
+                .await
+        }
         names::LOAD_SHARD => {
             answer::<LoadShard, _, _>(&payload, |msg| async move {
                 let actor = node.node_actor.get().ok_or("node is starting")?;
@@ -81,7 +84,7 @@ fn enc<T: Serialize>(v: Result<T, ControlError>) -> Result<Vec<u8>, String> {
 
 /// Runs a control message on this node's coordinator.
 async fn coordinate(node: &Node, name: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-    let c = node.coordinator.get().ok_or_else(|| format!("node {} is not the coordinator", node.id))?;
+    let c = node.coordinator().ok_or_else(|| format!("node {} is not the coordinator", node.id))?;
     let mailbox = |e: actix::MailboxError| e.to_string();
     match name {
         names::JOIN => {

@@ -105,8 +105,8 @@ pub struct NodeInner {
     pub joined: AtomicBool,
     /// Set when the node is leaving: it must not join again.
     pub leaving: AtomicBool,
-    /// The coordinator actor, on the coordinator node.
-    pub coordinator: OnceLock<Addr<Coordinator>>,
+    /// The coordinator actor, on the coordinator node (until it is superseded).
+    pub coordinator: RwLock<Option<Addr<Coordinator>>>,
     /// A user's own balancing strategy, used instead of the built-in balancers when set.
     pub custom_balancer: OnceLock<actix::Recipient<super::balancer::PickRoute>>,
     /// Members' CPU use from the latest heartbeats (for resource-based balancing).
@@ -160,7 +160,7 @@ impl Node {
             view: RwLock::new(Arc::new(ClusterView::default())),
             joined: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
-            coordinator: OnceLock::new(),
+            coordinator: RwLock::new(None),
             balancers: Mutex::new(Vec::new()),
             member_cpu: Arc::default(),
             custom_balancer: OnceLock::new(),
@@ -178,11 +178,17 @@ impl Node {
         Arc::clone(&self.view.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Adopts `view` when it is newer than the one held; tells the balancer.
-    pub fn set_view(&self, view: ClusterView) {
+    /// Adopts `view` when it is newer than the one held, and tells the balancers. A view of
+    /// an older term is refused: the newer view held is returned, for the superseded
+    /// coordinator that sent it. A view of a newer term naming another coordinator makes
+    /// this node step down if it coordinates (it was replaced while it was away).
+    pub fn set_view(&self, view: ClusterView) -> Option<Arc<ClusterView>> {
         let mut held = self.view.write().unwrap_or_else(|e| e.into_inner());
-        if view.version < held.version && held.coordinator == view.coordinator {
-            return;
+        if view.term < held.term {
+            return Some(Arc::clone(&held));
+        }
+        if view.term == held.term && view.version < held.version && held.coordinator == view.coordinator {
+            return None;
         }
         let view = Arc::new(view);
         *held = Arc::clone(&view);
@@ -190,6 +196,20 @@ impl Node {
         for b in self.balancers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             b.do_send(SetView(Arc::clone(&view)));
         }
+        if view.coordinator != self.id {
+            let superseded = self.coordinator.write().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(c) = superseded {
+                tracing::warn!(coordinator = %view.coordinator, term = view.term, "superseded: stepping down");
+                c.do_send(super::coordinator::StepDown);
+                super::node::start_heartbeats(self);
+            }
+        }
+        None
+    }
+
+    /// The coordinator actor, when this node coordinates.
+    pub fn coordinator(&self) -> Option<Addr<Coordinator>> {
+        self.coordinator.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// This thread's balancer, started on this thread's arbiter on first use: a request
@@ -215,7 +235,7 @@ impl Node {
 
     /// Whether this node is the coordinator.
     pub fn is_coordinator(&self) -> bool {
-        self.coordinator.get().is_some()
+        self.coordinator.read().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     /// The websocket URL of the peer endpoint at `addr` (`wss://` when links use TLS).

@@ -22,7 +22,8 @@ pub mod names {
     pub const JOIN: &str = "Join";
     /// [`super::Heartbeat`] → [`super::HeartbeatAck`].
     pub const HEARTBEAT: &str = "Heartbeat";
-    /// [`super::ClusterView`] pushed by the coordinator → `()`.
+    /// [`super::ClusterView`] pushed by the coordinator → `None` when taken, or the newer
+    /// view held when the pusher was superseded (a coordinator of an older term).
     pub const VIEW: &str = "View";
     /// [`super::LoadModel`] → [`super::ModelStatus`].
     pub const LOAD_MODEL: &str = "LoadModel";
@@ -68,7 +69,7 @@ macro_rules! remote {
 remote! {
     Join => names::JOIN, Result<ClusterView, ControlError>;
     Heartbeat => names::HEARTBEAT, Result<HeartbeatAck, ControlError>;
-    ClusterView => names::VIEW, ();
+    ClusterView => names::VIEW, Option<ClusterView>;
     LoadShard => names::LOAD_SHARD, Result<ShardLoaded, String>;
     UnloadShard => names::UNLOAD_SHARD, ();
     Progress => names::PROGRESS, ();
@@ -272,6 +273,9 @@ pub struct RegistryEntry {
 /// coordinator's model registry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {
+    /// Increments each time a successor takes over from a dead coordinator: a view of an
+    /// older term comes from a superseded coordinator and is refused.
+    pub term: u64,
     /// Increments on every change.
     pub version: u64,
     /// The coordinator's node id.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 
 use crate::model::{Checkpoint, ModelConfig};
 
@@ -93,6 +93,22 @@ pub struct Coordinator {
     push_scheduled: bool,
     /// The dead coordinators this one took over from (empty for the first coordinator).
     took_over_from: Vec<String>,
+    /// Its term: 0 for the first coordinator, one more for each takeover.
+    term: u64,
+}
+
+/// Stop coordinating: a coordinator of a newer term has taken over.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct StepDown;
+
+impl actix::Handler<StepDown> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: StepDown, ctx: &mut Context<Self>) {
+        self.audit("step_down", None, Some(&self.node.id), "a newer coordinator took over");
+        ctx.stop();
+    }
 }
 
 impl Coordinator {
@@ -111,6 +127,7 @@ impl Coordinator {
             rebalance_pending: false,
             push_scheduled: false,
             took_over_from: Vec::new(),
+            term: 0,
         }
     }
 
@@ -154,6 +171,7 @@ impl Coordinator {
             rebalance_pending: false,
             push_scheduled: false,
             took_over_from: dead,
+            term: view.term + 1,
         }
     }
 
@@ -191,7 +209,14 @@ impl Coordinator {
             .values()
             .map(|r| RegistryEntry { status: r.status.clone(), config: r.config.clone(), sha256: r.sha256.clone() })
             .collect();
-        ClusterView { version: self.version, coordinator: self.node.id.clone(), nodes, models, registry }
+        ClusterView {
+            term: self.term,
+            version: self.version,
+            coordinator: self.node.id.clone(),
+            nodes,
+            models,
+            registry,
+        }
     }
 
     /// Bumps the version and sends the view to every member.
@@ -216,17 +241,30 @@ impl Coordinator {
         }
     }
 
+    /// Sends the view to every member, down ones included: a member this coordinator holds
+    /// down may be alive and following a newer coordinator, and its answer (the newer view)
+    /// is how a coordinator that was away learns it has been replaced.
     fn push_view(&mut self, ctx: &mut Context<Self>) {
         let view = Arc::new(self.view());
-        for m in self.members.values().filter(|m| m.info.id != self.node.id && m.state != NodeState::Down) {
+        for m in self.members.values().filter(|m| m.info.id != self.node.id) {
             let (node, addr, view) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&view));
             ctx.spawn(
                 async move {
-                    if let Err(e) = node.ask(&addr, view.as_ref(), Duration::from_secs(3)).await {
-                        tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
+                    match node.ask(&addr, view.as_ref(), Duration::from_secs(3)).await {
+                        Ok(newer) => newer,
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
+                            None
+                        }
                     }
                 }
-                .into_actor(self),
+                .into_actor(self)
+                .map(|newer, me, _| {
+                    if let Some(v) = newer.filter(|v| v.term > me.term) {
+                        // Superseded: adopting the newer view steps this node down.
+                        me.node.set_view(v);
+                    }
+                }),
             );
         }
     }
@@ -276,12 +314,14 @@ impl Coordinator {
 /// Starts a coordinator on `node` in place of the dead ones in `dead`, from the last `view`
 /// they published (see [`Coordinator::from_view`]).
 pub fn take_over(node: &Node, view: &ClusterView, dead: Vec<String>) {
-    let (n, view) = (node.clone(), view.clone());
-    let addr =
-        Coordinator::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| Coordinator::from_view(n, &view, dead));
-    if node.coordinator.set(addr).is_err() {
+    let mut held = node.coordinator.write().unwrap_or_else(|e| e.into_inner());
+    if held.is_some() {
         tracing::warn!("this node coordinates already");
+        return;
     }
+    let (n, view) = (node.clone(), view.clone());
+    let arbiter = actix::Arbiter::new();
+    *held = Some(Coordinator::start_in_arbiter(&arbiter.handle(), move |_| Coordinator::from_view(n, &view, dead)));
 }
 
 impl Actor for Coordinator {
