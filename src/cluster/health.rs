@@ -314,8 +314,10 @@ pub struct HeartbeatSender {
     last_ok: Instant,
     /// Heartbeats in a row that met silence.
     silent: u32,
-    /// Coordinators taken for dead.
+    /// Coordinators taken for dead in the current term (a newer term's view says who is
+    /// down, so the list starts again with it).
     dead: Vec<String>,
+    term: u64,
 }
 
 /// What one heartbeat found out about the coordinator.
@@ -349,6 +351,7 @@ impl HeartbeatSender {
             last_ok: Instant::now(),
             silent: 0,
             dead: Vec::new(),
+            term: 0,
         }
     }
 
@@ -358,6 +361,10 @@ impl HeartbeatSender {
             return;
         }
         let view = self.node.view();
+        if view.term != self.term {
+            self.term = view.term;
+            self.dead.clear();
+        }
         let Some(target) = coordinator_of(&view, &self.dead) else { return };
         let Some(addr) = view.addr_of(&target).map(str::to_string) else { return };
         self.seq += 1;
@@ -514,6 +521,31 @@ mod tests {
         assert!((b - f).abs() < 0.05, "restarted {b:.2} s vs fresh {f:.2} s");
         assert!(k > 1.5 * f, "with the gap in its history: {k:.2} s vs {f:.2} s");
         assert!(back.longest_interval() >= 2.0);
+    }
+
+    #[test]
+    fn every_node_picks_the_same_successor() {
+        use super::super::wire::{NodeInfo, NodeView};
+        use crate::plan::DeviceKind;
+        let node = |id: &str, state| NodeView {
+            info: NodeInfo { id: id.into(), addr: id.into(), memory_bytes: 1, device: DeviceKind::Cpu, compute: 1.0 },
+            state,
+        };
+        let view = ClusterView {
+            coordinator: "c".into(),
+            nodes: vec![
+                node("c", NodeState::Up),
+                node("b", NodeState::Down),
+                node("e", NodeState::Up),
+                node("d", NodeState::Suspect),
+            ],
+            ..ClusterView::default()
+        };
+        assert_eq!(coordinator_of(&view, &[]).as_deref(), Some("c"));
+        // The smallest live id not taken for dead: b is down.
+        assert_eq!(coordinator_of(&view, &["c".into()]).as_deref(), Some("d"));
+        assert_eq!(coordinator_of(&view, &["c".into(), "d".into()]).as_deref(), Some("e"));
+        assert_eq!(coordinator_of(&view, &["c".into(), "d".into(), "e".into()]), None);
     }
 
     #[test]
