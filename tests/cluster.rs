@@ -294,13 +294,10 @@ fn serve_starts_a_tls_cluster_loads_the_model_and_says_how_to_call_it() {
 
 #[test]
 fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
-    let dir = temp_dir("backpressure");
-    let key = key_file(&dir, "a cluster key for the backpressure test");
-    let cfg = dir.join("tight.toml");
-    std::fs::write(&cfg, "[requests]\nmax_in_flight = 2\n").unwrap();
-    let a = spawn(None, &key, &["--config", cfg.to_str().unwrap()]);
-    let secret = std::fs::read_to_string(&key).unwrap();
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let cluster = Cluster::start("backpressure", 1, |_| "[requests]\nmax_in_flight = 2\n".into());
+    let a = &cluster.nodes[0];
+    let secret = std::fs::read_to_string(&cluster.key).unwrap();
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 1).await;
@@ -330,16 +327,13 @@ fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
         // And it serves again once the burst is over.
         client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
     });
-    drop(a);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_high_priority_request_overtakes_queued_low_ones() {
-    let dir = temp_dir("priority");
-    let key = key_file(&dir, "a cluster key for the priority test");
-    let a = spawn(None, &key, &[]);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let cluster = Cluster::start("priority", 1, |_| String::new());
+    let (a, key) = (&cluster.nodes[0], &cluster.key);
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 1).await;
@@ -397,8 +391,6 @@ fn a_high_priority_request_overtakes_queued_low_ones() {
             "the high-priority request finished {pos}th, {before} lows were done when it was sent: {order:?}"
         );
     });
-    drop(a);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -188,23 +188,15 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
 
 #[test]
 fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
-    let dir = temp_dir("sigstop");
-    let key = key_file(&dir, "a cluster key for the sigstop test");
-    let cfg = dir.join("fast.toml");
-    let audit = dir.join("audit.jsonl");
-    std::fs::write(
-        &cfg,
+    let cluster = Cluster::start("sigstop", 3, |dir| {
         format!(
             "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 5000\n[requests]\nattempt_timeout_ms = 1500\n",
-            audit.display().to_string()
-        ),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let frozen = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+            dir.join("audit.jsonl").display().to_string()
+        )
+    });
+    let audit = cluster.dir.join("audit.jsonl");
+    let frozen = &cluster.nodes[2];
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
@@ -242,8 +234,6 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
         assert!(log.contains("\"op\":\"down\"") && log.contains("\"op\":\"up\""), "{log}");
         assert!(!log.contains("\"op\":\"replace\""), "{log}");
     });
-    drop((a, b, frozen));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -322,25 +312,17 @@ fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
 
 #[test]
 fn a_live_migration_under_load_fails_no_request() {
-    let dir = temp_dir("migrate");
-    let key = key_file(&dir, "a cluster key for the migration test");
     let (smtp, mails) = smtp_sink();
     let (http, posts) = http_sink();
-    let cfg = dir.join("fast.toml");
-    std::fs::write(
-        &cfg,
+    let cluster = Cluster::start("migrate", 3, |_| {
         format!(
             "[requests]\nattempt_timeout_ms = 1000\n\
              [alerts]\nwebhooks = [\"http://{http}/hook\"]\ngroup_ms = 100\n\
              [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n"
-        ),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let d = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&b.addr, Some(ClusterKey::from_file(&key).unwrap()));
+        )
+    });
+    let (a, b, d) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let client = cluster.client(1);
     let model = fixture("gpt2_tiny");
     block_on(async {
         wait_members(&client, 3).await;
@@ -396,31 +378,22 @@ fn a_live_migration_under_load_fails_no_request() {
         // The finished migration is announced at the webhook and by email.
         wait_alert(&posts, &mails, "shard_migrated", "notice", "m/0").await;
     });
-    drop((a, b, d));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A minimal SMTP server on 127.0.0.1 that keeps every message it is given.
 #[test]
 fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
-    let dir = temp_dir("alerts");
-    let key = key_file(&dir, "a cluster key for the alerts test");
     let (smtp, mails) = smtp_sink();
     let (http, posts) = http_sink();
-    let cfg = dir.join("alerts.toml");
-    std::fs::write(
-        &cfg,
+    let cluster = Cluster::start("alerts", 2, |_| {
         format!(
             "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 60000\n\
              [alerts]\nwebhooks = [\"http://{http}/hook\"]\nslack_webhooks = [\"http://{http}/slack\"]\ngroup_ms = 100\n\
              [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n"
-        ),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let b = spawn(Some(&a.addr), &key, &c);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+        )
+    });
+    let b = &cluster.nodes[1];
+    let client = cluster.client(0);
     let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
         let start = Instant::now();
         while !ok() {
@@ -463,8 +436,6 @@ fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
     wait_for("the resolved webhook", &|| hook("resolved"));
     wait_for("the resolved Slack message", &|| slack("resolved"));
     wait_for("the resolved email", &|| mail("resolved"));
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
