@@ -52,9 +52,7 @@ fn run(heartbeat_ms: u64, pause_ms: u64, secs: f64) -> Row {
     let client = cluster.client(0);
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
     block_on(async {
-        wait_members(&client, 3).await;
-        client.load(&load_request("m", &model, "pipeline:3", 2)).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 3, "m", &model, "pipeline:3", 2).await;
     });
 
     // Full CPU: two spinning threads per core (`MLMF_BENCH_HOGS_PER_CORE`), at the nodes'

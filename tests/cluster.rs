@@ -136,10 +136,7 @@ fn bad_requests_get_clean_errors_and_the_cluster_keeps_serving() {
     let client = ClusterClient::new(&b.addr, Some(ClusterKey::new(secret.as_bytes()).unwrap()));
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 2).await;
-        let load = load_request("m", &model, "pipeline:2", 1);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 2, "m", &model, "pipeline:2", 1).await;
         let t = Some(secret);
         let infer = "/v1/models/m/infer";
         type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
@@ -261,10 +258,7 @@ fn a_mutual_tls_cluster_serves_its_clients_and_refuses_others() {
     let client = ClusterClient::new(&b.addr, k.clone()).with_tls(files.load().unwrap().client);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 2).await;
-        let load = load_request("m", &model, "tensor:2", 1);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 2, "m", &model, "tensor:2", 1).await;
         let r = client.infer("m", &request(&[464, 968, 758], None)).await.unwrap();
         assert_eq!(r.outputs["logits"].shape, vec![1, 3, 1000]);
         assert_eq!(r.processed_by.len(), 2, "{:?}", r.processed_by);
@@ -300,10 +294,7 @@ fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 1).await;
-        let load = load_request("m", &model, "none", 1);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 1, "m", &model, "none", 1).await;
         let ids: Vec<i64> = (0..200).map(|i| i % 1000).collect();
         let body = serde_json::to_vec(&serde_json::json!({ "input_ids": [ids] })).unwrap();
         let calls = (0..16).map(|_| {
@@ -336,10 +327,7 @@ fn a_high_priority_request_overtakes_queued_low_ones() {
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 1).await;
-        let load = load_request("m", &model, "none", 1);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 1, "m", &model, "none", 1).await;
         let done = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let long: Vec<i64> = (0..250).map(|i| (i * 7) % 1000).collect();
         let lows = (0..12).map(|i| {
@@ -399,9 +387,7 @@ fn affinity_by_model_keeps_a_model_on_one_replica_while_it_lives() {
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 2).await;
-        client.load(&load_request("m", &model, "none", 2)).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 2, "m", &model, "none", 2).await;
         let mut routes = std::collections::BTreeSet::new();
         for _ in 0..12 {
             routes.insert(client.infer("m", &request(&[1, 2, 3], None)).await.unwrap().processed_by);

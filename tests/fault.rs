@@ -8,36 +8,24 @@ use std::time::{Duration, Instant};
 use common::fixture;
 use common::nodes::*;
 use mlmf::client::{ClientError, ClusterClient};
-use mlmf_actors::auth::ClusterKey;
 
 #[test]
 fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_again() {
-    let dir = temp_dir("failover");
-    let key = key_file(&dir, "a cluster key for the failover test");
-    let cfg = dir.join("fast.toml");
-    let audit = dir.join("audit.jsonl");
     let (smtp, mails) = smtp_sink();
     let (http, posts) = http_sink();
-    std::fs::write(
-        &cfg,
+    let mut cluster = Cluster::start("failover", 3, |dir| {
         format!(
             "audit_log = {:?}\n[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 300\n[requests]\nattempt_timeout_ms = 3000\n\
              [alerts]\nwebhooks = [\"http://{http}/hook\"]\ngroup_ms = 100\n\
              [alerts.smtp]\nserver = \"{smtp}\"\nfrom = \"mlmf@localhost\"\nto = [\"ops@localhost\"]\n",
-            audit.display().to_string()
-        ),
-    )
-    .unwrap();
-    let c = ["--config", cfg.to_str().unwrap()];
-    let a = spawn(None, &key, &c);
-    let mut others = vec![spawn(Some(&a.addr), &key, &c), spawn(Some(&a.addr), &key, &c)];
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+            dir.join("audit.jsonl").display().to_string()
+        )
+    });
+    let audit = cluster.dir.join("audit.jsonl");
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 3).await;
-        let load = load_request("m", &model, "pipeline:2", 2);
-        client.load(&load).await.unwrap();
-        let status = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let status = serve_model(&client, 3, "m", &model, "pipeline:2", 2).await;
         // Heartbeats carry the members' resource stats.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let c = client.cluster().await.unwrap();
@@ -49,8 +37,8 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
             }
         }
         // Kill a non-coordinator node that holds a replica.
-        let victim_idx = others.iter().position(|n| status.progress.iter().any(|p| p.node == n.addr)).unwrap();
-        let victim = others.remove(victim_idx);
+        let victim_idx = (1..3).find(|&i| status.progress.iter().any(|p| p.node == cluster.nodes[i].addr)).unwrap();
+        let victim = cluster.nodes.remove(victim_idx);
         let victim_addr = victim.addr.clone();
         // Every answer is checked against the PyTorch reference.
         let refs = common::read_safetensors(&fixture("gpt2_tiny").join("reference.safetensors"));
@@ -182,8 +170,6 @@ fn a_killed_node_is_marked_down_its_requests_retried_and_its_replicas_placed_aga
             .unwrap();
         assert_eq!(ready["checkpoint_sha256"].as_str().map(str::len), Some(64), "{ready}");
     });
-    drop((a, others));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -199,10 +185,7 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 3).await;
-        let load = load_request("m", &model, "none", 3);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 3, "m", &model, "none", 3).await;
         signal(&frozen, "-STOP");
         let start = Instant::now();
         while state_of(&client, &frozen.addr).await.as_deref() != Some("down") {
@@ -258,10 +241,8 @@ fn a_flapping_node_causes_no_reshuffle_and_raises_a_flapping_alert() {
     let nodes = &cluster.nodes[1..];
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 3).await;
         // Two replicas on three nodes: a down node's replica would have somewhere to go.
-        client.load(&load_request("m", &model, "none", 2)).await.unwrap();
-        let s = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let s = serve_model(&client, 3, "m", &model, "none", 2).await;
         let victim = nodes.iter().find(|n| s.progress.iter().any(|p| p.node == n.addr)).unwrap();
         let mut previous: Option<Instant> = None;
         for cycle in 0..3 {
@@ -325,10 +306,7 @@ fn a_live_migration_under_load_fails_no_request() {
     let client = cluster.client(1);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 3).await;
-        let load = load_request("m", &model, "pipeline:2", 1);
-        client.load(&load).await.unwrap();
-        let s = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let s = serve_model(&client, 3, "m", &model, "pipeline:2", 1).await;
         let from = s.progress.iter().find(|p| p.shard == 0).unwrap().node.clone();
         let to = [&a.addr, &b.addr, &d.addr]
             .into_iter()
@@ -440,18 +418,12 @@ fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
 
 #[test]
 fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
-    let dir = temp_dir("leave");
-    let key = key_file(&dir, "a cluster key for the leave test");
-    let a = spawn(None, &key, &[]);
-    let b = spawn(Some(&a.addr), &key, &[]);
-    let mut leaver = spawn(Some(&a.addr), &key, &[]);
-    let client = ClusterClient::new(&a.addr, Some(ClusterKey::from_file(&key).unwrap()));
+    let mut cluster = Cluster::start("leave", 3, |_| String::new());
+    let mut leaver = cluster.nodes.remove(2);
+    let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 3).await;
-        let load = load_request("m", &model, "pipeline:3", 2);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 3, "m", &model, "pipeline:3", 2).await;
         let stop = std::rc::Rc::new(std::cell::Cell::new(false));
         let load_clients = (0..8).map(|_| {
             let (client, stop) = (client.clone(), stop.clone());
@@ -495,8 +467,6 @@ fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
             assert_eq!(s.progress.iter().filter(|p| p.shard == shard && p.done).count(), 2, "{:?}", s.progress);
         }
     });
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -511,10 +481,7 @@ fn a_node_that_joins_takes_replicas_a_few_moves_at_a_time_with_no_failed_request
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&client, 2).await;
-        let load = load_request("m", &model, "layer:1", 1);
-        client.load(&load).await.unwrap();
-        client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&client, 2, "m", &model, "layer:1", 1).await;
         let joiner = cluster.join();
         let stop = std::rc::Rc::new(std::cell::Cell::new(false));
         let load_clients = (0..4).map(|_| {
@@ -571,10 +538,8 @@ fn when_the_coordinator_dies_a_survivor_takes_over_and_no_request_fails() {
     let ids: Vec<i64> = refs["seq7.input_ids"].i64.clone();
     let reference = refs["seq7.logits"].f32.clone();
     block_on(async {
-        wait_members(&client, 3).await;
         // Two replicas of each of two stages on three nodes: the coordinator holds some.
-        client.load(&load_request("m", &model, "pipeline:2", 2)).await.unwrap();
-        let before = client.wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let before = serve_model(&client, 3, "m", &model, "pipeline:2", 2).await;
         let mut coordinator = cluster.nodes.remove(0);
         let dead = coordinator.addr.clone();
         assert!(before.progress.iter().any(|p| p.node == dead), "the coordinator holds no replica");
@@ -665,9 +630,7 @@ fn a_frozen_coordinator_is_replaced_and_steps_down_when_thawed() {
     let clients: Vec<ClusterClient> = (0..3).map(|i| cluster.client(i)).collect();
     let model = fixture("gpt2_tiny");
     block_on(async {
-        wait_members(&clients[0], 3).await;
-        clients[0].load(&load_request("m", &model, "none", 2)).await.unwrap();
-        clients[0].wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        serve_model(&clients[0], 3, "m", &model, "none", 2).await;
         signal(&cluster.nodes[0], "-STOP");
         // Replaced while frozen; the survivors keep serving meanwhile.
         let frozen = Instant::now();

@@ -190,6 +190,21 @@ pub fn http_sink() -> (String, Posts) {
     (rx.recv().unwrap(), got)
 }
 
+/// Waits for `members` nodes, loads `model` as `id` with `strategy` and `replication`, and
+/// waits (60 s at most) until it is ready.
+pub async fn serve_model(
+    client: &ClusterClient,
+    members: usize,
+    id: &str,
+    model: &Path,
+    strategy: &str,
+    replication: usize,
+) -> mlmf::cluster::wire::ModelStatus {
+    wait_members(client, members).await;
+    client.load(&load_request(id, model, strategy, replication)).await.unwrap();
+    client.wait_ready(id, Duration::from_secs(60), |_, _| {}).await.unwrap()
+}
+
 /// A load request for `model` with the default placement and replication mode.
 pub fn load_request(id: &str, model: &Path, strategy: &str, replication: usize) -> LoadRequest {
     LoadRequest {
