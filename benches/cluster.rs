@@ -62,13 +62,7 @@ fn deploy(
     strategy: ShardingStrategy,
     replication: usize,
 ) -> SimpleDistributedManager {
-    let addrs = vec!["127.0.0.1:0"; nodes];
-    let cfg = DistributedConfigBuilder::new()
-        .sharding(strategy)
-        .fault_tolerance(FaultToleranceConfig { replication, ..FaultToleranceConfig::default() })
-        .build()
-        .unwrap();
-    block_on(SimpleDistributedManager::deploy(model, id, &addrs, cfg)).unwrap()
+    deploy_with(model, id, nodes, strategy, replication, NodeConfig::default())
 }
 
 fn pipeline_vs_one_process() -> Vec<String> {

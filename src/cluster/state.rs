@@ -196,7 +196,7 @@ impl Node {
         for b in self.balancers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             b.do_send(SetView(Arc::clone(&view)));
         }
-        if view.coordinator != self.id {
+        if view.coordinator != self.id && self.is_coordinator() {
             let superseded = self.coordinator.write().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(c) = superseded {
                 tracing::warn!(coordinator = %view.coordinator, term = view.term, "superseded: stepping down");

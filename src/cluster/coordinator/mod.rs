@@ -116,18 +116,29 @@ impl Coordinator {
     pub fn new(node: Node, me: NodeInfo) -> Coordinator {
         let mut members = BTreeMap::new();
         members.insert(me.id.clone(), Member::new(me));
+        Coordinator::with(node, members, BTreeMap::new(), 0, 0, Vec::new())
+    }
+
+    fn with(
+        node: Node,
+        members: BTreeMap<String, Member>,
+        models: BTreeMap<String, Record>,
+        version: u64,
+        term: u64,
+        took_over_from: Vec<String>,
+    ) -> Coordinator {
         Coordinator {
             node,
             members,
-            models: BTreeMap::new(),
-            version: 0,
+            models,
+            version,
             health: None,
             migrations: Vec::new(),
             alerts: None,
             rebalance_pending: false,
             push_scheduled: false,
-            took_over_from: Vec::new(),
-            term: 0,
+            took_over_from,
+            term,
         }
     }
 
@@ -160,19 +171,7 @@ impl Coordinator {
             status.progress.retain(|p| p.done);
             models.insert(status.id.clone(), Record { status, config: e.config.clone(), sha256: e.sha256.clone() });
         }
-        Coordinator {
-            node,
-            members,
-            models,
-            version: view.version + 1,
-            health: None,
-            migrations: Vec::new(),
-            alerts: None,
-            rebalance_pending: false,
-            push_scheduled: false,
-            took_over_from: dead,
-            term: view.term + 1,
-        }
+        Coordinator::with(node, members, models, view.version + 1, view.term + 1, dead)
     }
 
     fn view(&self) -> ClusterView {
