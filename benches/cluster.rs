@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use mlmf::api::types::InferRequest;
 use mlmf::client::ClusterClient;
-use mlmf::config::{DistributedConfigBuilder, FaultToleranceConfig, NodeConfig};
+use mlmf::config::NodeConfig;
 use mlmf::exec::{LocalRunner, RunOptions};
-use mlmf::manager::SimpleDistributedManager;
+use mlmf::manager::{DistributedConfigBuilder, FaultToleranceConfig, SimpleDistributedManager};
 use mlmf::model::ModelInput;
 use mlmf::plan::ShardingStrategy;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use actix_web::{App, HttpServer, web};
 use mlmf::cluster::coordinator::{Coordinator, HeartbeatMsg, JoinMsg};
-use mlmf::cluster::state::Node;
+use mlmf::cluster::node::Node;
 use mlmf::cluster::wire::{Heartbeat, Join, NodeInfo, NodeStats};
 use mlmf::config::NodeConfig;
 use mlmf::plan::DeviceKind;

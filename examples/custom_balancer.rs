@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::{Actor, Context, Handler, MessageResult};
 use mlmf::cluster::balancer::{NoRoute, PickRoute};
-use mlmf::cluster::wire::NodeState;
-use mlmf::config::{DistributedConfigBuilder, FaultToleranceConfig};
-use mlmf::manager::{InferenceRequest, SimpleDistributedManager};
+use mlmf::cluster::wire::MemberState;
+use mlmf::manager::{DistributedConfigBuilder, FaultToleranceConfig, InferenceRequest, SimpleDistributedManager};
 use mlmf::plan::ShardingStrategy;
 
 struct Strongest {
@@ -40,7 +39,7 @@ impl Handler<PickRoute> for Strongest {
             for shard in stage {
                 let live = shard.nodes.iter().filter(|n| {
                     !msg.avoid.contains(n)
-                        && msg.view.nodes.iter().any(|v| &v.info.id == *n && v.state != NodeState::Down)
+                        && msg.view.nodes.iter().any(|v| &v.info.id == *n && v.state != MemberState::Down)
                 });
                 let Some(best) = live.min_by_key(|n| rank(n)) else {
                     return MessageResult(Err(NoRoute::NoReplica { model: msg.model, shard: shard.shard }));

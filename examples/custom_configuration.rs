@@ -3,8 +3,10 @@
 //!
 //! `cargo run --example custom_configuration [MODEL_DIR]`
 
-use mlmf::config::{DevicePlacementConfig, DistributedConfigBuilder, FaultToleranceConfig, LoadBalancingConfig};
-use mlmf::manager::{InferenceRequest, SimpleDistributedManager};
+use mlmf::manager::{
+    DevicePlacementConfig, DistributedConfigBuilder, FaultToleranceConfig, InferenceRequest, LoadBalancingConfig,
+    SimpleDistributedManager,
+};
 use mlmf::plan::ShardingStrategy;
 use mlmf_actors::auth::ClusterKey;
 

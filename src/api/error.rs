@@ -1,39 +1,12 @@
-//! [`ApiError`]: every HTTP error is `{"error":{"code","message"}}` with a fitting status.
+//! How an [`ApiError`] (defined with the wire types, since the coordinator's answers carry it
+//! between nodes) becomes an HTTP response: `{"error":{"code","message"}}` with its status,
+//! and `Retry-After` on 429 and 503; and how an inference failure maps to one.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::cluster::infer::InferError;
-use crate::cluster::wire::ControlError;
-
-/// An HTTP error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ApiError {
-    /// Status.
-    pub status: u16,
-    /// Machine-readable code.
-    pub code: String,
-    /// What happened, for a person.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error.
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into() }
-    }
-
-    /// 400.
-    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
-        ApiError::new(400, code, message)
-    }
-
-    /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
-    }
-}
+pub use crate::cluster::wire::ApiError;
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -46,12 +19,6 @@ impl ResponseError for ApiError {
             r.insert_header(("Retry-After", "1"));
         }
         r.content_type("application/json").body(self.body().to_string())
-    }
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> Self {
-        ApiError { status: e.status, code: e.code, message: e.message }
     }
 }
 

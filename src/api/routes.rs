@@ -10,11 +10,11 @@ use tracing::Instrument;
 
 use mlmf_actors::peer::accept;
 
-use crate::cluster::balancer::AffinityKey;
+use crate::cluster::control::control;
 use crate::cluster::infer::{InferOptions, infer};
-use crate::cluster::peer_handler::control;
-use crate::cluster::state::Node;
-use crate::cluster::wire::{ClusterStatus, LoadModel, Migrate, ModelStatus, NodeState, names};
+use crate::cluster::node::Node;
+use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, ModelStatus, names};
+use crate::config::AffinityKey;
 
 use super::error::ApiError;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
@@ -199,9 +199,9 @@ async fn serve_infer(
 
 async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let s: ClusterStatus = control(&node, names::CLUSTER_STATUS, &()).await?;
-    let health = if s.nodes.iter().all(|n| n.node.state == NodeState::Up) {
+    let health = if s.nodes.iter().all(|n| n.node.state == MemberState::Up) {
         "healthy"
-    } else if s.nodes.iter().any(|n| n.node.state == NodeState::Up) {
+    } else if s.nodes.iter().any(|n| n.node.state == MemberState::Up) {
         "degraded"
     } else {
         "unhealthy"
@@ -234,10 +234,10 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
     extra.push_str("# HELP mlmf_node_up Whether each member is up (1), suspect (0.5) or down (0), as this node's view has it.\n# TYPE mlmf_node_up gauge\n");
     for n in &view.nodes {
         let v = match n.state {
-            NodeState::Up => 1.0,
-            NodeState::Suspect => 0.5,
-            NodeState::Down => 0.0,
-            NodeState::Leaving => 0.25,
+            MemberState::Up => 1.0,
+            MemberState::Suspect => 0.5,
+            MemberState::Down => 0.0,
+            MemberState::Leaving => 0.25,
         };
         extra.push_str(&format!("mlmf_node_up{{node=\"{id}\",member=\"{}\"}} {v}\n", n.info.id.replace('"', "")));
     }

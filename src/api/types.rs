@@ -28,7 +28,7 @@ pub struct LoadRequest {
     /// When the model counts as ready: `sync` (every replica, the default), `quorum` (a
     /// majority of each shard's replicas), `async` (one replica of each shard).
     #[serde(default)]
-    pub replication_mode: crate::cluster::wire::ReplicationMode,
+    pub replication_mode: crate::plan::ReplicationMode,
 }
 
 fn none() -> String {

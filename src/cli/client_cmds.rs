@@ -151,9 +151,9 @@ pub fn load(a: LoadArgs) -> Result<(), String> {
         replication: a.replication,
         placement: None,
         replication_mode: match a.replication_mode.as_str() {
-            "quorum" => crate::cluster::wire::ReplicationMode::Quorum,
-            "async" => crate::cluster::wire::ReplicationMode::Async,
-            _ => crate::cluster::wire::ReplicationMode::Sync,
+            "quorum" => crate::plan::ReplicationMode::Quorum,
+            "async" => crate::plan::ReplicationMode::Async,
+            _ => crate::plan::ReplicationMode::Sync,
         },
     };
     block_on(async move {

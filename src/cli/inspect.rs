@@ -7,7 +7,7 @@ use clap::Args;
 use crate::model::{Checkpoint, ModelLayout};
 use crate::plan::{DeviceKind, NodeInventory, PlacementRequest, PlacementStrategy, ShardPlan, ShardingStrategy, place};
 
-use super::human_bytes;
+use super::human::human_bytes;
 
 /// Arguments of `mlmf inspect`.
 #[derive(Debug, Args)]

@@ -1,8 +1,9 @@
 //! The `mlmf` command line.
 
 pub mod client_cmds;
+pub mod human;
 pub mod inspect;
-pub mod node;
+pub mod node_cmd;
 pub mod run;
 pub mod serve;
 
@@ -25,7 +26,7 @@ pub enum Command {
     /// Show a model's architecture, its sizes per layer and the plan a strategy would make.
     Inspect(inspect::InspectArgs),
     /// Start a cluster node: HTTP API and peer endpoint on one port.
-    Node(node::NodeArgs),
+    Node(node_cmd::NodeArgs),
     /// Start N nodes on loopback, load a model on them and serve it over HTTP.
     Serve(serve::ServeArgs),
     /// Load a model onto a running cluster (shows progress until it is ready).
@@ -41,22 +42,10 @@ pub fn dispatch(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::inspect(a),
-        Command::Node(a) => node::node(a),
+        Command::Node(a) => node_cmd::node(a),
         Command::Serve(a) => serve::serve(a),
         Command::Load(a) => client_cmds::load(a),
         Command::Infer(a) => client_cmds::infer(a),
         Command::Status(a) => client_cmds::status(a),
     }
-}
-
-/// `bytes` as a short human string.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.2} {}", UNITS[u]) }
 }

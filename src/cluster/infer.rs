@@ -21,9 +21,9 @@ use crate::model::ModelInput;
 use crate::model::activation::decode_f32;
 
 use super::balancer::{NoRoute, PickRoute, RequestDone};
-use super::shard::{Forward, ShardError, StageOutput, Sublayer, TpOutput, TpStep};
-use super::state::{LocalShard, Node};
-use super::wire::{self, Deliver, ForwardHeader, PartialHeader, StageFailure, names};
+use super::node::{LocalShard, Node};
+use super::shard::{Forward, ShardError, StageOutput, TpOutput, TpStep};
+use super::wire::{self, Deliver, ForwardHeader, PartialHeader, StageFailure, Sublayer, names};
 
 /// What to compute besides the model's outputs, and how long to wait.
 #[derive(Debug, Clone, Default)]
@@ -117,7 +117,7 @@ pub async fn infer(
             view: Arc::clone(&view),
         };
         let attempt_start = Instant::now();
-        let picked = match node.custom_balancer.get() {
+        let picked = match node.balancers.custom.get() {
             Some(custom) => custom.send(pick).await,
             None => balancer.send(pick).await,
         };
@@ -208,6 +208,7 @@ fn send_stage<'a>(
         let addr = node.addr_of(target).ok_or_else(|| fail("not in the view".into()))?;
         let payload = wire::pack(&header, &hidden).map_err(fail)?;
         let answer = node
+            .links
             .call(&addr, names::FORWARD, &payload, node.cfg.attempt_timeout(), header.request_id)
             .await
             .map_err(|e| fail(e.to_string()))?;
@@ -326,7 +327,8 @@ async fn deliver_to(node: &Node, reply_to: &str, d: Deliver, request_id: u64) ->
     let fail = |message: String| StageFailure { node: reply_to.to_string(), message, invalid_request: false };
     let addr = node.addr_of(reply_to).ok_or_else(|| fail("the requesting node left the view".into()))?;
     let payload = wire::to_bytes(&d).map_err(fail)?;
-    node.call(&addr, names::DELIVER, &payload, node.cfg.attempt_timeout(), request_id)
+    node.links
+        .call(&addr, names::DELIVER, &payload, node.cfg.attempt_timeout(), request_id)
         .await
         .map_err(|e| fail(e.to_string()))?;
     Ok(())
@@ -385,6 +387,7 @@ async fn tensor_parallel(
                     };
                     let payload = wire::pack(&h, &x).map_err(fail)?;
                     let answer = node
+                        .links
                         .call(&addr, names::TP_PARTIAL, &payload, node.cfg.attempt_timeout(), header.request_id)
                         .await
                         .map_err(|e| fail(e.to_string()))?;

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{Checkpoint, MappedCheckpoint};
 
+use super::node::{ControlMessage, LocalShard, Node};
 use super::shard::{RestartPolicy, ShardActor};
-use super::state::{LocalShard, Node};
 use super::wire::{
     self, FETCH_MAX, Fetch, LoadShard, Manifest, ManifestFile, ManifestRequest, ManifestTensor, Progress, ShardLoaded,
     names,
@@ -33,12 +33,12 @@ fn hex(bytes: &[u8]) -> String {
 async fn report(node: &Node, msg: &LoadShard, loaded: u64, total: u64) {
     let p = Progress { model: msg.model.clone(), shard: msg.shard.id, node: node.id.clone(), loaded, total };
     if msg.coordinator == node.addr {
-        if let Some(c) = node.coordinator() {
-            c.do_send(super::coordinator::ProgressMsg(p));
+        if let (Some(c), Ok(payload)) = (node.role.coordinator(), wire::to_bytes(&p)) {
+            c.do_send(ControlMessage { name: names::PROGRESS.to_string(), payload });
         }
         return;
     }
-    let _ = node.ask(&msg.coordinator, &p, Duration::from_secs(5)).await;
+    let _ = node.links.ask(&msg.coordinator, &p, Duration::from_secs(5)).await;
 }
 
 /// Loads `msg`'s replica and registers it on `node`.
@@ -48,11 +48,11 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
     if let Some(s) = node.shards.get(&key) {
         return Ok(ShardLoaded { bytes: s.bytes, pulled: s.pulled });
     }
-    let (mapped, pulled) = if node.can_read(&path) {
+    let (mapped, pulled) = if node.checkpoints.can_read(&path) {
         let n = node.clone();
         let p = path.clone();
         let mapped =
-            actix_web::rt::task::spawn_blocking(move || n.open_local(&p)).await.map_err(|e| e.to_string())??;
+            actix_web::rt::task::spawn_blocking(move || n.checkpoints.open(&p)).await.map_err(|e| e.to_string())??;
         (mapped, false)
     } else {
         (pull(node, &msg).await?, true)
@@ -121,7 +121,8 @@ async fn pull(node: &Node, msg: &LoadShard) -> Result<Arc<MappedCheckpoint>, Str
 
 async fn fetch(node: &Node, src: &str, path: &str, file: usize, offset: u64, len: u64) -> Result<Vec<u8>, String> {
     let req = wire::to_bytes(&Fetch { path: path.into(), file, offset, len })?;
-    let bytes = node.call(src, names::FETCH, &req, Duration::from_secs(60), 0).await.map_err(|e| e.to_string())?;
+    let bytes =
+        node.links.call(src, names::FETCH, &req, Duration::from_secs(60), 0).await.map_err(|e| e.to_string())?;
     if bytes.len() as u64 != len {
         return Err(format!("asked for {len} bytes at {offset}, got {}", bytes.len()));
     }
@@ -140,7 +141,7 @@ fn safe_name(name: &str) -> Result<&str, String> {
 
 async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<MappedCheckpoint>, String> {
     let req = ManifestRequest { path: msg.path.clone(), tensors: msg.shard.tensors.clone() };
-    let manifest: Manifest = node.ask(src, &req, Duration::from_secs(60)).await.map_err(|e| e.to_string())??;
+    let manifest: Manifest = node.links.ask(src, &req, Duration::from_secs(60)).await.map_err(|e| e.to_string())??;
     let digest = Sha256::digest(msg.path.as_bytes());
     let safe_model: String =
         msg.model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
@@ -206,7 +207,7 @@ pub async fn manifest(node: &Node, req: ManifestRequest) -> Result<Manifest, Str
     let dir = PathBuf::from(&req.path);
     let n = node.clone();
     actix_web::rt::task::spawn_blocking(move || -> Result<Manifest, String> {
-        let mapped = n.open_local(&dir)?;
+        let mapped = n.checkpoints.open(&dir)?;
         let ckpt = mapped.checkpoint();
         let mut files = Vec::new();
         for f in &ckpt.files {
@@ -238,7 +239,7 @@ pub async fn fetch_range(node: &Node, req: Fetch) -> Result<Vec<u8>, String> {
     }
     let n = node.clone();
     actix_web::rt::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let mapped = n.open_local(Path::new(&req.path))?;
+        let mapped = n.checkpoints.open(Path::new(&req.path))?;
         let f = mapped.checkpoint().files.get(req.file).ok_or("no such file")?;
         if req.offset.checked_add(req.len).is_none_or(|end| end > f.len) {
             return Err(format!("range {}+{} beyond the file of {} bytes", req.offset, req.len, f.len));

@@ -21,6 +21,8 @@ use crate::model::activation::{decode, encode};
 use crate::model::{ForwardContext, LoadError, MappedCheckpoint, ModelInput, Stage};
 use crate::plan::ShardSpec;
 
+use super::wire::Sublayer;
+
 /// Why a shard could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
@@ -92,15 +94,6 @@ pub enum StageOutput {
     },
     /// The model's outputs (last stage).
     Final(RunOutputs),
-}
-
-/// Which sublayer of a block a tensor-parallel step is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Sublayer {
-    /// Self-attention.
-    Attention,
-    /// The MLP.
-    Mlp,
 }
 
 /// One step of a tensor-parallel stage. The group's lead (rank 0) embeds, combines and

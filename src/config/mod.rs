@@ -1,10 +1,18 @@
-//! Configuration: a node's ([`NodeConfig`], TOML) and a deployment's ([`DistributedConfig`]
-//! and its builder, the seed's Rust API).
+//! Configuration as plain data: how one node runs ([`NodeConfig`], read from TOML and flags),
+//! and its parts (health, balancing, alerts, requests, the compute backend). Nothing here
+//! depends on another folder of the crate: the layers above turn these values into their own
+//! actors and policies.
 
-pub mod deployment;
-pub mod node;
+pub mod alerts;
+pub mod balancing;
+pub mod device;
+pub mod error;
+pub mod health;
+pub mod node_config;
 
-pub use deployment::{
-    DevicePlacementConfig, DistributedConfig, DistributedConfigBuilder, FaultToleranceConfig, LoadBalancingConfig,
-};
-pub use node::{ConfigError, HealthConfig, NodeConfig, RequestConfig};
+pub use alerts::{AlertConfig, SmtpConfig};
+pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
+pub use device::Backend;
+pub use error::ConfigError;
+pub use health::HealthConfig;
+pub use node_config::{NodeConfig, RequestConfig};

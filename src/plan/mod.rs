@@ -6,6 +6,7 @@ pub mod error;
 pub mod partition;
 pub mod placement;
 pub mod rebalance;
+pub mod replication;
 pub mod shard_plan;
 pub mod strategy;
 
@@ -13,5 +14,6 @@ pub use error::PlanError;
 pub use placement::{
     DeviceKind, DevicePreference, NodeInventory, Placement, PlacementRequest, PlacementStrategy, place,
 };
+pub use replication::ReplicationMode;
 pub use shard_plan::{ShardPlan, ShardSpec};
 pub use strategy::{CustomSharding, ShardingStrategy};

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use actix::{AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture};
 
-use super::super::alerts::Severity;
-use super::super::health::{Beat, Forget, NodeStateChanged, Phis};
-use super::super::wire::{
-    ClusterStatus, ClusterView, ControlError, Heartbeat, HeartbeatAck, Join, Leave, NodeState, NodeStats, NodeStatus,
+use super::actor::{Coordinator, Member};
+use crate::cluster::alerts::Severity;
+use crate::cluster::health::{Beat, Forget, MemberStateChanged, Phis};
+use crate::cluster::wire::{
+    ApiError, ClusterStatus, ClusterView, Heartbeat, HeartbeatAck, Join, Leave, MemberState, NodeStats, NodeStatus,
     NodeView,
 };
-use super::{Coordinator, Member};
 
 impl Coordinator {
     /// Checks a member's heartbeat stats against the alert thresholds.
@@ -50,7 +50,7 @@ impl Coordinator {
 
 /// A node asks to join.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ClusterView, ControlError>")]
+#[rtype(result = "Result<ClusterView, ApiError>")]
 pub struct JoinMsg(pub Join);
 
 impl Handler<JoinMsg> for Coordinator {
@@ -60,9 +60,9 @@ impl Handler<JoinMsg> for Coordinator {
         let info = join.node;
         if let Some(m) = self.members.get(&info.id)
             && m.info.addr != info.addr
-            && m.state != NodeState::Down
+            && m.state != MemberState::Down
         {
-            return MessageResult(Err(ControlError::new(
+            return MessageResult(Err(ApiError::new(
                 409,
                 "node_id_taken",
                 format!("node id {:?} is already used by {}", info.id, m.info.addr),
@@ -83,7 +83,7 @@ impl Handler<JoinMsg> for Coordinator {
 
 /// A heartbeat arrived.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<HeartbeatAck, ControlError>")]
+#[rtype(result = "Result<HeartbeatAck, ApiError>")]
 pub struct HeartbeatMsg(pub Heartbeat);
 
 impl Handler<HeartbeatMsg> for Coordinator {
@@ -91,10 +91,10 @@ impl Handler<HeartbeatMsg> for Coordinator {
 
     fn handle(&mut self, HeartbeatMsg(hb): HeartbeatMsg, _: &mut Context<Self>) -> Self::Result {
         if !self.members.contains_key(&hb.node) {
-            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
+            return MessageResult(Err(ApiError::not_found(format!("unknown node {:?}; join again", hb.node))));
         }
         let Some(m) = self.members.get_mut(&hb.node) else {
-            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}; join again", hb.node))));
+            return MessageResult(Err(ApiError::not_found(format!("unknown node {:?}; join again", hb.node))));
         };
         let previous = std::mem::replace(&mut m.stats, hb.stats);
         self.check_stats(&hb.node, &previous);
@@ -103,17 +103,17 @@ impl Handler<HeartbeatMsg> for Coordinator {
         }
         let view = (hb.view_version != self.version).then(|| self.view());
         let cpu: Vec<(String, f32)> = self.members.values().map(|m| (m.info.id.clone(), m.stats.cpu_percent)).collect();
-        self.node.member_cpu.write().unwrap_or_else(|e| e.into_inner()).extend(cpu.iter().cloned());
+        self.node.balancers.member_cpu.write().unwrap_or_else(|e| e.into_inner()).extend(cpu.iter().cloned());
         MessageResult(Ok(HeartbeatAck { view, cpu }))
     }
 }
 
-impl Handler<NodeStateChanged> for Coordinator {
+impl Handler<MemberStateChanged> for Coordinator {
     type Result = ();
 
-    fn handle(&mut self, msg: NodeStateChanged, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: MemberStateChanged, ctx: &mut Context<Self>) {
         let Some(m) = self.members.get_mut(&msg.node) else { return };
-        if m.state == msg.state || (m.state == NodeState::Leaving && msg.state != NodeState::Down) {
+        if m.state == msg.state || (m.state == MemberState::Leaving && msg.state != MemberState::Down) {
             return;
         }
         tracing::warn!(node = %msg.node, state = ?msg.state, phi = msg.phi, "membership change");
@@ -124,7 +124,7 @@ impl Handler<NodeStateChanged> for Coordinator {
         let now = Instant::now();
         let mut flapping = None;
         match msg.state {
-            NodeState::Down => {
+            MemberState::Down => {
                 m.down_since = Some(now);
                 m.downs.push_back(now);
                 while m.downs.front().is_some_and(|t| now.duration_since(*t) > window) {
@@ -134,25 +134,25 @@ impl Handler<NodeStateChanged> for Coordinator {
                     flapping = Some(m.downs.len());
                 }
             }
-            NodeState::Up => m.down_since = None,
-            NodeState::Suspect | NodeState::Leaving => {}
+            MemberState::Up => m.down_since = None,
+            MemberState::Suspect | MemberState::Leaving => {}
         }
         let op = match msg.state {
-            NodeState::Down => "down",
-            NodeState::Up => "up",
-            NodeState::Suspect => "suspect",
-            NodeState::Leaving => "leaving",
+            MemberState::Down => "down",
+            MemberState::Up => "up",
+            MemberState::Suspect => "suspect",
+            MemberState::Leaving => "leaving",
         };
         self.audit(op, None, Some(&msg.node), &format!("phi {:.2}", msg.phi));
         match msg.state {
-            NodeState::Down => self.fire(
+            MemberState::Down => self.fire(
                 "node_down",
                 &msg.node,
                 Severity::Critical,
                 format!("node {} is down (phi {:.1})", msg.node, msg.phi),
             ),
-            NodeState::Up => self.resolve("node_down", &msg.node),
-            NodeState::Suspect | NodeState::Leaving => {}
+            MemberState::Up => self.resolve("node_down", &msg.node),
+            MemberState::Suspect | MemberState::Leaving => {}
         }
         if let Some(n) = flapping {
             self.audit("flapping", None, Some(&msg.node), &format!("down {n} times within {window:?}"));
@@ -163,14 +163,14 @@ impl Handler<NodeStateChanged> for Coordinator {
                 format!("node {} went down {n} times within {window:?}", msg.node),
             );
         }
-        if msg.state == NodeState::Up && was == NodeState::Down {
+        if msg.state == MemberState::Up && was == MemberState::Down {
             // Flapping is over once a whole window passes without another down.
             let node = msg.node.clone();
             ctx.run_later(window, move |me, _| {
                 let quiet = me
                     .members
                     .get(&node)
-                    .is_none_or(|m| m.state == NodeState::Up && m.downs.back().is_none_or(|t| t.elapsed() >= window));
+                    .is_none_or(|m| m.state == MemberState::Up && m.downs.back().is_none_or(|t| t.elapsed() >= window));
                 if quiet {
                     me.resolve("node_flapping", &node);
                 }
@@ -178,13 +178,13 @@ impl Handler<NodeStateChanged> for Coordinator {
         }
         self.publish(ctx);
         match msg.state {
-            NodeState::Down => {
+            MemberState::Down => {
                 // Wait out a flap before moving anything.
                 let node = msg.node.clone();
                 let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
                 ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&node, ctx));
             }
-            NodeState::Up if was == NodeState::Down => {
+            MemberState::Up if was == MemberState::Down => {
                 // Shards it held that were re-placed meanwhile are no longer its own.
                 let stale: Vec<String> = self
                     .models
@@ -203,7 +203,7 @@ impl Handler<NodeStateChanged> for Coordinator {
 
 /// A node leaves gracefully.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), ControlError>")]
+#[rtype(result = "Result<(), ApiError>")]
 pub struct LeaveMsg(pub Leave);
 
 impl Handler<LeaveMsg> for Coordinator {
@@ -211,13 +211,10 @@ impl Handler<LeaveMsg> for Coordinator {
 
     fn handle(&mut self, LeaveMsg(leave): LeaveMsg, ctx: &mut Context<Self>) -> Self::Result {
         if leave.node == self.node.id {
-            return MessageResult(Err(ControlError::bad_request(
-                "coordinator",
-                "the coordinator cannot hand itself off",
-            )));
+            return MessageResult(Err(ApiError::bad_request("coordinator", "the coordinator cannot hand itself off")));
         }
         let Some(m) = self.members.get_mut(&leave.node) else {
-            return MessageResult(Err(ControlError::not_found(format!("unknown node {:?}", leave.node))));
+            return MessageResult(Err(ApiError::not_found(format!("unknown node {:?}", leave.node))));
         };
         if leave.done {
             self.members.remove(&leave.node);
@@ -228,7 +225,7 @@ impl Handler<LeaveMsg> for Coordinator {
             self.publish(ctx);
             return MessageResult(Ok(()));
         }
-        m.state = NodeState::Leaving;
+        m.state = MemberState::Leaving;
         tracing::info!(node = %leave.node, "node leaving; handing off its replicas");
         self.audit("leave", None, Some(&leave.node), "handing off");
         self.publish(ctx);

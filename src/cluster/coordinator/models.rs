@@ -9,41 +9,39 @@ use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResu
 use crate::model::{Checkpoint, ModelLayout};
 use crate::plan::{NodeInventory, ShardPlan, ShardingStrategy, place};
 
-use super::super::wire::{
-    ControlError, LoadModel, LoadShard, ModelState, ModelStatus, NodeState, Progress, ShardLoaded, ShardProgress,
+use super::actor::{Coordinator, Member, Record};
+use super::audit::checkpoint_sha256;
+use crate::cluster::wire::{
+    ApiError, LoadModel, LoadShard, MemberState, ModelState, ModelStatus, Progress, ShardLoaded, ShardProgress,
     UnloadShard,
 };
-use super::{Coordinator, Member, Record, checkpoint_sha256};
 
 impl Coordinator {
-    pub(super) fn load(&mut self, req: LoadModel, ctx: &mut Context<Self>) -> Result<ModelStatus, ControlError> {
+    pub(super) fn load(&mut self, req: LoadModel, ctx: &mut Context<Self>) -> Result<ModelStatus, ApiError> {
         let id_ok = !req.id.is_empty()
             && req.id.len() <= 64
             && req.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !id_ok {
-            return Err(ControlError::bad_request(
-                "invalid_id",
-                "model id must be 1-64 characters of A-Z a-z 0-9 - _ .",
-            ));
+            return Err(ApiError::bad_request("invalid_id", "model id must be 1-64 characters of A-Z a-z 0-9 - _ ."));
         }
         if let Some(r) = self.models.get(&req.id)
             && !matches!(r.status.status, ModelState::Failed { .. })
         {
-            return Err(ControlError::new(409, "model_exists", format!("model {:?} is already loaded", req.id)));
+            return Err(ApiError::new(409, "model_exists", format!("model {:?} is already loaded", req.id)));
         }
         if req.replication == 0 || req.replication > 16 {
-            return Err(ControlError::bad_request("invalid_replication", "replication must be 1..=16"));
+            return Err(ApiError::bad_request("invalid_replication", "replication must be 1..=16"));
         }
         let strategy: ShardingStrategy = req
             .strategy
             .parse()
-            .map_err(|e: crate::plan::PlanError| ControlError::bad_request("invalid_strategy", e.to_string()))?;
+            .map_err(|e: crate::plan::PlanError| ApiError::bad_request("invalid_strategy", e.to_string()))?;
         let path = PathBuf::from(&req.path);
         if !path.is_absolute() {
-            return Err(ControlError::bad_request("invalid_path", format!("path {:?} must be absolute", req.path)));
+            return Err(ApiError::bad_request("invalid_path", format!("path {:?} must be absolute", req.path)));
         }
-        if !self.node.can_read(&path) {
-            return Err(ControlError::bad_request(
+        if !self.node.checkpoints.can_read(&path) {
+            return Err(ApiError::bad_request(
                 "unreadable_path",
                 format!(
                     "the coordinator cannot read a model at {:?} (no config.json, or outside its model roots)",
@@ -51,13 +49,12 @@ impl Coordinator {
                 ),
             ));
         }
-        let ckpt =
-            Checkpoint::open(&path).map_err(|e| ControlError::bad_request("invalid_checkpoint", e.to_string()))?;
+        let ckpt = Checkpoint::open(&path).map_err(|e| ApiError::bad_request("invalid_checkpoint", e.to_string()))?;
         let layout = ModelLayout::from_checkpoint(&ckpt)
-            .map_err(|e| ControlError::bad_request("invalid_checkpoint", e.to_string()))?;
-        let plan = ShardPlan::new(&layout, &strategy)
-            .map_err(|e| ControlError::bad_request("invalid_strategy", e.to_string()))?;
-        let live: Vec<&Member> = self.members.values().filter(|m| m.state == NodeState::Up).collect();
+            .map_err(|e| ApiError::bad_request("invalid_checkpoint", e.to_string()))?;
+        let plan =
+            ShardPlan::new(&layout, &strategy).map_err(|e| ApiError::bad_request("invalid_strategy", e.to_string()))?;
+        let live: Vec<&Member> = self.members.values().filter(|m| m.state == MemberState::Up).collect();
         // Each node offers what the replicas already assigned to it (every model, loaded or
         // loading) leave of its memory.
         let assigned = self.assigned_bytes();
@@ -73,8 +70,8 @@ impl Coordinator {
             .collect();
         let mut preq = req.placement.clone().unwrap_or_default();
         preq.replication = req.replication;
-        let placement = place(&plan, &inventory, &preq)
-            .map_err(|e| ControlError::unavailable("placement_failed", e.to_string()))?;
+        let placement =
+            place(&plan, &inventory, &preq).map_err(|e| ApiError::unavailable("placement_failed", e.to_string()))?;
         let progress: Vec<ShardProgress> = placement
             .assignments
             .iter()
@@ -138,7 +135,7 @@ impl Coordinator {
         let sources = self
             .members
             .values()
-            .filter(|m| m.state == NodeState::Up && m.info.addr != target)
+            .filter(|m| m.state == MemberState::Up && m.info.addr != target)
             .map(|m| m.info.addr.clone())
             .collect();
         let msg = LoadShard {
@@ -153,9 +150,9 @@ impl Coordinator {
         let (model, shard, member) = (model.to_string(), spec.id, member.to_string());
         let fut = async move {
             if target == node.addr {
-                return super::super::loader::load_shard(&node, msg).await;
+                return crate::cluster::loader::load_shard(&node, msg).await;
             }
-            node.ask(&target, &msg, Duration::from_secs(1800)).await.map_err(|e| e.to_string())?
+            node.links.ask(&target, &msg, Duration::from_secs(1800)).await.map_err(|e| e.to_string())?
         };
         ctx.spawn(
             fut.into_actor(self).map(move |result, me, ctx| {
@@ -211,7 +208,7 @@ impl Coordinator {
                     p.pulled = loaded.pulled;
                 }
                 let s = &rec.status;
-                if s.replication_mode.ready(s.replication, s.plan.shards.len(), &s.progress) {
+                if s.replication_mode.ready(s.replication, &s.loaded_per_shard()) {
                     rec.status.status = ModelState::Ready;
                     tracing::info!(model = %done.model, "model ready");
                     self.audit("ready", Some(&done.model), None, "ok");
@@ -247,14 +244,14 @@ impl Coordinator {
         let unload = UnloadShard { model: model.to_string(), shard };
         for n in nodes {
             if n == self.node.id {
-                super::super::node::unload_local(&self.node, model, shard);
+                crate::cluster::node_actor::unload_local(&self.node, model, shard);
                 continue;
             }
             let Some(addr) = self.members.get(&n).map(|m| m.info.addr.clone()) else { continue };
             let (node, unload) = (self.node.clone(), unload.clone());
             ctx.spawn(
                 async move {
-                    let _ = node.ask(&addr, &unload, Duration::from_secs(10)).await;
+                    let _ = node.links.ask(&addr, &unload, Duration::from_secs(10)).await;
                 }
                 .into_actor(self),
             );
@@ -273,7 +270,7 @@ pub(super) struct ShardDone {
 
 /// Load a model.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ModelStatus, ControlError>")]
+#[rtype(result = "Result<ModelStatus, ApiError>")]
 pub struct LoadModelMsg(pub LoadModel);
 
 impl Handler<LoadModelMsg> for Coordinator {
@@ -305,7 +302,7 @@ impl Handler<ProgressMsg> for Coordinator {
 
 /// Unload a model.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), ControlError>")]
+#[rtype(result = "Result<(), ApiError>")]
 pub struct UnloadModelMsg(pub String);
 
 impl Handler<UnloadModelMsg> for Coordinator {
@@ -313,7 +310,7 @@ impl Handler<UnloadModelMsg> for Coordinator {
 
     fn handle(&mut self, msg: UnloadModelMsg, ctx: &mut Context<Self>) -> Self::Result {
         let Some(rec) = self.models.remove(&msg.0) else {
-            return MessageResult(Err(ControlError::not_found(format!("no model {:?}", msg.0))));
+            return MessageResult(Err(ApiError::not_found(format!("no model {:?}", msg.0))));
         };
         tracing::info!(model = %msg.0, "unloading model");
         self.audit("unload", Some(&msg.0), None, "ok");
@@ -326,7 +323,7 @@ impl Handler<UnloadModelMsg> for Coordinator {
 
 /// One model's status.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ModelStatus, ControlError>")]
+#[rtype(result = "Result<ModelStatus, ApiError>")]
 pub struct ModelStatusMsg(pub String);
 
 impl Handler<ModelStatusMsg> for Coordinator {
@@ -337,7 +334,7 @@ impl Handler<ModelStatusMsg> for Coordinator {
             self.models
                 .get(&msg.0)
                 .map(|r| r.status.clone())
-                .ok_or_else(|| ControlError::not_found(format!("no model {:?}", msg.0))),
+                .ok_or_else(|| ApiError::not_found(format!("no model {:?}", msg.0))),
         )
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use actix::{AsyncContext, Context, Handler, Message, MessageResult};
 
-use super::super::alerts::Severity;
-use super::super::wire::{ControlError, Migrate, ModelState, ModelStatus, NodeState, ShardProgress};
-use super::Coordinator;
+use super::actor::Coordinator;
+use crate::cluster::alerts::Severity;
+use crate::cluster::wire::{ApiError, MemberState, Migrate, ModelState, ModelStatus, ShardProgress};
 
 impl Coordinator {
     /// Bytes of the replicas assigned to each node (every model; loaded, loading or moving).
@@ -36,9 +36,9 @@ impl Coordinator {
         let grace =
             Duration::from_millis(self.node.cfg.health.replace_after_ms).saturating_sub(Duration::from_millis(5));
         let due = self.members.get(dead).is_some_and(|m| match m.state {
-            NodeState::Leaving => true,
-            NodeState::Down => m.down_since.is_some_and(|t| t.elapsed() >= grace),
-            NodeState::Up | NodeState::Suspect => false,
+            MemberState::Leaving => true,
+            MemberState::Down => m.down_since.is_some_and(|t| t.elapsed() >= grace),
+            MemberState::Up | MemberState::Suspect => false,
         });
         if !due {
             return;
@@ -68,7 +68,7 @@ impl Coordinator {
                 let target = self
                     .members
                     .values()
-                    .filter(|m| m.state == NodeState::Up && !holders.contains(&m.info.id.as_str()))
+                    .filter(|m| m.state == MemberState::Up && !holders.contains(&m.info.id.as_str()))
                     .filter(|m| self.room(&m.info.id, &assigned) >= bytes)
                     .min_by_key(|m| (count.get(&m.info.id).copied().unwrap_or(0), m.info.id.clone()))
                     .map(|m| m.info.id.clone());
@@ -115,46 +115,38 @@ impl Coordinator {
         }
     }
 
-    pub(super) fn migrate(&mut self, m: Migrate, ctx: &mut Context<Self>) -> Result<ModelStatus, ControlError> {
-        let rec =
-            self.models.get(&m.model).ok_or_else(|| ControlError::not_found(format!("no model {:?}", m.model)))?;
+    pub(super) fn migrate(&mut self, m: Migrate, ctx: &mut Context<Self>) -> Result<ModelStatus, ApiError> {
+        let rec = self.models.get(&m.model).ok_or_else(|| ApiError::not_found(format!("no model {:?}", m.model)))?;
         if rec.status.status != ModelState::Ready {
-            return Err(ControlError::new(409, "model_not_ready", format!("model {:?} is not ready", m.model)));
+            return Err(ApiError::new(409, "model_not_ready", format!("model {:?} is not ready", m.model)));
         }
         let spec = rec.status.plan.shards.get(m.shard).cloned().ok_or_else(|| {
-            ControlError::bad_request("invalid_shard", format!("model {:?} has no shard {}", m.model, m.shard))
+            ApiError::bad_request("invalid_shard", format!("model {:?} has no shard {}", m.model, m.shard))
         })?;
         let source =
             rec.status.progress.iter().find(|p| p.shard == m.shard && p.node == m.from && p.done).ok_or_else(|| {
-                ControlError::bad_request(
+                ApiError::bad_request(
                     "invalid_source",
                     format!("{} holds no loaded replica of shard {}", m.from, m.shard),
                 )
             })?;
         let replica = source.replica;
         if rec.status.progress.iter().any(|p| p.shard == m.shard && p.node == m.to) {
-            return Err(ControlError::bad_request(
-                "invalid_target",
-                format!("{} already holds shard {}", m.to, m.shard),
-            ));
+            return Err(ApiError::bad_request("invalid_target", format!("{} already holds shard {}", m.to, m.shard)));
         }
-        if self.members.get(&m.to).is_none_or(|t| t.state != NodeState::Up) {
-            return Err(ControlError::bad_request("invalid_target", format!("{} is not a live member", m.to)));
+        if self.members.get(&m.to).is_none_or(|t| t.state != MemberState::Up) {
+            return Err(ApiError::bad_request("invalid_target", format!("{} is not a live member", m.to)));
         }
         let room = self.room(&m.to, &self.assigned_bytes());
         if room < spec.bytes {
-            return Err(ControlError::new(
+            return Err(ApiError::new(
                 409,
                 "insufficient_memory",
                 format!("{} has {room} bytes left for shards; shard {} needs {}", m.to, m.shard, spec.bytes),
             ));
         }
         if self.migrations.iter().any(|x| x.model == m.model && x.shard == m.shard) {
-            return Err(ControlError::new(
-                409,
-                "migration_in_progress",
-                format!("shard {} is already moving", m.shard),
-            ));
+            return Err(ApiError::new(409, "migration_in_progress", format!("shard {} is already moving", m.shard)));
         }
         let path = rec.status.path.clone();
         if let Some(rec) = self.models.get_mut(&m.model) {
@@ -172,7 +164,7 @@ impl Coordinator {
         self.audit("migrate", Some(&m.model), Some(&m.to), &format!("shard {} from {}: loading", m.shard, m.from));
         self.migrations.push(m.clone());
         self.spawn_load(&m.model, &path, &spec, replica, &m.to, ctx);
-        self.models.get(&m.model).map(|r| r.status.clone()).ok_or_else(|| ControlError::not_found("gone"))
+        self.models.get(&m.model).map(|r| r.status.clone()).ok_or_else(|| ApiError::not_found("gone"))
     }
 
     /// The target of a migration has loaded: switch routes to it, drain, unload the source.
@@ -216,7 +208,7 @@ impl Coordinator {
             })
             .collect();
         let live: Vec<String> =
-            self.members.values().filter(|m| m.state == NodeState::Up).map(|m| m.info.id.clone()).collect();
+            self.members.values().filter(|m| m.state == MemberState::Up).map(|m| m.info.id.clone()).collect();
         // Only balanced models move: one still missing replicas is re-placement's business.
         let moves = crate::plan::rebalance::rebalance(&replicas, &live, self.node.cfg.rebalance_moves);
         // Replica counts even out only where memory allows: a move to a node without room is
@@ -250,7 +242,7 @@ impl Coordinator {
 
 /// Move a replica.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ModelStatus, ControlError>")]
+#[rtype(result = "Result<ModelStatus, ApiError>")]
 pub struct MigrateMsg(pub Migrate);
 
 impl Handler<MigrateMsg> for Coordinator {

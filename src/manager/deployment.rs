@@ -1,4 +1,4 @@
-//! [`DistributedConfig`]: how a deployment is sharded, placed, balanced and kept alive, with
+//! [`DistributedConfig`]: how a deployment of nodes in this process is sharded, placed, balanced and kept alive, with
 //! the seed's presets (`DevicePlacementConfig::gpu_optimized()`,
 //! `LoadBalancingConfig::resource_based()`, `FaultToleranceConfig::high_availability()`).
 
@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use mlmf_actors::auth::ClusterKey;
 
-use crate::plan::{DeviceKind, DevicePreference, PlacementRequest, PlacementStrategy, ShardingStrategy};
+use crate::plan::{
+    DeviceKind, DevicePreference, PlacementRequest, PlacementStrategy, ReplicationMode, ShardingStrategy,
+};
 
-use super::node::{ConfigError, HealthConfig, NodeConfig};
+use crate::cluster::balancer::PickRoute;
+use crate::config::{BalancingStrategy, ConfigError, HealthConfig, NodeConfig};
 
 /// Where shards go.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,15 +60,13 @@ impl DevicePlacementConfig {
     }
 }
 
-pub use crate::cluster::balancing::BalancingStrategy;
-
 /// Load balancing.
 #[derive(Clone, Default)]
 pub struct LoadBalancingConfig {
     /// The strategy.
     pub strategy: BalancingStrategy,
     /// A user's own strategy: an actor answering `PickRoute`, used instead of `strategy`.
-    pub custom: Option<actix::Recipient<crate::cluster::balancer::PickRoute>>,
+    pub custom: Option<actix::Recipient<PickRoute>>,
 }
 
 impl std::fmt::Debug for LoadBalancingConfig {
@@ -111,7 +112,7 @@ pub struct FaultToleranceConfig {
     /// Replicas per shard.
     pub replication: usize,
     /// When a replicated model counts as ready.
-    pub replication_mode: crate::cluster::wire::ReplicationMode,
+    pub replication_mode: ReplicationMode,
     /// Routes tried per request.
     pub max_attempts: usize,
     /// Deadline of one attempt.
@@ -179,7 +180,7 @@ impl Default for DistributedConfig {
 /// Builds a [`DistributedConfig`].
 ///
 /// ```
-/// use mlmf::config::*;
+/// use mlmf::manager::*;
 /// use mlmf::plan::ShardingStrategy;
 /// let cfg = DistributedConfigBuilder::new()
 ///     .sharding(ShardingStrategy::PipelineSharding { num_stages: 3 })
@@ -238,7 +239,7 @@ impl DistributedConfigBuilder {
     }
 
     /// A user's own balancing strategy: an actor answering `PickRoute`.
-    pub fn custom_balancer(mut self, balancer: actix::Recipient<crate::cluster::balancer::PickRoute>) -> Self {
+    pub fn custom_balancer(mut self, balancer: actix::Recipient<PickRoute>) -> Self {
         self.cfg.balancing.custom = Some(balancer);
         self
     }

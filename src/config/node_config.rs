@@ -8,78 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a config could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema (the message names the key).
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What and where.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The key.
-        key: &'static str,
-        /// Why.
-        message: String,
-    },
-}
-
-/// Failure detection (phi accrual, as Akka's). The defaults are Akka's, as the design has
-/// them (1 s heartbeats, 3 s acceptable pause, threshold 8: a dead node is Down after
-/// 4-5 s); [`HealthConfig::fast`] halves the interval and the pause, so that a dead node is
-/// Down within 3 s (2.2 s measured under full CPU load, with no false Down:
-/// `benches/health.rs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Interval between heartbeats.
-    pub heartbeat_interval_ms: u64,
-    /// Phi at which a node is declared down.
-    pub phi_threshold: f64,
-    /// Phi at which a node is suspect.
-    pub phi_suspect: f64,
-    /// A pause this long is still normal.
-    pub acceptable_pause_ms: u64,
-    /// Floor on the standard deviation of intervals.
-    pub min_std_dev_ms: u64,
-    /// How long a node stays down before its replicas are placed elsewhere (a node that
-    /// comes back sooner causes no moves).
-    pub replace_after_ms: u64,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            heartbeat_interval_ms: 1000,
-            phi_threshold: 8.0,
-            phi_suspect: 3.0,
-            acceptable_pause_ms: 3000,
-            min_std_dev_ms: 100,
-            replace_after_ms: 2000,
-        }
-    }
-}
-
-impl HealthConfig {
-    /// Down within 3 s: heartbeats every 500 ms, 1.5 s of acceptable pause, threshold 8
-    /// (`[health] heartbeat_interval_ms = 500` and `acceptable_pause_ms = 1500` in TOML).
-    pub fn fast() -> HealthConfig {
-        HealthConfig { heartbeat_interval_ms: 500, acceptable_pause_ms: 1500, ..HealthConfig::default() }
-    }
-}
+use super::alerts::AlertConfig;
+use super::balancing::BalancingConfig;
+use super::error::ConfigError;
+use super::health::HealthConfig;
 
 /// Request handling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,7 +76,7 @@ pub struct NodeConfig {
     /// Failure detection.
     pub health: HealthConfig,
     /// Alert rules and channels (coordinator only).
-    pub alerts: crate::cluster::alerts::AlertConfig,
+    pub alerts: AlertConfig,
     /// Replica moves per rebalancing round after a node joins (0 turns rebalancing off).
     pub rebalance_moves: usize,
     /// Time between rebalancing rounds, milliseconds.
@@ -152,7 +84,7 @@ pub struct NodeConfig {
     /// JSON-lines audit log of distributed operations (coordinator only).
     pub audit_log: Option<PathBuf>,
     /// Balancing.
-    pub balancing: crate::cluster::balancer::BalancingConfig,
+    pub balancing: BalancingConfig,
     /// Request handling.
     pub requests: RequestConfig,
 }
@@ -240,7 +172,7 @@ impl NodeConfig {
             }
         }
         if let Some(d) = &self.device {
-            crate::model::device_by_name(d).map_err(|m| ConfigError::Invalid { key: "device", message: m })?;
+            super::device::Backend::parse(d).map_err(|m| ConfigError::Invalid { key: "device", message: m })?;
         }
         Ok(())
     }

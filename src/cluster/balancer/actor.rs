@@ -1,58 +1,17 @@
-//! [`Balancer`]: picks a route for each request, one replica of every shard, skipping nodes
-//! that are down, that failed this request already, or whose circuit breaker is open. The
-//! choices are the pure functions of [`super::balancing`] (and [`round_robin`]); the actor
-//! holds the counters, outstanding requests, latency estimates and breakers.
+//! [`Balancer`], the actor: picks a route for each request, one replica of every shard,
+//! skipping nodes that are down, that failed this request already, or whose circuit breaker
+//! is open. The choices are the pure functions of [`super::policies`]; the actor holds the
+//! counters, outstanding requests, latency estimates and breakers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::cluster::wire::{ClusterView, MemberState, StageRoute};
+use crate::config::BalancingConfig;
 use actix::{Actor, Context, Handler, Message, MessageResult};
-use serde::{Deserialize, Serialize};
 
-use super::balancing::{BalancingStrategy, Candidate, CircuitBreaker, PeakEwma, choose, rendezvous};
-
-use super::wire::{ClusterView, ModelRoutes, NodeState, StageRoute};
-
-/// Why no route could be picked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NoRoute {
-    /// No ready model by that id.
-    #[error("model {0:?} is not ready on this cluster")]
-    UnknownModel(String),
-    /// Every replica of some shard is down or excluded.
-    #[error("no live replica of shard {shard} of model {model:?}")]
-    NoReplica {
-        /// Model id.
-        model: String,
-        /// Shard id.
-        shard: usize,
-    },
-}
-
-/// The `counter`-th round-robin route through `model`, avoiding `avoid` and nodes not up.
-///
-/// Each shard takes its replicas in turn; a tensor-parallel stage gets one replica of each
-/// member. Within a stage, member 0 (tensor rank 0) leads.
-pub fn round_robin(
-    model: &ModelRoutes,
-    counter: u64,
-    usable: impl Fn(&str) -> bool,
-) -> Result<Vec<StageRoute>, NoRoute> {
-    let mut route = Vec::with_capacity(model.stages.len());
-    for stage in &model.stages {
-        let mut members = Vec::with_capacity(stage.len());
-        for shard in stage {
-            let live: Vec<&String> = shard.nodes.iter().filter(|n| usable(n)).collect();
-            if live.is_empty() {
-                return Err(NoRoute::NoReplica { model: model.id.clone(), shard: shard.shard });
-            }
-            members.push((shard.shard, live[(counter % live.len() as u64) as usize].clone()));
-        }
-        route.push(members);
-    }
-    Ok(route)
-}
+use super::policies::{Candidate, CircuitBreaker, NoRoute, PeakEwma, choose, rendezvous};
 
 /// The view changed.
 #[derive(Debug, Clone, Message)]
@@ -84,48 +43,6 @@ pub struct RequestDone {
     pub latency: Duration,
     /// The node that failed it, if it failed.
     pub failed: Option<String>,
-}
-
-/// What requests are kept together by affinity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AffinityKey {
-    /// The request's `session_id` (requests without one are balanced freely).
-    #[default]
-    Session,
-    /// The client's IP address.
-    ClientIp,
-    /// The model id (every request of a model on the same replicas while they live).
-    Model,
-}
-
-/// How a balancer chooses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BalancingConfig {
-    /// The strategy.
-    pub strategy: BalancingStrategy,
-    /// Route requests with the same affinity key to the same replicas (rendezvous hashing).
-    pub session_affinity: bool,
-    /// What the affinity key is: the request's `session_id`, the client's IP address, or
-    /// the model id.
-    pub affinity_key: AffinityKey,
-    /// Consecutive failures that open a node's circuit breaker.
-    pub breaker_threshold: u32,
-    /// How long an open breaker keeps a node out, milliseconds.
-    pub breaker_open_ms: u64,
-}
-
-impl Default for BalancingConfig {
-    fn default() -> Self {
-        BalancingConfig {
-            strategy: BalancingStrategy::default(),
-            session_affinity: true,
-            affinity_key: AffinityKey::Session,
-            breaker_threshold: 5,
-            breaker_open_ms: 5000,
-        }
-    }
 }
 
 /// Routes requests of one thread of one node.
@@ -175,7 +92,10 @@ impl Balancer {
         let now = self.epoch.elapsed().as_secs_f64();
         let up = |n: &str| {
             !msg.avoid.iter().any(|a| a == n)
-                && view.nodes.iter().any(|v| v.info.id == n && matches!(v.state, NodeState::Up | NodeState::Suspect))
+                && view
+                    .nodes
+                    .iter()
+                    .any(|v| v.info.id == n && matches!(v.state, MemberState::Up | MemberState::Suspect))
         };
         let cpu = self.cpu.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut route = Vec::with_capacity(model.stages.len());
@@ -263,63 +183,6 @@ impl Handler<RequestDone> for Balancer {
                         .entry(node)
                         .or_insert_with(|| PeakEwma::new(10.0))
                         .observe(msg.latency.as_secs_f64(), now);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::wire::ShardReplicas;
-    use proptest::prelude::*;
-
-    fn model(stages: &[&[&[&str]]]) -> ModelRoutes {
-        let mut id = 0;
-        ModelRoutes {
-            id: "m".into(),
-            config: crate::model::Checkpoint::open(
-                &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny"),
-            )
-            .unwrap()
-            .config,
-            stages: stages
-                .iter()
-                .map(|s| {
-                    s.iter()
-                        .map(|nodes| {
-                            id += 1;
-                            ShardReplicas { shard: id - 1, nodes: nodes.iter().map(|n| n.to_string()).collect() }
-                        })
-                        .collect()
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn replicas_take_turns_and_avoided_nodes_are_skipped() {
-        let m = model(&[&[&["a", "b"]], &[&["b", "c"], &["c", "a"]]]);
-        let r1 = round_robin(&m, 0, |_| true).unwrap();
-        let r2 = round_robin(&m, 1, |_| true).unwrap();
-        assert_eq!(r1, vec![vec![(0, "a".into())], vec![(1, "b".into()), (2, "c".into())]]);
-        assert_eq!(r2, vec![vec![(0, "b".into())], vec![(1, "c".into()), (2, "a".into())]]);
-        let r = round_robin(&m, 0, |n| n != "a").unwrap();
-        assert_eq!(r, vec![vec![(0, "b".into())], vec![(1, "b".into()), (2, "c".into())]]);
-        assert_eq!(round_robin(&m, 0, |n| n == "a"), Err(NoRoute::NoReplica { model: "m".into(), shard: 1 }));
-    }
-
-    proptest! {
-        #[test]
-        fn a_route_uses_only_usable_replicas(counter in 0u64..1000, dead in 0usize..3) {
-            let names = ["a", "b", "c"];
-            let m = model(&[&[&["a", "b"]], &[&["b", "c"]], &[&["c", "a"]]]);
-            let r = round_robin(&m, counter, |n| n != names[dead]).unwrap();
-            for (stage, members) in r.iter().enumerate() {
-                for (shard, node) in members {
-                    prop_assert!(node != names[dead]);
-                    prop_assert!(m.stages[stage].iter().any(|s| s.shard == *shard && s.nodes.contains(node)));
                 }
             }
         }

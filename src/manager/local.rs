@@ -28,7 +28,9 @@ use crate::api::types::{InferRequest, LoadRequest};
 pub use crate::api::types::{Priority, TensorJson};
 use crate::client::{ClientError, ClusterClient};
 use crate::cluster::wire::ModelStatus;
-use crate::config::{DistributedConfig, DistributedConfigBuilder, NodeConfig};
+use crate::config::NodeConfig;
+
+use super::deployment::{DistributedConfig, DistributedConfigBuilder};
 use crate::plan::ShardingStrategy;
 
 /// Why a deployment failed.
@@ -112,7 +114,7 @@ impl LocalNode {
             .spawn(move || {
                 let sys = actix::System::new();
                 sys.block_on(async move {
-                    match crate::cluster::node::start_with(cfg, key, balancer).await {
+                    match crate::server::start_with(cfg, key, balancer).await {
                         Ok(r) => {
                             let _ = tx.send(Ok(r.node.addr.clone()));
                             // Serve until the manager drops us.

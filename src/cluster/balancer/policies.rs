@@ -1,5 +1,5 @@
-//! Balancing decisions as plain functions over plain data (the [`super::balancer::Balancer`]
-//! actor only holds the state):
+//! The balancing policies: decisions as plain functions over plain data (the
+//! [`super::actor::Balancer`] actor only holds the state):
 //!
 //! - [`BalancingStrategy`]: round-robin, least-connections, weighted (by a node's declared
 //!   compute), resource-based (lowest CPU from heartbeats), and the default, power of two
@@ -15,24 +15,8 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use serde::{Deserialize, Serialize};
-
-/// How a replica is chosen among the live ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BalancingStrategy {
-    /// Each replica in turn.
-    RoundRobin,
-    /// Fewest requests outstanding from this balancer.
-    LeastConnections,
-    /// At random in proportion to each node's declared compute.
-    Weighted,
-    /// Lowest CPU use reported by heartbeats (ties: fewest outstanding).
-    ResourceBased,
-    /// Two at random, the one with the lower peak-EWMA latency × (outstanding + 1).
-    #[default]
-    PowerOfTwoChoices,
-}
+use crate::cluster::wire::{ModelRoutes, StageRoute};
+use crate::config::BalancingStrategy;
 
 /// What a balancer knows of one candidate node.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -221,6 +205,46 @@ impl CircuitBreaker {
     }
 }
 
+/// Why no route could be picked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoute {
+    /// No ready model by that id.
+    #[error("model {0:?} is not ready on this cluster")]
+    UnknownModel(String),
+    /// Every replica of some shard is down or excluded.
+    #[error("no live replica of shard {shard} of model {model:?}")]
+    NoReplica {
+        /// Model id.
+        model: String,
+        /// Shard id.
+        shard: usize,
+    },
+}
+
+/// The `counter`-th round-robin route through `model`, avoiding `avoid` and nodes not up.
+///
+/// Each shard takes its replicas in turn; a tensor-parallel stage gets one replica of each
+/// member. Within a stage, member 0 (tensor rank 0) leads.
+pub fn round_robin(
+    model: &ModelRoutes,
+    counter: u64,
+    usable: impl Fn(&str) -> bool,
+) -> Result<Vec<StageRoute>, NoRoute> {
+    let mut route = Vec::with_capacity(model.stages.len());
+    for stage in &model.stages {
+        let mut members = Vec::with_capacity(stage.len());
+        for shard in stage {
+            let live: Vec<&String> = shard.nodes.iter().filter(|n| usable(n)).collect();
+            if live.is_empty() {
+                return Err(NoRoute::NoReplica { model: model.id.clone(), shard: shard.shard });
+            }
+            members.push((shard.shard, live[(counter % live.len() as u64) as usize].clone()));
+        }
+        route.push(members);
+    }
+    Ok(route)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +317,63 @@ mod tests {
                 let a = after[rendezvous(k, &after)];
                 let b = before[rendezvous(k, &before)];
                 prop_assert!(a == b || a == "n4", "{k}: {b} -> {a}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod round_robin_tests {
+    use super::*;
+    use crate::cluster::wire::ShardReplicas;
+    use proptest::prelude::*;
+
+    fn model(stages: &[&[&[&str]]]) -> ModelRoutes {
+        let mut id = 0;
+        ModelRoutes {
+            id: "m".into(),
+            config: crate::model::Checkpoint::open(
+                &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny"),
+            )
+            .unwrap()
+            .config,
+            stages: stages
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .map(|nodes| {
+                            id += 1;
+                            ShardReplicas { shard: id - 1, nodes: nodes.iter().map(|n| n.to_string()).collect() }
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn replicas_take_turns_and_avoided_nodes_are_skipped() {
+        let m = model(&[&[&["a", "b"]], &[&["b", "c"], &["c", "a"]]]);
+        let r1 = round_robin(&m, 0, |_| true).unwrap();
+        let r2 = round_robin(&m, 1, |_| true).unwrap();
+        assert_eq!(r1, vec![vec![(0, "a".into())], vec![(1, "b".into()), (2, "c".into())]]);
+        assert_eq!(r2, vec![vec![(0, "b".into())], vec![(1, "c".into()), (2, "a".into())]]);
+        let r = round_robin(&m, 0, |n| n != "a").unwrap();
+        assert_eq!(r, vec![vec![(0, "b".into())], vec![(1, "b".into()), (2, "c".into())]]);
+        assert_eq!(round_robin(&m, 0, |n| n == "a"), Err(NoRoute::NoReplica { model: "m".into(), shard: 1 }));
+    }
+
+    proptest! {
+        #[test]
+        fn a_route_uses_only_usable_replicas(counter in 0u64..1000, dead in 0usize..3) {
+            let names = ["a", "b", "c"];
+            let m = model(&[&[&["a", "b"]], &[&["b", "c"]], &[&["c", "a"]]]);
+            let r = round_robin(&m, counter, |n| n != names[dead]).unwrap();
+            for (stage, members) in r.iter().enumerate() {
+                for (shard, node) in members {
+                    prop_assert!(node != names[dead]);
+                    prop_assert!(m.stages[stage].iter().any(|s| s.shard == *shard && s.nodes.contains(node)));
+                }
             }
         }
     }

@@ -99,7 +99,7 @@ pub fn node(args: NodeArgs) -> Result<(), String> {
     let cfg = args.config()?;
     let parent = std::os::unix::process::parent_id();
     actix_web::rt::System::new().block_on(async move {
-        let running = crate::cluster::node::start(cfg).await.map_err(|e| e.to_string())?;
+        let running = crate::server::start(cfg).await.map_err(|e| e.to_string())?;
         println!("mlmf node {} listening on {}", running.node.id, running.node.addr);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
@@ -107,7 +107,7 @@ pub fn node(args: NodeArgs) -> Result<(), String> {
             tokio::select! {
                 _ = term.recv() => {
                     tracing::info!("SIGTERM: leaving the cluster");
-                    let left = crate::cluster::node::leave(&running.node, Duration::from_secs(60)).await;
+                    let left = crate::cluster::joining::leave(&running.node, Duration::from_secs(60)).await;
                     // Requests have drained; peer connections would hold a graceful stop open.
                     running.server.stop(false).await;
                     return left.map_err(|e| e.to_string());

@@ -1,0 +1,308 @@
+//! [`Coordinator`]: its state (members, the model registry, migrations in flight, its term),
+//! the [`ClusterView`] it publishes to every member (pushed on change, carried back by
+//! heartbeat acks to any node whose version is stale), and its alert and audit helpers.
+//! What it does with each message is in the sibling files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
+
+use crate::cluster::alerts::{AlertManager, Fire, Notice, Resolve, Severity};
+use crate::cluster::health::{Beat, HealthMonitor, StatsSampler};
+use crate::cluster::node::Node;
+use crate::model::ModelConfig;
+
+use crate::cluster::wire::{
+    ClusterView, MemberState, Migrate, ModelRoutes, ModelState, ModelStatus, NodeInfo, NodeStats, NodeView,
+    RegistryEntry, ShardReplicas,
+};
+
+pub(super) struct Member {
+    pub(super) info: NodeInfo,
+    pub(super) state: MemberState,
+    pub(super) stats: NodeStats,
+    /// When it last went down, while it is down.
+    pub(super) down_since: Option<Instant>,
+    /// When it went down, within the flapping window.
+    pub(super) downs: std::collections::VecDeque<Instant>,
+}
+
+impl Member {
+    pub(super) fn new(info: NodeInfo) -> Member {
+        Member {
+            info,
+            state: MemberState::Up,
+            stats: NodeStats::default(),
+            down_since: None,
+            downs: Default::default(),
+        }
+    }
+}
+
+pub(super) struct Record {
+    pub(super) status: ModelStatus,
+    pub(super) config: ModelConfig,
+    /// SHA-256 over config.json and the weight files, once computed.
+    pub(super) sha256: Option<String>,
+}
+
+/// The cluster's coordinator.
+pub struct Coordinator {
+    pub(super) node: Node,
+    pub(super) members: BTreeMap<String, Member>,
+    pub(super) models: BTreeMap<String, Record>,
+    pub(super) version: u64,
+    pub(super) health: Option<Addr<HealthMonitor>>,
+    pub(super) migrations: Vec<Migrate>,
+    pub(super) alerts: Option<Addr<AlertManager>>,
+    /// A node joined: rebalancing rounds run until nothing is left to move.
+    pub(super) rebalance_pending: bool,
+    /// A view push is scheduled.
+    pub(super) push_scheduled: bool,
+    /// The dead coordinators this one took over from (empty for the first coordinator).
+    pub(super) took_over_from: Vec<String>,
+    /// Its term: 0 for the first coordinator, one more for each takeover.
+    pub(super) term: u64,
+}
+
+/// Stop coordinating: a coordinator of a newer term has taken over.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct StepDown;
+
+impl actix::Handler<StepDown> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: StepDown, ctx: &mut Context<Self>) {
+        self.audit("step_down", None, Some(&self.node.id), "a newer coordinator took over");
+        ctx.stop();
+    }
+}
+
+impl Coordinator {
+    /// A coordinator on `node`, which is its first member.
+    pub fn new(node: Node, me: NodeInfo) -> Coordinator {
+        let mut members = BTreeMap::new();
+        members.insert(me.id.clone(), Member::new(me));
+        Coordinator::with(node, members, BTreeMap::new(), 0, 0, Vec::new())
+    }
+
+    fn with(
+        node: Node,
+        members: BTreeMap<String, Member>,
+        models: BTreeMap<String, Record>,
+        version: u64,
+        term: u64,
+        took_over_from: Vec<String>,
+    ) -> Coordinator {
+        Coordinator {
+            node,
+            members,
+            models,
+            version,
+            health: None,
+            migrations: Vec::new(),
+            alerts: None,
+            rebalance_pending: false,
+            push_scheduled: false,
+            took_over_from,
+            term,
+        }
+    }
+
+    /// A coordinator on `node` taking over from the dead ones in `dead`, with the members
+    /// and the model registry of `view` (the last view the dead coordinator published).
+    /// The dead are Down from the start, so their replicas are placed again after the usual
+    /// grace. A load the dead coordinator was still running is marked failed (its progress
+    /// died with it), and replicas still loading are dropped from the registry.
+    pub fn from_view(node: Node, view: &ClusterView, dead: Vec<String>) -> Coordinator {
+        let now = Instant::now();
+        let mut members = BTreeMap::new();
+        for v in &view.nodes {
+            let mut m = Member::new(v.info.clone());
+            if dead.contains(&v.info.id) {
+                m.state = MemberState::Down;
+                m.down_since = Some(now);
+                m.downs.push_back(now);
+            } else if v.state == MemberState::Leaving {
+                m.state = MemberState::Leaving;
+            }
+            members.insert(v.info.id.clone(), m);
+        }
+        let mut models = BTreeMap::new();
+        for e in &view.registry {
+            let mut status = e.status.clone();
+            if status.status == ModelState::Loading {
+                status.status =
+                    ModelState::Failed { reason: "the coordinator died while it was loading; load it again".into() };
+            }
+            status.progress.retain(|p| p.done);
+            models.insert(status.id.clone(), Record { status, config: e.config.clone(), sha256: e.sha256.clone() });
+        }
+        Coordinator::with(node, members, models, view.version + 1, view.term + 1, dead)
+    }
+
+    pub(super) fn view(&self) -> ClusterView {
+        let nodes: Vec<NodeView> =
+            self.members.values().map(|m| NodeView { info: m.info.clone(), state: m.state }).collect();
+        let models = self
+            .models
+            .values()
+            .filter(|r| r.status.status == ModelState::Ready)
+            .map(|r| {
+                let s = &r.status;
+                let stages = (0..s.plan.num_stages)
+                    .map(|stage| {
+                        s.plan
+                            .stage(stage)
+                            .map(|shard| ShardReplicas {
+                                shard: shard.id,
+                                nodes: s
+                                    .progress
+                                    .iter()
+                                    .filter(|p| p.shard == shard.id && p.done)
+                                    .filter(|p| self.members.get(&p.node).is_some_and(|m| m.state != MemberState::Down))
+                                    .map(|p| p.node.clone())
+                                    .collect(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                ModelRoutes { id: s.id.clone(), config: r.config.clone(), stages }
+            })
+            .collect();
+        let registry = self
+            .models
+            .values()
+            .map(|r| RegistryEntry { status: r.status.clone(), config: r.config.clone(), sha256: r.sha256.clone() })
+            .collect();
+        ClusterView {
+            term: self.term,
+            version: self.version,
+            coordinator: self.node.id.clone(),
+            nodes,
+            models,
+            registry,
+        }
+    }
+
+    /// Bumps the version and sends the view to every member.
+    pub(super) fn publish(&mut self, ctx: &mut Context<Self>) {
+        self.version += 1;
+        self.node.set_view(self.view());
+        self.push_view(ctx);
+    }
+
+    /// As [`Self::publish`], with the pushes coalesced: a burst of joins (a thousand nodes
+    /// starting) sends each member one view, not one per join. A member that misses one
+    /// gets it with its next heartbeat ack.
+    pub(super) fn publish_soon(&mut self, ctx: &mut Context<Self>) {
+        self.version += 1;
+        self.node.set_view(self.view());
+        if !self.push_scheduled {
+            self.push_scheduled = true;
+            ctx.run_later(Duration::from_millis(20), |me, ctx| {
+                me.push_scheduled = false;
+                me.push_view(ctx);
+            });
+        }
+    }
+
+    /// Sends the view to every member, down ones included: a member this coordinator holds
+    /// down may be alive and following a newer coordinator, and its answer (the newer view)
+    /// is how a coordinator that was away learns it has been replaced.
+    pub(super) fn push_view(&mut self, ctx: &mut Context<Self>) {
+        let view = Arc::new(self.view());
+        for m in self.members.values().filter(|m| m.info.id != self.node.id) {
+            let (node, addr, view) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&view));
+            ctx.spawn(
+                async move {
+                    match node.links.ask(&addr, view.as_ref(), Duration::from_secs(3)).await {
+                        Ok(newer) => newer,
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
+                            None
+                        }
+                    }
+                }
+                .into_actor(self)
+                .map(|newer, me, _| {
+                    if let Some(v) = newer.filter(|v| v.term > me.term) {
+                        // Superseded: adopting the newer view steps this node down.
+                        me.node.set_view(v);
+                    }
+                }),
+            );
+        }
+    }
+
+    pub(super) fn fire(&self, rule: &str, key: &str, severity: Severity, summary: String) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Fire { rule: rule.into(), key: key.into(), severity, summary });
+        }
+    }
+
+    pub(super) fn notice(&self, rule: &str, key: &str, summary: String) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Notice(Fire { rule: rule.into(), key: key.into(), severity: Severity::Info, summary }));
+        }
+    }
+
+    pub(super) fn resolve(&self, rule: &str, key: &str) {
+        if let Some(a) = &self.alerts {
+            a.do_send(Resolve { rule: rule.into(), key: key.into() });
+        }
+    }
+}
+
+impl Actor for Coordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The coordinator's own stats, sampled as other members' heartbeats are (a sampler
+        // kept across samples, so CPU use is measured over the interval).
+        let mut sampler = StatsSampler::default();
+        let every = Duration::from_millis(self.node.cfg.health.heartbeat_interval_ms);
+        ctx.run_interval(every, move |me, _| {
+            let id = me.node.id.clone();
+            let stats = sampler.sample(&me.node);
+            me.node
+                .balancers
+                .member_cpu
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone(), stats.cpu_percent);
+            if let Some(m) = me.members.get_mut(&id) {
+                let previous = std::mem::replace(&mut m.stats, stats);
+                me.check_stats(&id, &previous);
+            }
+        });
+        if self.node.cfg.rebalance_moves > 0 {
+            let every = Duration::from_millis(self.node.cfg.rebalance_interval_ms.max(100));
+            ctx.run_interval(every, |me, ctx| me.rebalance_round(ctx));
+        }
+        let (cfg, me) = (self.node.cfg.health.clone(), ctx.address().recipient());
+        self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
+        let (cfg, id) = (self.node.cfg.alerts.clone(), self.node.id.clone());
+        self.alerts = Some(actix::Supervisor::start(move |_| AlertManager::new(cfg.clone(), id.clone())));
+        if !self.took_over_from.is_empty() {
+            // Taking over: watch every live member from now (one that never heartbeats again
+            // goes down like any other), and treat the dead coordinators as down nodes.
+            if let Some(h) = &self.health {
+                for m in self.members.values().filter(|m| m.state == MemberState::Up && m.info.id != self.node.id) {
+                    h.do_send(Beat { node: m.info.id.clone() });
+                }
+            }
+            let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
+            for dead in self.took_over_from.clone() {
+                tracing::warn!(%dead, "taking over as coordinator");
+                self.audit("takeover", None, Some(&dead), &format!("{} coordinates in its place", self.node.id));
+                self.fire("node_down", &dead, Severity::Critical, format!("the coordinator {dead} is down"));
+                ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&dead, ctx));
+            }
+        }
+        self.publish(ctx);
+    }
+}

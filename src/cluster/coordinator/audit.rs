@@ -1,0 +1,54 @@
+//! The audit log: one JSON line per distributed operation (load, ready, unload, migration,
+//! takeover, step-down), naming the coordinator, the model, the node, the checkpoint's
+//! SHA-256 and the outcome.
+
+use super::actor::Coordinator;
+
+/// SHA-256 over `config.json` and every safetensors file of the checkpoint at `dir`, in
+/// name order (what the audit log records as the checkpoint's identity).
+pub(super) fn checkpoint_sha256(dir: &std::path::Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let ckpt = crate::model::Checkpoint::open(dir).ok()?;
+    let mut files: Vec<std::path::PathBuf> = ckpt.files.iter().map(|f| f.path.clone()).collect();
+    files.sort();
+    files.insert(0, dir.join("config.json"));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut file = std::fs::File::open(f).ok()?;
+        loop {
+            let n = file.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Coordinator {
+    /// Appends one record to the audit log, when one is configured.
+    pub(super) fn audit(&self, op: &str, model: Option<&str>, node: Option<&str>, outcome: &str) {
+        let Some(path) = &self.node.cfg.audit_log else { return };
+        let sha = model.and_then(|m| self.models.get(m)).and_then(|r| r.sha256.clone());
+        let time_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let line = serde_json::json!({
+            "time_ms": time_ms as u64,
+            "actor": self.node.id,
+            "op": op,
+            "model": model,
+            "node": node,
+            "checkpoint_sha256": sha,
+            "outcome": outcome,
+        });
+        use std::io::Write;
+        let written =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the audit log");
+        }
+    }
+}

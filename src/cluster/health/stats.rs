@@ -1,0 +1,63 @@
+//! [`StatsSampler`]: the resource and load figures a heartbeat carries (memory, CPU, shards,
+//! requests, errors, per-replica queues and latency), sampled from this process, the machine
+//! (sysinfo) and the node's own counters.
+
+use crate::cluster::metrics::BUCKETS;
+use crate::cluster::node::Node;
+use crate::cluster::wire::NodeStats;
+
+/// Samples this process and machine for heartbeats.
+pub struct StatsSampler {
+    sys: sysinfo::System,
+    pid: Option<sysinfo::Pid>,
+    last_buckets: Vec<u64>,
+}
+
+impl Default for StatsSampler {
+    fn default() -> Self {
+        StatsSampler { sys: sysinfo::System::new(), pid: sysinfo::get_current_pid().ok(), last_buckets: Vec::new() }
+    }
+}
+
+/// The upper bound (ms) of the bucket holding the 99th percentile of the observations
+/// between two cumulative bucket snapshots; 0 when there were none.
+pub fn p99_between(before: &[u64], after: &[u64]) -> f64 {
+    let n = BUCKETS.len();
+    let d = |i: usize| after.get(i).copied().unwrap_or(0).saturating_sub(before.get(i).copied().unwrap_or(0));
+    let total = d(n);
+    if total == 0 {
+        return 0.0;
+    }
+    let want = (total as f64 * 0.99).ceil() as u64;
+    (0..n).find(|&i| d(i) >= want).map(|i| BUCKETS[i] * 1000.0).unwrap_or(f64::INFINITY)
+}
+
+impl StatsSampler {
+    /// Current stats of `node`.
+    pub fn sample(&mut self, node: &Node) -> NodeStats {
+        self.sys.refresh_memory();
+        self.sys.refresh_cpu_usage();
+        let mut process_memory = 0;
+        if let Some(pid) = self.pid {
+            self.sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+            process_memory = self.sys.process(pid).map(|p| p.memory()).unwrap_or(0);
+        }
+        NodeStats {
+            memory_total: self.sys.total_memory(),
+            memory_used: self.sys.used_memory(),
+            process_memory,
+            cpu_percent: self.sys.global_cpu_usage(),
+            shards: node.shards.len(),
+            in_flight: node.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            requests: node.requests.load(std::sync::atomic::Ordering::Relaxed),
+            errors: node.metrics.errors.load(std::sync::atomic::Ordering::Relaxed),
+            shard_stats: node.shards.entries().iter().map(|((m, s), l)| l.stats(m, *s)).collect(),
+            p99_ms: {
+                let now = node.metrics.latency_buckets();
+                let p = p99_between(&self.last_buckets, &now);
+                self.last_buckets = now;
+                p
+            },
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! A member's side of membership: [`join`] a cluster through any member (adopting the view
+//! it answers with), and [`leave`] it gracefully (routes stop using this node, its replicas
+//! are loaded elsewhere, requests in flight finish, then the coordinator forgets it).
+
+use std::time::{Duration, Instant};
+
+use crate::plan::DeviceKind;
+
+use super::control::control;
+use super::node::Node;
+use super::wire::{ClusterView, Join, Leave, ModelState, ModelStatus, NodeInfo, names};
+
+/// Why this node could not join or leave.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join {addr}: {message}")]
+pub struct JoinError {
+    /// The member dialled.
+    pub addr: String,
+    /// Why.
+    pub message: String,
+}
+
+/// This node as the cluster knows it: id, address, the memory it offers (the configured
+/// `memory_mib`, else the machine's available memory), its device kind.
+pub fn node_info(node: &Node) -> NodeInfo {
+    let memory_bytes = node.cfg.memory_mib.map(|m| m << 20).unwrap_or_else(|| {
+        let mut sys = sysinfo::System::new();
+        sys.refresh_memory();
+        sys.available_memory()
+    });
+    let device = match node.cfg.device.as_deref() {
+        Some("wgpu") | Some("cuda") => DeviceKind::Gpu,
+        _ => DeviceKind::Cpu,
+    };
+    NodeInfo { id: node.id.clone(), addr: node.addr.clone(), memory_bytes, device, compute: 1.0 }
+}
+
+/// Asks the member at `addr` (which forwards to nothing: it must be the coordinator or
+/// know it) to admit this node; adopts the view it answers with.
+pub async fn join(node: &Node, addr: &str) -> Result<ClusterView, JoinError> {
+    let fail = |message: String| JoinError { addr: addr.to_string(), message };
+    let view = node
+        .links
+        .ask(addr, &Join { node: node_info(node) }, Duration::from_secs(10))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.message))?;
+    node.set_view(view.clone());
+    node.joined.store(true, std::sync::atomic::Ordering::Release);
+    Ok(view)
+}
+
+/// Leaves the cluster gracefully: routes stop using this node, its replicas are loaded
+/// elsewhere, requests in flight finish, then the coordinator forgets it. Returns when it
+/// is safe to exit (or after `timeout`).
+pub async fn leave(node: &Node, timeout: Duration) -> Result<(), JoinError> {
+    let view = node.view();
+    let fail = |message: String| JoinError { addr: view.coordinator.clone(), message };
+    let Some(coordinator) = view.addr_of(&view.coordinator).map(str::to_string) else { return Ok(()) };
+    if node.is_coordinator() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    node.leaving.store(true, std::sync::atomic::Ordering::Release);
+    let leave = |done| Leave { node: node.id.clone(), done };
+    node.links
+        .ask(&coordinator, &leave(false), Duration::from_secs(10))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.message))?;
+    // Hand-off: every ready model has its replication on other nodes again.
+    while start.elapsed() < timeout {
+        let models: Vec<ModelStatus> = control(node, names::LIST_MODELS, &()).await.map_err(|e| fail(e.message))?;
+        let handed = models.iter().filter(|m| m.status == ModelState::Ready).all(|m| {
+            (0..m.plan.shards.len()).all(|s| {
+                m.progress.iter().filter(|p| p.shard == s && p.done && p.node != node.id).count() >= m.replication
+            })
+        });
+        if handed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Drain: requests already routed here finish.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while node.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 && start.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.links
+        .ask(&coordinator, &leave(true), Duration::from_secs(10))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.message))?;
+    Ok(())
+}

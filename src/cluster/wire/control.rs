@@ -1,0 +1,157 @@
+//! Model control messages: loading and unloading a model (the coordinator's registry, its
+//! [`ModelStatus`]), and the per-replica orders and reports between the coordinator and the
+//! nodes (load, unload, progress, migrate).
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Placement, PlacementRequest, ReplicationMode, ShardPlan, ShardSpec};
+
+/// Load a model (HTTP `POST /v1/models`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadModel {
+    /// Model id.
+    pub id: String,
+    /// The model directory.
+    pub path: String,
+    /// Strategy string as in `mlmf run`.
+    pub strategy: String,
+    /// Replicas per shard.
+    pub replication: usize,
+    /// Placement options (the default places by memory on any device).
+    pub placement: Option<PlacementRequest>,
+    /// When the model counts as ready.
+    pub replication_mode: ReplicationMode,
+}
+
+/// A model's lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelState {
+    /// Shards are loading.
+    Loading,
+    /// Every shard has its replicas.
+    Ready,
+    /// Loading failed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One replica's loading progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardProgress {
+    /// Shard id.
+    pub shard: usize,
+    /// Replica index.
+    pub replica: usize,
+    /// Node id.
+    pub node: String,
+    /// Bytes read so far.
+    pub loaded: u64,
+    /// Bytes to read.
+    pub total: u64,
+    /// Whether the replica is loaded.
+    pub done: bool,
+    /// Whether its weights were pulled from a peer.
+    pub pulled: bool,
+}
+
+/// A model as `GET /v1/models/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// Model id.
+    pub id: String,
+    /// The model directory.
+    pub path: String,
+    /// The strategy.
+    pub strategy: String,
+    /// Replicas per shard.
+    pub replication: usize,
+    /// When it counts as ready.
+    pub replication_mode: ReplicationMode,
+    /// Lifecycle.
+    pub status: ModelState,
+    /// The plan.
+    pub plan: ShardPlan,
+    /// Where every replica lives.
+    pub placement: Placement,
+    /// Per replica progress.
+    pub progress: Vec<ShardProgress>,
+}
+
+/// Load one shard replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadShard {
+    /// Model id.
+    pub model: String,
+    /// The model directory (as the coordinator reads it).
+    pub path: String,
+    /// Replica index.
+    pub replica: usize,
+    /// The shard.
+    pub shard: ShardSpec,
+    /// Addresses of peers to pull from when this node cannot read `path`.
+    pub sources: Vec<String>,
+    /// Where to report progress.
+    pub coordinator: String,
+}
+
+/// A loaded replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardLoaded {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Whether they were pulled from a peer.
+    pub pulled: bool,
+}
+
+/// Unload a model's shards from a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnloadShard {
+    /// Model id.
+    pub model: String,
+    /// Only this shard (all of the model's shards when absent).
+    pub shard: Option<usize>,
+}
+
+/// Move one replica of a shard from one node to another, with no failed request: load on
+/// the target, switch routes, drain, unload from the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migrate {
+    /// Model id.
+    pub model: String,
+    /// Shard id.
+    pub shard: usize,
+    /// Node id holding the replica now.
+    pub from: String,
+    /// Node id to move it to.
+    pub to: String,
+}
+
+/// Loading progress of one replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Model id.
+    pub model: String,
+    /// Shard id.
+    pub shard: usize,
+    /// Node id.
+    pub node: String,
+    /// Bytes so far.
+    pub loaded: u64,
+    /// Bytes in all.
+    pub total: u64,
+}
+
+impl ModelStatus {
+    /// Loaded replicas of each shard of the plan, by shard id.
+    pub fn loaded_per_shard(&self) -> Vec<usize> {
+        (0..self.plan.shards.len()).map(|s| self.progress.iter().filter(|p| p.shard == s && p.done).count()).collect()
+    }
+}
+
+/// A node actor loads a replica when told to.
+impl actix::Message for LoadShard {
+    type Result = Result<ShardLoaded, String>;
+}

@@ -1,0 +1,79 @@
+//! A member as the cluster knows it: who and where ([`NodeInfo`]), its [`MemberState`], and
+//! the resource and load figures its heartbeats carry ([`NodeStats`], [`ShardStats`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::DeviceKind;
+
+/// A node as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id (unique in the cluster).
+    pub id: String,
+    /// `host:port` of its HTTP API and peer endpoint.
+    pub addr: String,
+    /// Memory it offers to shards.
+    pub memory_bytes: u64,
+    /// Device kind.
+    pub device: DeviceKind,
+    /// Relative compute.
+    pub compute: f64,
+}
+
+/// A node's liveness as the health monitor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Heartbeats arrive.
+    Up,
+    /// Heartbeats are late (phi above the suspect threshold).
+    Suspect,
+    /// Declared failed (phi above the threshold); routed around.
+    Down,
+    /// Leaving on request (SIGTERM): routed around while its replicas move elsewhere.
+    Leaving,
+}
+
+/// Resource stats a heartbeat carries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Total memory of the machine.
+    pub memory_total: u64,
+    /// Memory in use on the machine.
+    pub memory_used: u64,
+    /// Resident memory of this process.
+    pub process_memory: u64,
+    /// Machine-wide CPU use, percent.
+    pub cpu_percent: f32,
+    /// Shards loaded on the node.
+    pub shards: usize,
+    /// Requests this node is running a stage of, now.
+    pub in_flight: usize,
+    /// Requests this node has taken over HTTP.
+    pub requests: u64,
+    /// Of those, answered with a 5xx.
+    pub errors: u64,
+    /// p99 latency of successful requests since the previous heartbeat, ms (bucket bound).
+    pub p99_ms: f64,
+    /// Each loaded shard replica.
+    pub shard_stats: Vec<ShardStats>,
+}
+
+/// One shard replica's load and latency on its node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    /// Model id.
+    pub model: String,
+    /// Shard id.
+    pub shard: usize,
+    /// Messages being computed.
+    pub in_flight: usize,
+    /// Messages waiting for a compute thread.
+    pub queued: usize,
+    /// Messages handled since it loaded.
+    pub messages: u64,
+    /// Median time per message (queueing included), ms, as a bucket bound.
+    pub p50_ms: f64,
+    /// 99th percentile, ms, as a bucket bound.
+    pub p99_ms: f64,
+}

@@ -1,0 +1,69 @@
+//! Stable message names: the registry of what a node answers on `/v1/peer`, and the typed
+//! requests ([`mlmf_actors::remote::RemoteMessage`]) that go by each name.
+
+use super::control::{LoadShard, Progress, ShardLoaded, UnloadShard};
+use super::data::Deliver;
+use super::error::ApiError;
+use super::membership::{Heartbeat, HeartbeatAck, Join, Leave};
+use super::view::ClusterView;
+use super::weights::{Manifest, ManifestRequest};
+
+/// Stable message names (the registry of what a node answers on `/v1/peer`).
+/// [`super::Join`] → [`super::ClusterView`].
+pub const JOIN: &str = "Join";
+/// [`super::Heartbeat`] → [`super::HeartbeatAck`].
+pub const HEARTBEAT: &str = "Heartbeat";
+/// [`super::ClusterView`] pushed by the coordinator → `None` when taken, or the newer
+/// view held when the pusher was superseded (a coordinator of an older term).
+pub const VIEW: &str = "View";
+/// [`super::LoadModel`] → [`super::ModelStatus`].
+pub const LOAD_MODEL: &str = "LoadModel";
+/// model id → `()`.
+pub const UNLOAD_MODEL: &str = "UnloadModel";
+/// model id → [`super::ModelStatus`].
+pub const MODEL_STATUS: &str = "ModelStatus";
+/// `()` → `Vec<ModelStatus>`.
+pub const LIST_MODELS: &str = "ListModels";
+/// `()` → [`super::ClusterStatus`].
+pub const CLUSTER_STATUS: &str = "ClusterStatus";
+/// [`super::LoadShard`] → [`super::ShardLoaded`].
+pub const LOAD_SHARD: &str = "LoadShard";
+/// [`super::UnloadShard`] → `()`.
+pub const UNLOAD_SHARD: &str = "UnloadShard";
+/// [`super::Progress`] → `()`.
+pub const PROGRESS: &str = "Progress";
+/// [`super::ForwardHeader`] + activation → `Result<(), StageFailure>`.
+pub const FORWARD: &str = "Forward";
+/// [`super::PartialHeader`] + activation → partial sum bytes.
+pub const TP_PARTIAL: &str = "TpPartial";
+/// [`super::Deliver`] → `()`.
+pub const DELIVER: &str = "Deliver";
+/// [`super::ManifestRequest`] → [`super::Manifest`].
+pub const MANIFEST: &str = "Manifest";
+/// [`super::Migrate`] → [`super::ModelStatus`].
+pub const MIGRATE: &str = "Migrate";
+/// [`super::Leave`] → `Result<(), ApiError>`.
+pub const LEAVE: &str = "Leave";
+/// [`super::Fetch`] → raw bytes.
+pub const FETCH: &str = "Fetch";
+
+macro_rules! remote {
+    ($($ty:ty => $name:expr, $reply:ty;)*) => {
+        $(impl mlmf_actors::remote::RemoteMessage for $ty {
+            const NAME: &'static str = $name;
+            type Reply = $reply;
+        })*
+    };
+}
+
+remote! {
+    Join => JOIN, Result<ClusterView, ApiError>;
+    Heartbeat => HEARTBEAT, Result<HeartbeatAck, ApiError>;
+    ClusterView => VIEW, Option<ClusterView>;
+    LoadShard => LOAD_SHARD, Result<ShardLoaded, String>;
+    UnloadShard => UNLOAD_SHARD, ();
+    Progress => PROGRESS, ();
+    ManifestRequest => MANIFEST, Result<Manifest, String>;
+    Deliver => DELIVER, ();
+    Leave => LEAVE, Result<(), ApiError>;
+}

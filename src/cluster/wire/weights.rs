@@ -1,0 +1,69 @@
+//! Weight transfer: a node that cannot read a checkpoint asks a peer for its [`Manifest`]
+//! (files, tensor offsets, SHA-256 per tensor) and pulls the byte ranges it needs with
+//! [`Fetch`].
+
+use serde::{Deserialize, Serialize};
+
+/// Ask a peer which bytes make up a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestRequest {
+    /// The model directory.
+    pub path: String,
+    /// Tensors wanted, with their SHA-256.
+    pub tensors: Vec<String>,
+}
+
+/// One file of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// File name inside the model directory.
+    pub name: String,
+    /// Length in bytes.
+    pub len: u64,
+    /// End of its safetensors header (8 + header length).
+    pub header_end: u64,
+}
+
+/// One tensor's bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestTensor {
+    /// Name.
+    pub name: String,
+    /// Index into [`Manifest::files`].
+    pub file: usize,
+    /// Absolute offset in the file.
+    pub offset: u64,
+    /// Length.
+    pub len: u64,
+    /// SHA-256 of those bytes.
+    pub sha256: [u8; 32],
+}
+
+/// What a puller needs to rebuild the parts of a checkpoint it reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `config.json`.
+    pub config_json: Vec<u8>,
+    /// `model.safetensors.index.json`, when the checkpoint has one.
+    pub index_json: Option<Vec<u8>>,
+    /// The safetensors files.
+    pub files: Vec<ManifestFile>,
+    /// The tensors asked for.
+    pub tensors: Vec<ManifestTensor>,
+}
+
+/// Read a byte range of one checkpoint file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fetch {
+    /// The model directory.
+    pub path: String,
+    /// Index into [`Manifest::files`].
+    pub file: usize,
+    /// Start.
+    pub offset: u64,
+    /// Length (at most [`FETCH_MAX`]).
+    pub len: u64,
+}
+
+/// The largest range one [`Fetch`] returns.
+pub const FETCH_MAX: u64 = 4 << 20;

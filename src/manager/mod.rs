@@ -1,0 +1,12 @@
+//! The deployment API of the seed, for an application that embeds mlmf: a
+//! [`DistributedConfig`] (sharding, placement, balancing, fault tolerance, with the seed's
+//! presets) and the [`SimpleDistributedManager`] that starts nodes in this process and serves
+//! [`InferenceRequest`]s through the same HTTP API any client uses.
+
+pub mod deployment;
+pub mod local;
+
+pub use deployment::{
+    DevicePlacementConfig, DistributedConfig, DistributedConfigBuilder, FaultToleranceConfig, LoadBalancingConfig,
+};
+pub use local::{DeployError, InferenceRequest, InferenceResponse, Priority, SimpleDistributedManager, TensorJson};

@@ -1,0 +1,142 @@
+//! Booting a node: the HTTP API and the peer endpoint on one port, the node's actors each on
+//! an arbiter of its own (node actor, failover, coordinator on the first node, heartbeats on
+//! the others), and joining the cluster.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Arbiter, Supervisor};
+use actix_web::dev::ServerHandle;
+
+use mlmf_actors::auth::ClusterKey;
+
+use crate::cluster::balancer::PickRoute;
+use crate::cluster::coordinator::Failover;
+use crate::cluster::health::HeartbeatSender;
+use crate::cluster::joining::{JoinError, join, node_info};
+use crate::cluster::node::Node;
+use crate::cluster::node_actor::NodeActor;
+use crate::config::NodeConfig;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Bad configuration (key file, device).
+    #[error("{0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cluster refused or could not be reached.
+    #[error("cannot join {addr}: {message}")]
+    Join {
+        /// The member dialled.
+        addr: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl From<JoinError> for NodeError {
+    fn from(e: JoinError) -> Self {
+        NodeError::Join { addr: e.addr, message: e.message }
+    }
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// Its shared state.
+    pub node: Node,
+    /// Stops its HTTP server.
+    pub server: ServerHandle,
+}
+
+/// Starts a node from `cfg` on the current actix system: binds, serves, and joins the
+/// cluster at `cfg.join` (retrying with backoff for up to 30 s while it is unreachable) or
+/// becomes its coordinator.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+    let key = match &cfg.cluster_key_file {
+        Some(f) => Some(ClusterKey::from_file(f).map_err(|e| NodeError::Config(e.to_string()))?),
+        None => None,
+    };
+    start_with_key(cfg, key).await
+}
+
+/// As [`start`], with the cluster key given rather than read from `cfg.cluster_key_file`.
+pub async fn start_with_key(cfg: NodeConfig, key: Option<ClusterKey>) -> Result<RunningNode, NodeError> {
+    start_with(cfg, key, None).await
+}
+
+/// As [`start_with_key`], routing requests with a user's own strategy: an actor that
+/// answers [`PickRoute`].
+pub async fn start_with(
+    cfg: NodeConfig,
+    key: Option<ClusterKey>,
+    balancer: Option<actix::Recipient<PickRoute>>,
+) -> Result<RunningNode, NodeError> {
+    cfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+    let device = match &cfg.device {
+        Some(d) => crate::model::device_by_name(d).map_err(NodeError::Config)?,
+        None => crate::model::default_device(),
+    };
+    let listener =
+        TcpListener::bind(&cfg.listen).map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
+    let bound = listener.local_addr().map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
+    let tls = match &cfg.tls {
+        Some(files) => Some(files.load().map_err(|e| NodeError::Config(e.to_string()))?),
+        None => None,
+    };
+    let node = Node::new(cfg.clone(), bound.to_string(), key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
+    if let Some(b) = balancer {
+        let _ = node.balancers.custom.set(b);
+    }
+    let n = node.clone();
+    let actor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor::new(n.clone()));
+    let _ = node.loader.set(actor.recipient());
+    // The first node of a cluster coordinates it; every node can take over or step down.
+    let first = cfg.join.is_none().then(|| node_info(&node));
+    Failover::start_for(&node, first);
+    if cfg.join.is_none() {
+        node.joined.store(true, std::sync::atomic::Ordering::Release);
+    }
+    let server = crate::api::serve(node.clone(), listener, tls.map(|t| t.server))
+        .map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(node = %node.id, addr = %node.addr, coordinator = node.is_coordinator(), "node started");
+    if let Some(seed) = &cfg.join {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match join(&node, seed).await {
+                Ok(view) => {
+                    tracing::info!(coordinator = %view.coordinator, members = view.nodes.len(), "joined");
+                    break;
+                }
+                Err(JoinError { message, .. })
+                    if message.contains("refused the cluster key") || message.contains("already used") =>
+                {
+                    handle.stop(false).await;
+                    return Err(NodeError::Join { addr: seed.clone(), message });
+                }
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    handle.stop(false).await;
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "join failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        HeartbeatSender::start_for(&node);
+    }
+    Ok(RunningNode { node, server: handle })
+}
