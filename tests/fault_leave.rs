@@ -1,0 +1,63 @@
+//! Graceful leave across real processes: a node sent SIGTERM under 8 clients hands its
+//! replicas off, drains and exits 0 with no failed request, and every shard keeps its
+//! replication on the members left.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use common::nodes::*;
+
+#[test]
+fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
+    let mut cluster = Cluster::start("leave", 3, |_| String::new());
+    let mut leaver = cluster.nodes.remove(2);
+    let client = cluster.client(0);
+    let model = fixture("gpt2_tiny");
+    block_on(async {
+        serve_model(&client, 3, "m", &model, "pipeline:3", 2).await;
+        let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+        let load_clients = (0..8).map(|_| {
+            let (client, stop) = (client.clone(), stop.clone());
+            async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.get() {
+                    match client.infer("m", &request(&[464, 968, 758], None)).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            }
+        });
+        let leaving = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            signal(&leaver, "-TERM");
+            let start = Instant::now();
+            let status = loop {
+                if let Some(s) = leaver.child.try_wait().unwrap() {
+                    break s;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "the node did not leave");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            eprintln!("left {:?} after SIGTERM", start.elapsed());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            status
+        };
+        let (results, status) = futures_util::join!(futures_util::future::join_all(load_clients), leaving);
+        assert!(status.success(), "{status}");
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+        let served: usize = results.iter().map(|r| r.0).sum();
+        assert!(failed.is_empty(), "{} of {} failed: {failed:?}", failed.len(), served + failed.len());
+        // Two members left, each shard still with two replicas on them.
+        let c = client.cluster().await.unwrap();
+        assert_eq!(c["nodes"].as_array().unwrap().len(), 2, "{c}");
+        let s = client.model("m").await.unwrap();
+        for shard in 0..s.plan.shards.len() {
+            assert_eq!(s.progress.iter().filter(|p| p.shard == shard && p.done).count(), 2, "{:?}", s.progress);
+        }
+    });
+}
