@@ -18,6 +18,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod exec;
+pub mod generate;
 pub mod manager;
 pub mod model;
 pub mod plan;

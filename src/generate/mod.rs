@@ -1,0 +1,17 @@
+//! Text generation as plain logic, no actors: a model's tokenizer and special tokens
+//! ([`tokenizer`]), the sampler, seeded per request ([`sampler`]), text released token by
+//! token without splitting a character ([`text_stream`]), and one generation's state and stop
+//! conditions ([`sequence`]). The node that takes a request holds its [`Sequence`]; the stages
+//! only compute logits.
+
+pub mod error;
+pub mod sampler;
+pub mod sequence;
+pub mod text_stream;
+pub mod tokenizer;
+
+pub use error::GenerateError;
+pub use sampler::{Sampler, SamplingParams};
+pub use sequence::{FinishReason, GenerationParams, Sequence, Step};
+pub use text_stream::TextStream;
+pub use tokenizer::TextTokenizer;
