@@ -10,7 +10,7 @@ use actix::{Actor, ActorFutureExt, Arbiter, AsyncContext, Context, Supervisor};
 
 use mlmf_actors::peer::PeerError;
 
-use crate::cluster::coordinator::succession::successor;
+use crate::cluster::coordinator::succession::{Succession, after_silence, successor};
 use crate::cluster::joining::join;
 use crate::cluster::node::{Node, RoleChange};
 use crate::cluster::wire::Heartbeat;
@@ -140,14 +140,14 @@ impl HeartbeatSender {
                     if me.silent >= 3 && me.last_ok.elapsed() > limit && me.node.view().coordinator == view.coordinator
                     {
                         tracing::warn!(coordinator = %target, silent = ?me.last_ok.elapsed(), "the coordinator is gone");
-                        me.dead.push(target.clone());
                         me.last_ok = Instant::now();
                         me.silent = 0;
-                        let next = successor(&view, &me.dead);
-                        if next.as_deref() == Some(me.node.id.as_str()) {
-                            me.node.role.change(RoleChange::TakeOver { view: (*view).clone(), dead: me.dead.clone() });
-                        } else {
-                            tracing::warn!(successor = ?next, "following the successor");
+                        match after_silence(&view, &mut me.dead, &target, &me.node.id) {
+                            Succession::TakeOver => me
+                                .node
+                                .role
+                                .change(RoleChange::TakeOver { view: (*view).clone(), dead: me.dead.clone() }),
+                            Succession::Follow(next) => tracing::warn!(successor = ?next, "following the successor"),
                         }
                     }
                 }
