@@ -5,12 +5,14 @@ use burn::tensor::{Device, Tensor};
 
 use super::checkpoint::{Checkpoint, MappedCheckpoint};
 use super::config::{Act, ModelConfig};
+use super::context::ForwardContext;
 use super::error::LoadError;
+use super::input::ModelInput;
 use super::layout::NamedShape;
 use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
-use super::stage::{
-    Embeddings, ForwardContext, Head, HeadOutput, ModelInput, StageParts, StageSpec, TensorSlice, TransformerBlock,
-};
+use super::parts::{Embeddings, Head, HeadOutput, TransformerBlock};
+use super::spec::{StageSpec, TensorSlice};
+use super::stage::StageParts;
 use super::weights::WeightReader;
 
 /// `bert.` for task-model checkpoints (`BertForMaskedLM`, ...), empty for `BertModel`.
