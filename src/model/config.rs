@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::config_json::ConfigJson;
 use super::error::LoadError;
 
 /// The config file is read whole; anything larger than this is not a config.
@@ -56,7 +57,8 @@ pub enum Act {
 }
 
 impl Act {
-    fn parse(name: &str) -> Option<Act> {
+    /// The activation of a `transformers` name (`hidden_act`, `activation_function`).
+    pub(crate) fn parse(name: &str) -> Option<Act> {
         Some(match name {
             "gelu" | "gelu_python" => Act::GeluExact,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Act::GeluTanh,
@@ -161,12 +163,12 @@ impl ModelConfig {
     /// Builds a config from parsed JSON; `path` only names the file in errors.
     pub fn from_json(value: &Value, path: &Path) -> Result<ModelConfig, LoadError> {
         let obj = value.as_object().ok_or_else(|| cfg_err(path, "the top level is not a JSON object".into()))?;
-        let r = Reader { obj, path };
+        let json = ConfigJson::new(obj, path);
         let arch = detect_arch(obj, path)?;
         let cfg = match arch {
-            Architecture::Gpt2 => r.gpt2()?,
-            Architecture::Llama => r.llama()?,
-            Architecture::Bert => r.bert()?,
+            Architecture::Gpt2 => read_gpt2(&json)?,
+            Architecture::Llama => read_llama(&json)?,
+            Architecture::Bert => read_bert(&json)?,
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -232,7 +234,7 @@ impl ModelConfig {
 }
 
 fn cfg_err(path: &Path, message: String) -> LoadError {
-    LoadError::Config { path: path.to_path_buf(), message }
+    LoadError::config(path, message)
 }
 
 fn detect_arch(obj: &Map<String, Value>, path: &Path) -> Result<Architecture, LoadError> {
@@ -263,196 +265,134 @@ fn detect_arch(obj: &Map<String, Value>, path: &Path) -> Result<Architecture, Lo
     }
 }
 
-/// Typed access to the JSON object, with errors naming the key and the file.
-struct Reader<'a> {
-    obj: &'a Map<String, Value>,
-    path: &'a Path,
+fn read_gpt2(json: &ConfigJson) -> Result<ModelConfig, LoadError> {
+    let hidden = json.usize(&["n_embd", "hidden_size"])?;
+    let heads = json.usize(&["n_head", "num_attention_heads"])?;
+    let inner = json.usize_opt(&["n_inner", "intermediate_size"])?.unwrap_or(4 * hidden);
+    Ok(ModelConfig {
+        arch: Architecture::Gpt2,
+        vocab_size: json.usize(&["vocab_size"])?,
+        hidden_size: hidden,
+        num_layers: json.usize(&["n_layer", "num_hidden_layers"])?,
+        num_heads: heads,
+        num_kv_heads: heads,
+        head_dim: hidden.checked_div(heads).unwrap_or(0),
+        intermediate_size: inner,
+        max_positions: json.usize(&["n_positions", "max_position_embeddings"])?,
+        norm_eps: json.f64_or(&["layer_norm_epsilon", "layer_norm_eps"], 1e-5)?,
+        act: json.act(&["activation_function", "hidden_act"], Act::GeluTanh)?,
+        tie_word_embeddings: json.bool_or(&["tie_word_embeddings"], true)?,
+        scale_attn_weights: json.bool_or(&["scale_attn_weights"], true)?,
+        scale_attn_by_inverse_layer_idx: json.bool_or(&["scale_attn_by_inverse_layer_idx"], false)?,
+        rope: None,
+        attention_bias: true,
+        mlp_bias: true,
+        type_vocab_size: 0,
+    })
 }
 
-impl Reader<'_> {
-    /// The first present, non-null key of `keys`.
-    fn find<'k>(&self, keys: &[&'k str]) -> Option<(&'k str, &Value)> {
-        keys.iter().find_map(|k| match self.obj.get(*k) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some((*k, v)),
-        })
-    }
+fn read_llama(json: &ConfigJson) -> Result<ModelConfig, LoadError> {
+    let hidden = json.usize(&["hidden_size"])?;
+    let heads = json.usize(&["num_attention_heads"])?;
+    let kv = json.usize_opt(&["num_key_value_heads"])?.unwrap_or(heads);
+    let head_dim = match json.usize_opt(&["head_dim"])? {
+        Some(d) => d,
+        None if heads > 0 => hidden / heads,
+        None => 0,
+    };
+    Ok(ModelConfig {
+        arch: Architecture::Llama,
+        vocab_size: json.usize(&["vocab_size"])?,
+        hidden_size: hidden,
+        num_layers: json.usize(&["num_hidden_layers"])?,
+        num_heads: heads,
+        num_kv_heads: kv,
+        head_dim,
+        intermediate_size: json.usize(&["intermediate_size"])?,
+        max_positions: json.usize_opt(&["max_position_embeddings"])?.unwrap_or(2048),
+        norm_eps: json.f64_or(&["rms_norm_eps"], 1e-6)?,
+        act: json.act(&["hidden_act"], Act::Silu)?,
+        tie_word_embeddings: json.bool_or(&["tie_word_embeddings"], false)?,
+        scale_attn_weights: true,
+        scale_attn_by_inverse_layer_idx: false,
+        rope: Some(read_rope(json)?),
+        attention_bias: json.bool_or(&["attention_bias"], false)?,
+        mlp_bias: json.bool_or(&["mlp_bias"], false)?,
+        type_vocab_size: 0,
+    })
+}
 
-    fn usize_opt(&self, keys: &[&str]) -> Result<Option<usize>, LoadError> {
-        match self.find(keys) {
-            None => Ok(None),
-            Some((k, v)) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| cfg_err(self.path, format!("{k} must be a non-negative integer, found {v}"))),
-        }
-    }
-
-    fn usize(&self, keys: &[&str]) -> Result<usize, LoadError> {
-        self.usize_opt(keys)?.ok_or_else(|| cfg_err(self.path, format!("missing key {}", keys.join(" or "))))
-    }
-
-    fn f64_or(&self, keys: &[&str], default: f64) -> Result<f64, LoadError> {
-        match self.find(keys) {
-            None => Ok(default),
-            Some((k, v)) => v.as_f64().ok_or_else(|| cfg_err(self.path, format!("{k} must be a number, found {v}"))),
-        }
-    }
-
-    fn bool_or(&self, keys: &[&str], default: bool) -> Result<bool, LoadError> {
-        match self.find(keys) {
-            None => Ok(default),
-            Some((k, v)) => {
-                v.as_bool().ok_or_else(|| cfg_err(self.path, format!("{k} must be true or false, found {v}")))
+/// RoPE parameters: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
+fn read_rope(json: &ConfigJson) -> Result<RopeConfig, LoadError> {
+    let params = json.find(&["rope_parameters", "rope_scaling"]).map(|(k, v)| (k, v.as_object()));
+    let mut theta = json.f64_or(&["rope_theta"], 10000.0)?;
+    let mut scaling = RopeScaling::Default;
+    if let Some((key, obj)) = params {
+        let obj = obj.ok_or_else(|| json.error(format!("{key} must be an object")))?;
+        let sub = ConfigJson::new(obj, json.path());
+        theta = sub.f64_or(&["rope_theta"], theta)?;
+        let kind = sub
+            .find(&["rope_type", "type"])
+            .map(|(_, v)| v.as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "default".into());
+        scaling = match kind.as_str() {
+            "default" => RopeScaling::Default,
+            "linear" => RopeScaling::Linear { factor: sub.f64_or(&["factor"], 1.0)? },
+            "llama3" => RopeScaling::Llama3 {
+                factor: sub.f64_or(&["factor"], 8.0)?,
+                low_freq_factor: sub.f64_or(&["low_freq_factor"], 1.0)?,
+                high_freq_factor: sub.f64_or(&["high_freq_factor"], 4.0)?,
+                original_max_position_embeddings: sub.f64_or(&["original_max_position_embeddings"], 8192.0)?,
+            },
+            other => {
+                return Err(json.error(format!("{key}.rope_type {other:?} is not supported (default, linear, llama3)")));
             }
-        }
-    }
-
-    fn act(&self, keys: &[&str], default: Act) -> Result<Act, LoadError> {
-        match self.find(keys) {
-            None => Ok(default),
-            Some((k, v)) => v.as_str().and_then(Act::parse).ok_or_else(|| {
-                cfg_err(
-                    self.path,
-                    format!("{k} = {v} is not a supported activation (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"),
-                )
-            }),
-        }
-    }
-
-    fn gpt2(&self) -> Result<ModelConfig, LoadError> {
-        let hidden = self.usize(&["n_embd", "hidden_size"])?;
-        let heads = self.usize(&["n_head", "num_attention_heads"])?;
-        let inner = self.usize_opt(&["n_inner", "intermediate_size"])?.unwrap_or(4 * hidden);
-        Ok(ModelConfig {
-            arch: Architecture::Gpt2,
-            vocab_size: self.usize(&["vocab_size"])?,
-            hidden_size: hidden,
-            num_layers: self.usize(&["n_layer", "num_hidden_layers"])?,
-            num_heads: heads,
-            num_kv_heads: heads,
-            head_dim: hidden.checked_div(heads).unwrap_or(0),
-            intermediate_size: inner,
-            max_positions: self.usize(&["n_positions", "max_position_embeddings"])?,
-            norm_eps: self.f64_or(&["layer_norm_epsilon", "layer_norm_eps"], 1e-5)?,
-            act: self.act(&["activation_function", "hidden_act"], Act::GeluTanh)?,
-            tie_word_embeddings: self.bool_or(&["tie_word_embeddings"], true)?,
-            scale_attn_weights: self.bool_or(&["scale_attn_weights"], true)?,
-            scale_attn_by_inverse_layer_idx: self.bool_or(&["scale_attn_by_inverse_layer_idx"], false)?,
-            rope: None,
-            attention_bias: true,
-            mlp_bias: true,
-            type_vocab_size: 0,
-        })
-    }
-
-    fn llama(&self) -> Result<ModelConfig, LoadError> {
-        let hidden = self.usize(&["hidden_size"])?;
-        let heads = self.usize(&["num_attention_heads"])?;
-        let kv = self.usize_opt(&["num_key_value_heads"])?.unwrap_or(heads);
-        let head_dim = match self.usize_opt(&["head_dim"])? {
-            Some(d) => d,
-            None if heads > 0 => hidden / heads,
-            None => 0,
         };
-        Ok(ModelConfig {
-            arch: Architecture::Llama,
-            vocab_size: self.usize(&["vocab_size"])?,
-            hidden_size: hidden,
-            num_layers: self.usize(&["num_hidden_layers"])?,
-            num_heads: heads,
-            num_kv_heads: kv,
-            head_dim,
-            intermediate_size: self.usize(&["intermediate_size"])?,
-            max_positions: self.usize_opt(&["max_position_embeddings"])?.unwrap_or(2048),
-            norm_eps: self.f64_or(&["rms_norm_eps"], 1e-6)?,
-            act: self.act(&["hidden_act"], Act::Silu)?,
-            tie_word_embeddings: self.bool_or(&["tie_word_embeddings"], false)?,
-            scale_attn_weights: true,
-            scale_attn_by_inverse_layer_idx: false,
-            rope: Some(self.rope()?),
-            attention_bias: self.bool_or(&["attention_bias"], false)?,
-            mlp_bias: self.bool_or(&["mlp_bias"], false)?,
-            type_vocab_size: 0,
-        })
-    }
-
-    /// RoPE parameters: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
-    fn rope(&self) -> Result<RopeConfig, LoadError> {
-        let params = self.find(&["rope_parameters", "rope_scaling"]).map(|(k, v)| (k, v.as_object()));
-        let mut theta = self.f64_or(&["rope_theta"], 10000.0)?;
-        let mut scaling = RopeScaling::Default;
-        if let Some((key, obj)) = params {
-            let obj = obj.ok_or_else(|| cfg_err(self.path, format!("{key} must be an object")))?;
-            let sub = Reader { obj, path: self.path };
-            theta = sub.f64_or(&["rope_theta"], theta)?;
-            let kind = sub
-                .find(&["rope_type", "type"])
-                .map(|(_, v)| v.as_str().unwrap_or("?").to_string())
-                .unwrap_or_else(|| "default".into());
-            scaling = match kind.as_str() {
-                "default" => RopeScaling::Default,
-                "linear" => RopeScaling::Linear { factor: sub.f64_or(&["factor"], 1.0)? },
-                "llama3" => RopeScaling::Llama3 {
-                    factor: sub.f64_or(&["factor"], 8.0)?,
-                    low_freq_factor: sub.f64_or(&["low_freq_factor"], 1.0)?,
-                    high_freq_factor: sub.f64_or(&["high_freq_factor"], 4.0)?,
-                    original_max_position_embeddings: sub.f64_or(&["original_max_position_embeddings"], 8192.0)?,
-                },
-                other => {
-                    return Err(cfg_err(
-                        self.path,
-                        format!("{key}.rope_type {other:?} is not supported (default, linear, llama3)"),
-                    ));
-                }
-            };
-            let factor_ok = match scaling {
-                RopeScaling::Default => true,
-                RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
-                RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
-                    [factor, low_freq_factor, high_freq_factor, original_max_position_embeddings]
-                        .iter()
-                        .all(|x| x.is_finite() && *x > 0.0)
-                        && high_freq_factor != low_freq_factor
-                }
-            };
-            if !factor_ok {
-                return Err(cfg_err(self.path, format!("{key} has an invalid scaling factor")));
+        let factor_ok = match scaling {
+            RopeScaling::Default => true,
+            RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                [factor, low_freq_factor, high_freq_factor, original_max_position_embeddings]
+                    .iter()
+                    .all(|x| x.is_finite() && *x > 0.0)
+                    && high_freq_factor != low_freq_factor
             }
+        };
+        if !factor_ok {
+            return Err(json.error(format!("{key} has an invalid scaling factor")));
         }
-        Ok(RopeConfig { theta, scaling })
     }
+    Ok(RopeConfig { theta, scaling })
+}
 
-    fn bert(&self) -> Result<ModelConfig, LoadError> {
-        let hidden = self.usize(&["hidden_size"])?;
-        let heads = self.usize(&["num_attention_heads"])?;
-        if let Some((k, v)) = self.find(&["position_embedding_type"])
-            && v.as_str() != Some("absolute")
-        {
-            return Err(cfg_err(self.path, format!("{k} = {v} is not supported (only \"absolute\")")));
-        }
-        Ok(ModelConfig {
-            arch: Architecture::Bert,
-            vocab_size: self.usize(&["vocab_size"])?,
-            hidden_size: hidden,
-            num_layers: self.usize(&["num_hidden_layers"])?,
-            num_heads: heads,
-            num_kv_heads: heads,
-            head_dim: hidden.checked_div(heads).unwrap_or(0),
-            intermediate_size: self.usize(&["intermediate_size"])?,
-            max_positions: self.usize(&["max_position_embeddings"])?,
-            norm_eps: self.f64_or(&["layer_norm_eps"], 1e-12)?,
-            act: self.act(&["hidden_act"], Act::GeluExact)?,
-            tie_word_embeddings: true,
-            scale_attn_weights: true,
-            scale_attn_by_inverse_layer_idx: false,
-            rope: None,
-            attention_bias: true,
-            mlp_bias: true,
-            type_vocab_size: self.usize_opt(&["type_vocab_size"])?.unwrap_or(2),
-        })
+fn read_bert(json: &ConfigJson) -> Result<ModelConfig, LoadError> {
+    let hidden = json.usize(&["hidden_size"])?;
+    let heads = json.usize(&["num_attention_heads"])?;
+    if let Some((k, v)) = json.find(&["position_embedding_type"])
+        && v.as_str() != Some("absolute")
+    {
+        return Err(json.error(format!("{k} = {v} is not supported (only \"absolute\")")));
     }
+    Ok(ModelConfig {
+        arch: Architecture::Bert,
+        vocab_size: json.usize(&["vocab_size"])?,
+        hidden_size: hidden,
+        num_layers: json.usize(&["num_hidden_layers"])?,
+        num_heads: heads,
+        num_kv_heads: heads,
+        head_dim: hidden.checked_div(heads).unwrap_or(0),
+        intermediate_size: json.usize(&["intermediate_size"])?,
+        max_positions: json.usize(&["max_position_embeddings"])?,
+        norm_eps: json.f64_or(&["layer_norm_eps"], 1e-12)?,
+        act: json.act(&["hidden_act"], Act::GeluExact)?,
+        tie_word_embeddings: true,
+        scale_attn_weights: true,
+        scale_attn_by_inverse_layer_idx: false,
+        rope: None,
+        attention_bias: true,
+        mlp_bias: true,
+        type_vocab_size: json.usize_opt(&["type_vocab_size"])?.unwrap_or(2),
+    })
 }
 
 /// Reads `DIR/config.json`.

@@ -5,6 +5,7 @@ pub mod activation;
 mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod config_json;
 pub mod context;
 pub mod error;
 mod gpt2;
