@@ -25,12 +25,14 @@ pub enum LoadError {
         message: String,
     },
     /// The architecture named in `config.json` is not one mlmf runs.
-    #[error("{path}: unknown architecture {name:?} (supported: gpt2, llama, bert)")]
+    #[error("{path}: unknown architecture {name:?} (supported: {supported})")]
     UnknownArchitecture {
         /// The config file.
         path: PathBuf,
         /// The `model_type` or architecture name found.
         name: String,
+        /// The families mlmf runs, comma-separated (from the registry).
+        supported: String,
     },
     /// A safetensors file is malformed (header, offsets, dtypes, length).
     #[error("{path}: {message}")]

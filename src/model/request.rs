@@ -2,16 +2,17 @@
 //! per-request steps whose rules depend on the family (token types, causal attention).
 //!
 //! They are inherent methods of types defined in `input.rs` and `context.rs`, written here
-//! because the families import those files: what the rules ask of the family is answered
-//! above them.
+//! because the families import those files: asking the registry for the family from there
+//! would close an import cycle.
 
 use burn::tensor::Device;
 
-use super::config::{Architecture, ModelConfig};
+use super::config::ModelConfig;
 use super::context::{ForwardContext, Rope};
 use super::error::ForwardError;
 use super::input::ModelInput;
 use super::ops::{MASKED, tensor};
+use super::registry;
 
 impl ModelInput {
     /// Checks the input against the model, with a one-line reason on failure.
@@ -42,7 +43,7 @@ impl ModelInput {
             }
         }
         if let Some(tt) = &self.token_type_ids {
-            if cfg.arch != Architecture::Bert {
+            if !registry::family(cfg.arch).token_types() {
                 return bad(format!("token_type_ids are not used by {}", cfg.arch));
             }
             if tt.len() != self.input_ids.len() {
@@ -60,7 +61,7 @@ impl ForwardContext {
     /// Builds the mask (causal for decoders, padding from the attention mask) and RoPE tables.
     pub fn new(cfg: &ModelConfig, input: &ModelInput, device: &Device) -> ForwardContext {
         let (b, l) = (input.batch, input.seq_len);
-        let causal = cfg.arch != Architecture::Bert;
+        let causal = registry::family(cfg.arch).causal();
         let mut bias = vec![0.0f32; b * l * l];
         for bi in 0..b {
             for i in 0..l {

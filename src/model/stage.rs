@@ -1,12 +1,16 @@
 //! A stage: the part of a model one shard computes. Any of embeddings, a contiguous range of
 //! blocks, and the head, optionally restricted to one tensor-parallel slice of every block.
+//!
+//! [`Stage::load`] is the one loader for every family: it asks the registry for the family of
+//! the config and lets it load each part the spec names.
 
 use burn::tensor::{Device, Tensor};
 
 use super::checkpoint::MappedCheckpoint;
-use super::config::{Architecture, ModelConfig};
+use super::config::ModelConfig;
 use super::error::{ForwardError, LoadError};
-use super::{bert, gpt2, llama};
+use super::registry;
+use super::weights::WeightReader;
 
 // The stage's vocabulary, defined in files of its own so that the families can import it
 // without importing the stage loader; re-exported here under the paths it always had.
@@ -50,19 +54,13 @@ impl Stage {
         let ckpt = mapped.checkpoint();
         let cfg = &ckpt.config;
         spec.validate(cfg)?;
-        let parts = match cfg.arch {
-            Architecture::Gpt2 => gpt2::load(mapped, spec, device)?,
-            Architecture::Llama => llama::load(mapped, spec, device)?,
-            Architecture::Bert => bert::load(mapped, spec, device)?,
-        };
-        Ok(Stage {
-            spec: spec.clone(),
-            config: cfg.clone(),
-            device: device.clone(),
-            embeddings: parts.embeddings,
-            blocks: parts.blocks,
-            head: parts.head,
-        })
+        let family = registry::family(cfg.arch);
+        let r = WeightReader { mapped, prefix: family.prefix(ckpt).to_string(), device };
+        let embeddings = if spec.embeddings { Some(family.load_embeddings(&r, cfg)?) } else { None };
+        let blocks =
+            spec.layers.clone().map(|i| family.load_block(&r, cfg, i, spec.slice)).collect::<Result<_, _>>()?;
+        let head = if spec.head { Some(family.load_head(&r, cfg)?) } else { None };
+        Ok(Stage { spec: spec.clone(), config: cfg.clone(), device: device.clone(), embeddings, blocks, head })
     }
 
     /// Embeds a validated input.
@@ -118,11 +116,4 @@ impl Stage {
         let x = self.run_blocks(x, &ctx, trace)?;
         self.head(x)
     }
-}
-
-/// What an architecture's loader returns for a stage.
-pub(crate) struct StageParts {
-    pub embeddings: Option<Box<dyn Embeddings>>,
-    pub blocks: Vec<Box<dyn TransformerBlock>>,
-    pub head: Option<Box<dyn Head>>,
 }
