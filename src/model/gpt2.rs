@@ -7,13 +7,17 @@ use super::checkpoint::Checkpoint;
 use super::config::{Act, Architecture, ModelConfig};
 use super::config_json::ConfigJson;
 use super::context::ForwardContext;
+use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
 use super::error::LoadError;
 use super::family::{Family, NamedShape};
 use super::input::ModelInput;
 use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
-use super::parts::{Embeddings, Head, HeadOutput, TransformerBlock};
+use super::parts::{Embeddings, Head, TransformerBlock};
 use super::spec::TensorSlice;
 use super::weights::WeightReader;
+
+/// The token embedding, which a tied LM head reuses.
+const WTE: &str = "wte.weight";
 
 /// GPT-2: `model_type` `gpt2`, classes `GPT2LMHeadModel`, `GPT2Model`, ...
 pub(crate) struct Gpt2;
@@ -85,7 +89,7 @@ impl Family for Gpt2 {
 
     fn embedding_tensors(&self, cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
         vec![
-            (format!("{p}wte.weight"), vec![cfg.vocab_size, cfg.hidden_size]),
+            (format!("{p}{WTE}"), vec![cfg.vocab_size, cfg.hidden_size]),
             (format!("{p}wpe.weight"), vec![cfg.max_positions, cfg.hidden_size]),
         ]
     }
@@ -113,14 +117,13 @@ impl Family for Gpt2 {
     fn head_tensors(&self, ckpt: &Checkpoint, p: &str) -> Vec<NamedShape> {
         let cfg = &ckpt.config;
         let h = cfg.hidden_size;
-        let lm = if cfg.tie_word_embeddings { format!("{p}wte.weight") } else { "lm_head.weight".to_string() };
-        vec![(format!("{p}ln_f.weight"), vec![h]), (format!("{p}ln_f.bias"), vec![h]), (lm, vec![cfg.vocab_size, h])]
+        vec![(format!("{p}ln_f.weight"), vec![h]), (format!("{p}ln_f.bias"), vec![h]), lm_head_tensor(cfg, p, WTE)]
     }
 
     fn load_embeddings(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Embeddings>, LoadError> {
         let (h, v) = (cfg.hidden_size, cfg.vocab_size);
         Ok(Box::new(Gpt2Embeddings {
-            wte: r.matrix("wte.weight", [v, h])?,
+            wte: r.matrix(WTE, [v, h])?,
             wpe: r.matrix("wpe.weight", [cfg.max_positions, h])?,
         }))
     }
@@ -136,17 +139,9 @@ impl Family for Gpt2 {
     }
 
     fn load_head(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Head>, LoadError> {
-        let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-        let lm = if cfg.tie_word_embeddings {
-            r.matrix_t("wte.weight", [v, h])?
-        } else {
-            WeightReader { mapped: r.mapped, prefix: String::new(), device: r.device }
-                .matrix_t("lm_head.weight", [v, h])?
-        };
-        Ok(Box::new(Gpt2Head {
-            ln_f: r.layer_norm("ln_f", h, cfg.norm_eps)?,
-            lm_head: Linear { weight: lm, bias: None },
-        }))
+        let lm_head = load_lm_head(r, cfg, WTE)?;
+        let norm = r.layer_norm("ln_f", cfg.hidden_size, cfg.norm_eps)?;
+        Ok(Box::new(DecoderHead { norm, lm_head }))
     }
 }
 
@@ -199,19 +194,6 @@ impl TransformerBlock for Gpt2Block {
 
     fn mlp_combine(&self, h: Tensor<3>, sum: Tensor<3>) -> Tensor<3> {
         h + sum
-    }
-}
-
-struct Gpt2Head {
-    ln_f: LayerNorm,
-    lm_head: Linear,
-}
-
-impl Head for Gpt2Head {
-    fn forward(&self, x: Tensor<3>) -> HeadOutput {
-        let last = self.ln_f.forward(x);
-        let logits = self.lm_head.forward(last.clone());
-        HeadOutput { last_hidden_state: last, logits: Some(logits), pooler_output: None }
     }
 }
 

@@ -7,13 +7,17 @@ use super::checkpoint::Checkpoint;
 use super::config::{Act, Architecture, ModelConfig, RopeConfig, RopeScaling};
 use super::config_json::ConfigJson;
 use super::context::ForwardContext;
+use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
 use super::error::LoadError;
 use super::family::{Family, NamedShape};
 use super::input::ModelInput;
 use super::ops::{Linear, RmsNorm, activate, attention, index_tensor, split_heads};
-use super::parts::{Embeddings, Head, HeadOutput, TransformerBlock};
+use super::parts::{Embeddings, Head, TransformerBlock};
 use super::spec::TensorSlice;
 use super::weights::WeightReader;
+
+/// The token embedding, which a tied LM head reuses.
+const EMBED_TOKENS: &str = "embed_tokens.weight";
 
 /// LLaMA: `model_type` `llama`, classes `LlamaForCausalLM`, `LlamaModel`, ...
 pub(crate) struct Llama;
@@ -94,7 +98,7 @@ impl Family for Llama {
     }
 
     fn embedding_tensors(&self, cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
-        vec![(format!("{p}embed_tokens.weight"), vec![cfg.vocab_size, cfg.hidden_size])]
+        vec![(format!("{p}{EMBED_TOKENS}"), vec![cfg.vocab_size, cfg.hidden_size])]
     }
 
     fn block_tensors(&self, cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
@@ -128,13 +132,12 @@ impl Family for Llama {
     /// The final norm and the LM matrix, which is `embed_tokens` when tied.
     fn head_tensors(&self, ckpt: &Checkpoint, p: &str) -> Vec<NamedShape> {
         let cfg = &ckpt.config;
-        let lm = if cfg.tie_word_embeddings { format!("{p}embed_tokens.weight") } else { "lm_head.weight".to_string() };
-        vec![(format!("{p}norm.weight"), vec![cfg.hidden_size]), (lm, vec![cfg.vocab_size, cfg.hidden_size])]
+        vec![(format!("{p}norm.weight"), vec![cfg.hidden_size]), lm_head_tensor(cfg, p, EMBED_TOKENS)]
     }
 
     fn load_embeddings(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Embeddings>, LoadError> {
         let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-        Ok(Box::new(LlamaEmbeddings { table: r.matrix("embed_tokens.weight", [v, h])? }))
+        Ok(Box::new(LlamaEmbeddings { table: r.matrix(EMBED_TOKENS, [v, h])? }))
     }
 
     fn load_block(
@@ -148,17 +151,9 @@ impl Family for Llama {
     }
 
     fn load_head(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Head>, LoadError> {
-        let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-        let lm = if cfg.tie_word_embeddings {
-            r.matrix_t("embed_tokens.weight", [v, h])?
-        } else {
-            WeightReader { mapped: r.mapped, prefix: String::new(), device: r.device }
-                .matrix_t("lm_head.weight", [v, h])?
-        };
-        Ok(Box::new(LlamaHead {
-            norm: RmsNorm { weight: r.vector("norm.weight", h)?, eps: cfg.norm_eps },
-            lm_head: Linear { weight: lm, bias: None },
-        }))
+        let lm_head = load_lm_head(r, cfg, EMBED_TOKENS)?;
+        let norm = RmsNorm { weight: r.vector("norm.weight", cfg.hidden_size)?, eps: cfg.norm_eps };
+        Ok(Box::new(DecoderHead { norm, lm_head }))
     }
 }
 
@@ -260,19 +255,6 @@ impl TransformerBlock for LlamaBlock {
 
     fn mlp_combine(&self, h: Tensor<3>, sum: Tensor<3>) -> Tensor<3> {
         h + sum
-    }
-}
-
-struct LlamaHead {
-    norm: RmsNorm,
-    lm_head: Linear,
-}
-
-impl Head for LlamaHead {
-    fn forward(&self, x: Tensor<3>) -> HeadOutput {
-        let last = self.norm.forward(x);
-        let logits = self.lm_head.forward(last.clone());
-        HeadOutput { last_hidden_state: last, logits: Some(logits), pooler_output: None }
     }
 }
 

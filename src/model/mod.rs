@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod config_json;
 pub mod context;
+mod decoder_head;
 pub mod error;
 pub mod family;
 mod gpt2;
