@@ -85,11 +85,7 @@ pub fn inspect(a: InspectArgs) -> Result<(), String> {
     println!(
         "parameters   {}{}",
         layout.total_params(),
-        if c.tie_word_embeddings && c.arch != crate::model::Architecture::Bert {
-            " (LM head tied to embeddings)"
-        } else {
-            ""
-        }
+        if layout.lm_head_tied() { " (LM head tied to embeddings)" } else { "" }
     );
     println!();
     println!("{:<12} {:>12} {:>12}", "part", "params", "bytes");

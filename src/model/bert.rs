@@ -3,71 +3,173 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::checkpoint::{Checkpoint, MappedCheckpoint};
-use super::config::{Act, ModelConfig};
+use super::checkpoint::Checkpoint;
+use super::config::{Act, Architecture, ModelConfig};
+use super::config_json::ConfigJson;
+use super::context::ForwardContext;
 use super::error::LoadError;
-use super::layout::NamedShape;
+use super::family::{Family, NamedShape};
+use super::input::ModelInput;
 use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
-use super::stage::{
-    Embeddings, ForwardContext, Head, HeadOutput, ModelInput, StageParts, StageSpec, TensorSlice, TransformerBlock,
-};
+use super::parts::{Embeddings, Head, HeadOutput, TransformerBlock};
+use super::spec::TensorSlice;
 use super::weights::WeightReader;
 
-/// `bert.` for task-model checkpoints (`BertForMaskedLM`, ...), empty for `BertModel`.
-pub(crate) fn prefix(ckpt: &Checkpoint) -> &'static str {
-    if ckpt.tensors.contains_key("bert.embeddings.word_embeddings.weight")
-        || ckpt.tensors.contains_key("bert.encoder.layer.0.attention.self.query.weight")
-    {
-        "bert."
-    } else {
-        ""
+/// BERT: `model_type` `bert`, classes `BertModel`, `BertForMaskedLM`, ...
+pub(crate) struct Bert;
+
+impl Family for Bert {
+    fn arch(&self) -> Architecture {
+        Architecture::Bert
+    }
+
+    fn name(&self) -> &'static str {
+        "bert"
+    }
+
+    fn model_types(&self) -> &'static [&'static str] {
+        &["bert"]
+    }
+
+    fn architecture_prefixes(&self) -> &'static [&'static str] {
+        &["Bert"]
+    }
+
+    /// Absolute positions only; two token types unless `type_vocab_size` says otherwise.
+    fn read_config(&self, json: &ConfigJson) -> Result<ModelConfig, LoadError> {
+        let hidden = json.usize(&["hidden_size"])?;
+        let heads = json.usize(&["num_attention_heads"])?;
+        if let Some((k, v)) = json.find(&["position_embedding_type"])
+            && v.as_str() != Some("absolute")
+        {
+            return Err(json.error(format!("{k} = {v} is not supported (only \"absolute\")")));
+        }
+        Ok(ModelConfig {
+            arch: Architecture::Bert,
+            vocab_size: json.usize(&["vocab_size"])?,
+            hidden_size: hidden,
+            num_layers: json.usize(&["num_hidden_layers"])?,
+            num_heads: heads,
+            num_kv_heads: heads,
+            head_dim: hidden.checked_div(heads).unwrap_or(0),
+            intermediate_size: json.usize(&["intermediate_size"])?,
+            max_positions: json.usize(&["max_position_embeddings"])?,
+            norm_eps: json.f64_or(&["layer_norm_eps"], 1e-12)?,
+            act: json.act(&["hidden_act"], Act::GeluExact)?,
+            tie_word_embeddings: true,
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+            rope: None,
+            attention_bias: true,
+            mlp_bias: true,
+            type_vocab_size: json.usize_opt(&["type_vocab_size"])?.unwrap_or(2),
+        })
+    }
+
+    fn heads_divide_hidden(&self) -> bool {
+        true
+    }
+
+    fn token_types(&self) -> bool {
+        true
+    }
+
+    fn causal(&self) -> bool {
+        false
+    }
+
+    /// BERT's head is the pooler: no LM matrix (an MLM head, tied or not, is not loaded).
+    fn lm_head_tied(&self, _cfg: &ModelConfig) -> bool {
+        false
+    }
+
+    /// `bert.` for task-model checkpoints (`BertForMaskedLM`, ...), empty for `BertModel`.
+    fn prefix(&self, ckpt: &Checkpoint) -> &'static str {
+        if ckpt.tensors.contains_key("bert.embeddings.word_embeddings.weight")
+            || ckpt.tensors.contains_key("bert.encoder.layer.0.attention.self.query.weight")
+        {
+            "bert."
+        } else {
+            ""
+        }
+    }
+
+    fn embedding_tensors(&self, cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
+        let h = cfg.hidden_size;
+        vec![
+            (format!("{p}embeddings.word_embeddings.weight"), vec![cfg.vocab_size, h]),
+            (format!("{p}embeddings.position_embeddings.weight"), vec![cfg.max_positions, h]),
+            (format!("{p}embeddings.token_type_embeddings.weight"), vec![cfg.type_vocab_size, h]),
+            (format!("{p}embeddings.LayerNorm.weight"), vec![h]),
+            (format!("{p}embeddings.LayerNorm.bias"), vec![h]),
+        ]
+    }
+
+    fn block_tensors(&self, cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
+        let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
+        let b = format!("{p}encoder.layer.{i}.");
+        let mut t = Vec::new();
+        for (name, shape) in [
+            ("attention.self.query", [h, h]),
+            ("attention.self.key", [h, h]),
+            ("attention.self.value", [h, h]),
+            ("attention.output.dense", [h, h]),
+            ("intermediate.dense", [m, h]),
+            ("output.dense", [h, m]),
+        ] {
+            t.push((format!("{b}{name}.weight"), shape.to_vec()));
+            t.push((format!("{b}{name}.bias"), vec![shape[0]]));
+        }
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            t.push((format!("{b}{ln}.weight"), vec![h]));
+            t.push((format!("{b}{ln}.bias"), vec![h]));
+        }
+        t
+    }
+
+    /// The pooler's dense layer, when the checkpoint has one; else nothing.
+    fn head_tensors(&self, ckpt: &Checkpoint, p: &str) -> Vec<NamedShape> {
+        let h = ckpt.config.hidden_size;
+        if !has_pooler(ckpt) {
+            return Vec::new();
+        }
+        vec![(format!("{p}pooler.dense.weight"), vec![h, h]), (format!("{p}pooler.dense.bias"), vec![h])]
+    }
+
+    fn load_embeddings(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Embeddings>, LoadError> {
+        let h = cfg.hidden_size;
+        Ok(Box::new(BertEmbeddings {
+            word: r.matrix("embeddings.word_embeddings.weight", [cfg.vocab_size, h])?,
+            position: r.matrix("embeddings.position_embeddings.weight", [cfg.max_positions, h])?,
+            token_type: r.matrix("embeddings.token_type_embeddings.weight", [cfg.type_vocab_size, h])?,
+            norm: r.layer_norm("embeddings.LayerNorm", h, cfg.norm_eps)?,
+        }))
+    }
+
+    fn load_block(
+        &self,
+        r: &WeightReader,
+        cfg: &ModelConfig,
+        i: usize,
+        slice: TensorSlice,
+    ) -> Result<Box<dyn TransformerBlock>, LoadError> {
+        Ok(Box::new(load_block(r, cfg, i, slice)?))
+    }
+
+    fn load_head(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Head>, LoadError> {
+        let h = cfg.hidden_size;
+        let pooler = if has_pooler(r.mapped.checkpoint()) {
+            Some(r.linear_out_in("pooler.dense", [h, h], &[0..h], &[0..h], true)?)
+        } else {
+            None
+        };
+        Ok(Box::new(BertHead { pooler }))
     }
 }
 
 /// Whether the checkpoint has a pooler.
-pub(crate) fn has_pooler(ckpt: &Checkpoint) -> bool {
-    ckpt.tensors.contains_key(&format!("{}pooler.dense.weight", prefix(ckpt)))
-}
-
-pub(crate) fn embedding_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
-    let h = cfg.hidden_size;
-    vec![
-        (format!("{p}embeddings.word_embeddings.weight"), vec![cfg.vocab_size, h]),
-        (format!("{p}embeddings.position_embeddings.weight"), vec![cfg.max_positions, h]),
-        (format!("{p}embeddings.token_type_embeddings.weight"), vec![cfg.type_vocab_size, h]),
-        (format!("{p}embeddings.LayerNorm.weight"), vec![h]),
-        (format!("{p}embeddings.LayerNorm.bias"), vec![h]),
-    ]
-}
-
-pub(crate) fn layer_tensors(cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
-    let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
-    let b = format!("{p}encoder.layer.{i}.");
-    let mut t = Vec::new();
-    for (name, shape) in [
-        ("attention.self.query", [h, h]),
-        ("attention.self.key", [h, h]),
-        ("attention.self.value", [h, h]),
-        ("attention.output.dense", [h, h]),
-        ("intermediate.dense", [m, h]),
-        ("output.dense", [h, m]),
-    ] {
-        t.push((format!("{b}{name}.weight"), shape.to_vec()));
-        t.push((format!("{b}{name}.bias"), vec![shape[0]]));
-    }
-    for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
-        t.push((format!("{b}{ln}.weight"), vec![h]));
-        t.push((format!("{b}{ln}.bias"), vec![h]));
-    }
-    t
-}
-
-pub(crate) fn head_tensors(cfg: &ModelConfig, p: &str, pooler: bool) -> Vec<NamedShape> {
-    let h = cfg.hidden_size;
-    if !pooler {
-        return Vec::new();
-    }
-    vec![(format!("{p}pooler.dense.weight"), vec![h, h]), (format!("{p}pooler.dense.bias"), vec![h])]
+fn has_pooler(ckpt: &Checkpoint) -> bool {
+    ckpt.tensors.contains_key(&format!("{}pooler.dense.weight", Bert.prefix(ckpt)))
 }
 
 struct BertEmbeddings {
@@ -171,37 +273,4 @@ fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> 
         head_dim: d,
         act: cfg.act,
     })
-}
-
-pub(crate) fn load(mapped: &MappedCheckpoint, spec: &StageSpec, device: &Device) -> Result<StageParts, LoadError> {
-    let ckpt = mapped.checkpoint();
-    let cfg = &ckpt.config;
-    let r = WeightReader { mapped, prefix: prefix(ckpt).to_string(), device };
-    let h = cfg.hidden_size;
-    let embeddings: Option<Box<dyn Embeddings>> = if spec.embeddings {
-        Some(Box::new(BertEmbeddings {
-            word: r.matrix("embeddings.word_embeddings.weight", [cfg.vocab_size, h])?,
-            position: r.matrix("embeddings.position_embeddings.weight", [cfg.max_positions, h])?,
-            token_type: r.matrix("embeddings.token_type_embeddings.weight", [cfg.type_vocab_size, h])?,
-            norm: r.layer_norm("embeddings.LayerNorm", h, cfg.norm_eps)?,
-        }))
-    } else {
-        None
-    };
-    let blocks = spec
-        .layers
-        .clone()
-        .map(|i| load_block(&r, cfg, i, spec.slice).map(|b| Box::new(b) as Box<dyn TransformerBlock>))
-        .collect::<Result<Vec<_>, _>>()?;
-    let head: Option<Box<dyn Head>> = if spec.head {
-        let pooler = if has_pooler(ckpt) {
-            Some(r.linear_out_in("pooler.dense", [h, h], &[0..h], &[0..h], true)?)
-        } else {
-            None
-        };
-        Some(Box::new(BertHead { pooler }))
-    } else {
-        None
-    };
-    Ok(StageParts { embeddings, blocks, head })
 }

@@ -1,10 +1,11 @@
 //! A checkpoint directory: `config.json` plus `model.safetensors` or a sharded set of
 //! `*.safetensors` listed by `model.safetensors.index.json`.
 //!
-//! [`Checkpoint::open`] reads only the config and the safetensors headers (a few bytes per
-//! tensor), validating every length and offset against the file before anything is
-//! allocated. [`Checkpoint::map`] then memory-maps the files so that a stage materialises
-//! only the tensors (or the slices of tensors) it holds.
+//! [`Checkpoint::open`] (in `open.rs`: it detects the family of the config) reads only the
+//! config and the safetensors headers (a few bytes per tensor), validating every length and
+//! offset against the file before anything is allocated. [`Checkpoint::map`] then
+//! memory-maps the files so that a stage materialises only the tensors (or the slices of
+//! tensors) it holds.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,7 +18,7 @@ use memmap2::Mmap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::config::{ModelConfig, read_config};
+use super::config::ModelConfig;
 use super::error::LoadError;
 
 /// Largest safetensors header accepted (the safetensors crate uses the same bound).
@@ -131,16 +132,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Reads `DIR/config.json` and the headers of every safetensors file.
-    ///
-    /// ```
-    /// let ckpt = mlmf::model::Checkpoint::open("tests/fixtures/gpt2_tiny".as_ref()).unwrap();
-    /// for t in ckpt.tensors.values() {
-    ///     println!("{} {:?} {} {} B", t.name, t.shape, t.dtype.name(), t.bytes);
-    /// }
-    /// ```
-    pub fn open(dir: &Path) -> Result<Checkpoint, LoadError> {
-        let (_, config) = read_config(dir)?;
+    /// Reads the headers of every safetensors file of `dir`, whose config has been read
+    /// ([`Checkpoint::open`], in `open.rs`, reads the config first, then calls this).
+    pub(crate) fn read_headers(dir: &Path, config: ModelConfig) -> Result<Checkpoint, LoadError> {
         let files = weight_files(dir)?;
         let mut tensors = BTreeMap::new();
         let mut weight_files = Vec::new();

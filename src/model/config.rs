@@ -1,18 +1,17 @@
-//! `config.json` of a HuggingFace checkpoint, read into one validated [`ModelConfig`].
+//! The configuration of a model, the same shape for every family: [`ModelConfig`], its parts
+//! ([`Architecture`], [`Act`], [`RopeConfig`]) and its validation.
 //!
-//! Both the older and the newer `transformers` spellings are accepted: `n_embd` or
-//! `hidden_size`, `rope_theta` at the top level or inside `rope_parameters`, `rope_scaling`
-//! or `rope_parameters` for scaled RoPE, and so on.
+//! Reading one out of `config.json` is the family's (`Family::read_config`, through
+//! [`ConfigJson`](super::config_json::ConfigJson), in both the older and the newer
+//! `transformers` spellings); [`ModelConfig::from_file`], which detects the family, is in
+//! `open.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::error::LoadError;
 
-/// The config file is read whole; anything larger than this is not a config.
-const MAX_CONFIG_BYTES: u64 = 4 << 20;
 /// Bounds on sizes, so that a hostile config cannot make us allocate without limit
 /// (the RoPE tables, the attention masks) before a single weight is checked.
 const MAX_DIM: usize = 1 << 20;
@@ -20,7 +19,8 @@ const MAX_LAYERS: usize = 4096;
 const MAX_POSITIONS: usize = 1 << 20;
 const MAX_VOCAB: usize = 1 << 24;
 
-/// The model families mlmf runs.
+/// The model families mlmf runs: one variant per family of the registry (`registry.rs`), which
+/// also gives its [`Display`](std::fmt::Display) name, the lowercase spelling it serialises as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -30,16 +30,6 @@ pub enum Architecture {
     Llama,
     /// BERT: post-LN encoder with token types, attention mask and a pooler.
     Bert,
-}
-
-impl std::fmt::Display for Architecture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Architecture::Gpt2 => "gpt2",
-            Architecture::Llama => "llama",
-            Architecture::Bert => "bert",
-        })
-    }
 }
 
 /// The element-wise activation of the MLP.
@@ -56,7 +46,8 @@ pub enum Act {
 }
 
 impl Act {
-    fn parse(name: &str) -> Option<Act> {
+    /// The activation of a `transformers` name (`hidden_act`, `activation_function`).
+    pub(crate) fn parse(name: &str) -> Option<Act> {
         Some(match name {
             "gelu" | "gelu_python" => Act::GeluExact,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Act::GeluTanh,
@@ -141,37 +132,6 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// Reads and validates `config.json` at `path`.
-    ///
-    /// ```no_run
-    /// let cfg = mlmf::model::ModelConfig::from_file("model/config.json".as_ref()).unwrap();
-    /// println!("{} with {} layers", cfg.arch, cfg.num_layers);
-    /// ```
-    pub fn from_file(path: &Path) -> Result<ModelConfig, LoadError> {
-        let io = |source| LoadError::Io { path: path.to_path_buf(), source };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > MAX_CONFIG_BYTES {
-            return Err(cfg_err(path, format!("{len} bytes is too large for a config")));
-        }
-        let text = std::fs::read(path).map_err(io)?;
-        let value: Value = serde_json::from_slice(&text).map_err(|e| cfg_err(path, format!("not valid JSON: {e}")))?;
-        Self::from_json(&value, path)
-    }
-
-    /// Builds a config from parsed JSON; `path` only names the file in errors.
-    pub fn from_json(value: &Value, path: &Path) -> Result<ModelConfig, LoadError> {
-        let obj = value.as_object().ok_or_else(|| cfg_err(path, "the top level is not a JSON object".into()))?;
-        let r = Reader { obj, path };
-        let arch = detect_arch(obj, path)?;
-        let cfg = match arch {
-            Architecture::Gpt2 => r.gpt2()?,
-            Architecture::Llama => r.llama()?,
-            Architecture::Bert => r.bert()?,
-        };
-        cfg.validate(path)?;
-        Ok(cfg)
-    }
-
     /// Width of the query projection (`num_heads * head_dim`).
     pub fn q_width(&self) -> usize {
         self.num_heads * self.head_dim
@@ -182,7 +142,12 @@ impl ModelConfig {
         self.num_kv_heads * self.head_dim
     }
 
-    fn validate(&self, path: &Path) -> Result<(), LoadError> {
+    /// Checks every size against its bounds and the rules between them, naming the key.
+    ///
+    /// Two rules depend on the family, which says them (`Family::heads_divide_hidden`,
+    /// `Family::token_types`): whether the heads must divide the hidden size (the head
+    /// width is `hidden_size / num_heads`) and whether `type_vocab_size` must be at least 1.
+    pub(crate) fn validate(&self, path: &Path, heads_divide_hidden: bool, token_types: bool) -> Result<(), LoadError> {
         let checks: [(&str, usize, usize); 8] = [
             ("vocab_size", self.vocab_size, MAX_VOCAB),
             ("hidden_size", self.hidden_size, MAX_DIM),
@@ -195,11 +160,11 @@ impl ModelConfig {
         ];
         for (key, v, max) in checks {
             if v == 0 || v > max {
-                return Err(cfg_err(path, format!("{key} = {v} is out of range 1..={max}")));
+                return Err(LoadError::config(path, format!("{key} = {v} is out of range 1..={max}")));
             }
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
-            return Err(cfg_err(
+            return Err(LoadError::config(
                 path,
                 format!(
                     "num_attention_heads {} is not a multiple of num_key_value_heads {}",
@@ -207,310 +172,31 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.arch != Architecture::Llama && self.q_width() != self.hidden_size {
-            return Err(cfg_err(
+        if heads_divide_hidden && self.q_width() != self.hidden_size {
+            return Err(LoadError::config(
                 path,
                 format!("hidden size {} is not divisible by {} attention heads", self.hidden_size, self.num_heads),
             ));
         }
-        if self.arch == Architecture::Llama && !self.head_dim.is_multiple_of(2) {
-            return Err(cfg_err(path, format!("head_dim {} must be even for RoPE", self.head_dim)));
+        // RoPE rotates the two halves of a head into each other: every rotary family (those
+        // whose config has `rope`) needs an even head width.
+        if self.rope.is_some() && !self.head_dim.is_multiple_of(2) {
+            return Err(LoadError::config(path, format!("head_dim {} must be even for RoPE", self.head_dim)));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
-            return Err(cfg_err(path, format!("norm epsilon {} is not a finite non-negative number", self.norm_eps)));
+            return Err(LoadError::config(
+                path,
+                format!("norm epsilon {} is not a finite non-negative number", self.norm_eps),
+            ));
         }
         if let Some(rope) = &self.rope
             && !(rope.theta.is_finite() && rope.theta > 1.0)
         {
-            return Err(cfg_err(path, format!("rope_theta {} must be a finite number above 1", rope.theta)));
+            return Err(LoadError::config(path, format!("rope_theta {} must be a finite number above 1", rope.theta)));
         }
-        if self.arch == Architecture::Bert && self.type_vocab_size == 0 {
-            return Err(cfg_err(path, "type_vocab_size must be at least 1".into()));
+        if token_types && self.type_vocab_size == 0 {
+            return Err(LoadError::config(path, "type_vocab_size must be at least 1".into()));
         }
         Ok(())
-    }
-}
-
-fn cfg_err(path: &Path, message: String) -> LoadError {
-    LoadError::Config { path: path.to_path_buf(), message }
-}
-
-fn detect_arch(obj: &Map<String, Value>, path: &Path) -> Result<Architecture, LoadError> {
-    let unknown = |name: String| LoadError::UnknownArchitecture { path: path.to_path_buf(), name };
-    if let Some(mt) = obj.get("model_type") {
-        let mt = mt.as_str().ok_or_else(|| cfg_err(path, "model_type is not a string".into()))?;
-        return match mt {
-            "gpt2" => Ok(Architecture::Gpt2),
-            "llama" => Ok(Architecture::Llama),
-            "bert" => Ok(Architecture::Bert),
-            other => Err(unknown(other.to_string())),
-        };
-    }
-    let first = obj
-        .get("architectures")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(Value::as_str)
-        .ok_or_else(|| cfg_err(path, "neither model_type nor architectures is given".into()))?;
-    if first.starts_with("GPT2") {
-        Ok(Architecture::Gpt2)
-    } else if first.starts_with("Llama") {
-        Ok(Architecture::Llama)
-    } else if first.starts_with("Bert") {
-        Ok(Architecture::Bert)
-    } else {
-        Err(unknown(first.to_string()))
-    }
-}
-
-/// Typed access to the JSON object, with errors naming the key and the file.
-struct Reader<'a> {
-    obj: &'a Map<String, Value>,
-    path: &'a Path,
-}
-
-impl Reader<'_> {
-    /// The first present, non-null key of `keys`.
-    fn find<'k>(&self, keys: &[&'k str]) -> Option<(&'k str, &Value)> {
-        keys.iter().find_map(|k| match self.obj.get(*k) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some((*k, v)),
-        })
-    }
-
-    fn usize_opt(&self, keys: &[&str]) -> Result<Option<usize>, LoadError> {
-        match self.find(keys) {
-            None => Ok(None),
-            Some((k, v)) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| cfg_err(self.path, format!("{k} must be a non-negative integer, found {v}"))),
-        }
-    }
-
-    fn usize(&self, keys: &[&str]) -> Result<usize, LoadError> {
-        self.usize_opt(keys)?.ok_or_else(|| cfg_err(self.path, format!("missing key {}", keys.join(" or "))))
-    }
-
-    fn f64_or(&self, keys: &[&str], default: f64) -> Result<f64, LoadError> {
-        match self.find(keys) {
-            None => Ok(default),
-            Some((k, v)) => v.as_f64().ok_or_else(|| cfg_err(self.path, format!("{k} must be a number, found {v}"))),
-        }
-    }
-
-    fn bool_or(&self, keys: &[&str], default: bool) -> Result<bool, LoadError> {
-        match self.find(keys) {
-            None => Ok(default),
-            Some((k, v)) => {
-                v.as_bool().ok_or_else(|| cfg_err(self.path, format!("{k} must be true or false, found {v}")))
-            }
-        }
-    }
-
-    fn act(&self, keys: &[&str], default: Act) -> Result<Act, LoadError> {
-        match self.find(keys) {
-            None => Ok(default),
-            Some((k, v)) => v.as_str().and_then(Act::parse).ok_or_else(|| {
-                cfg_err(
-                    self.path,
-                    format!("{k} = {v} is not a supported activation (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)"),
-                )
-            }),
-        }
-    }
-
-    fn gpt2(&self) -> Result<ModelConfig, LoadError> {
-        let hidden = self.usize(&["n_embd", "hidden_size"])?;
-        let heads = self.usize(&["n_head", "num_attention_heads"])?;
-        let inner = self.usize_opt(&["n_inner", "intermediate_size"])?.unwrap_or(4 * hidden);
-        Ok(ModelConfig {
-            arch: Architecture::Gpt2,
-            vocab_size: self.usize(&["vocab_size"])?,
-            hidden_size: hidden,
-            num_layers: self.usize(&["n_layer", "num_hidden_layers"])?,
-            num_heads: heads,
-            num_kv_heads: heads,
-            head_dim: hidden.checked_div(heads).unwrap_or(0),
-            intermediate_size: inner,
-            max_positions: self.usize(&["n_positions", "max_position_embeddings"])?,
-            norm_eps: self.f64_or(&["layer_norm_epsilon", "layer_norm_eps"], 1e-5)?,
-            act: self.act(&["activation_function", "hidden_act"], Act::GeluTanh)?,
-            tie_word_embeddings: self.bool_or(&["tie_word_embeddings"], true)?,
-            scale_attn_weights: self.bool_or(&["scale_attn_weights"], true)?,
-            scale_attn_by_inverse_layer_idx: self.bool_or(&["scale_attn_by_inverse_layer_idx"], false)?,
-            rope: None,
-            attention_bias: true,
-            mlp_bias: true,
-            type_vocab_size: 0,
-        })
-    }
-
-    fn llama(&self) -> Result<ModelConfig, LoadError> {
-        let hidden = self.usize(&["hidden_size"])?;
-        let heads = self.usize(&["num_attention_heads"])?;
-        let kv = self.usize_opt(&["num_key_value_heads"])?.unwrap_or(heads);
-        let head_dim = match self.usize_opt(&["head_dim"])? {
-            Some(d) => d,
-            None if heads > 0 => hidden / heads,
-            None => 0,
-        };
-        Ok(ModelConfig {
-            arch: Architecture::Llama,
-            vocab_size: self.usize(&["vocab_size"])?,
-            hidden_size: hidden,
-            num_layers: self.usize(&["num_hidden_layers"])?,
-            num_heads: heads,
-            num_kv_heads: kv,
-            head_dim,
-            intermediate_size: self.usize(&["intermediate_size"])?,
-            max_positions: self.usize_opt(&["max_position_embeddings"])?.unwrap_or(2048),
-            norm_eps: self.f64_or(&["rms_norm_eps"], 1e-6)?,
-            act: self.act(&["hidden_act"], Act::Silu)?,
-            tie_word_embeddings: self.bool_or(&["tie_word_embeddings"], false)?,
-            scale_attn_weights: true,
-            scale_attn_by_inverse_layer_idx: false,
-            rope: Some(self.rope()?),
-            attention_bias: self.bool_or(&["attention_bias"], false)?,
-            mlp_bias: self.bool_or(&["mlp_bias"], false)?,
-            type_vocab_size: 0,
-        })
-    }
-
-    /// RoPE parameters: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
-    fn rope(&self) -> Result<RopeConfig, LoadError> {
-        let params = self.find(&["rope_parameters", "rope_scaling"]).map(|(k, v)| (k, v.as_object()));
-        let mut theta = self.f64_or(&["rope_theta"], 10000.0)?;
-        let mut scaling = RopeScaling::Default;
-        if let Some((key, obj)) = params {
-            let obj = obj.ok_or_else(|| cfg_err(self.path, format!("{key} must be an object")))?;
-            let sub = Reader { obj, path: self.path };
-            theta = sub.f64_or(&["rope_theta"], theta)?;
-            let kind = sub
-                .find(&["rope_type", "type"])
-                .map(|(_, v)| v.as_str().unwrap_or("?").to_string())
-                .unwrap_or_else(|| "default".into());
-            scaling = match kind.as_str() {
-                "default" => RopeScaling::Default,
-                "linear" => RopeScaling::Linear { factor: sub.f64_or(&["factor"], 1.0)? },
-                "llama3" => RopeScaling::Llama3 {
-                    factor: sub.f64_or(&["factor"], 8.0)?,
-                    low_freq_factor: sub.f64_or(&["low_freq_factor"], 1.0)?,
-                    high_freq_factor: sub.f64_or(&["high_freq_factor"], 4.0)?,
-                    original_max_position_embeddings: sub.f64_or(&["original_max_position_embeddings"], 8192.0)?,
-                },
-                other => {
-                    return Err(cfg_err(
-                        self.path,
-                        format!("{key}.rope_type {other:?} is not supported (default, linear, llama3)"),
-                    ));
-                }
-            };
-            let factor_ok = match scaling {
-                RopeScaling::Default => true,
-                RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
-                RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
-                    [factor, low_freq_factor, high_freq_factor, original_max_position_embeddings]
-                        .iter()
-                        .all(|x| x.is_finite() && *x > 0.0)
-                        && high_freq_factor != low_freq_factor
-                }
-            };
-            if !factor_ok {
-                return Err(cfg_err(self.path, format!("{key} has an invalid scaling factor")));
-            }
-        }
-        Ok(RopeConfig { theta, scaling })
-    }
-
-    fn bert(&self) -> Result<ModelConfig, LoadError> {
-        let hidden = self.usize(&["hidden_size"])?;
-        let heads = self.usize(&["num_attention_heads"])?;
-        if let Some((k, v)) = self.find(&["position_embedding_type"])
-            && v.as_str() != Some("absolute")
-        {
-            return Err(cfg_err(self.path, format!("{k} = {v} is not supported (only \"absolute\")")));
-        }
-        Ok(ModelConfig {
-            arch: Architecture::Bert,
-            vocab_size: self.usize(&["vocab_size"])?,
-            hidden_size: hidden,
-            num_layers: self.usize(&["num_hidden_layers"])?,
-            num_heads: heads,
-            num_kv_heads: heads,
-            head_dim: hidden.checked_div(heads).unwrap_or(0),
-            intermediate_size: self.usize(&["intermediate_size"])?,
-            max_positions: self.usize(&["max_position_embeddings"])?,
-            norm_eps: self.f64_or(&["layer_norm_eps"], 1e-12)?,
-            act: self.act(&["hidden_act"], Act::GeluExact)?,
-            tie_word_embeddings: true,
-            scale_attn_weights: true,
-            scale_attn_by_inverse_layer_idx: false,
-            rope: None,
-            attention_bias: true,
-            mlp_bias: true,
-            type_vocab_size: self.usize_opt(&["type_vocab_size"])?.unwrap_or(2),
-        })
-    }
-}
-
-/// Reads `DIR/config.json`.
-pub fn read_config(dir: &Path) -> Result<(PathBuf, ModelConfig), LoadError> {
-    let path = dir.join("config.json");
-    let cfg = ModelConfig::from_file(&path)?;
-    Ok((path, cfg))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn parse(v: Value) -> Result<ModelConfig, LoadError> {
-        ModelConfig::from_json(&v, Path::new("config.json"))
-    }
-
-    #[test]
-    fn llama_rope_theta_in_either_place() {
-        let base = json!({"model_type":"llama","hidden_size":64,"num_attention_heads":4,"num_hidden_layers":2,
-            "intermediate_size":128,"vocab_size":100});
-        let mut a = base.clone();
-        a["rope_theta"] = json!(500000.0);
-        assert_eq!(parse(a).unwrap().rope.unwrap().theta, 500000.0);
-        let mut b = base.clone();
-        b["rope_parameters"] = json!({"rope_theta": 250000.0, "rope_type": "default"});
-        assert_eq!(parse(b).unwrap().rope.unwrap().theta, 250000.0);
-        let c = parse(base).unwrap();
-        assert_eq!(c.rope.unwrap().theta, 10000.0);
-        assert_eq!(c.num_kv_heads, 4);
-        assert_eq!(c.head_dim, 16);
-        assert!(!c.tie_word_embeddings);
-    }
-
-    #[test]
-    fn unknown_architecture_is_named() {
-        let e = parse(json!({"model_type":"t5"})).unwrap_err();
-        assert!(e.to_string().contains("t5"), "{e}");
-        let e = parse(json!({"architectures":["MambaForCausalLM"]})).unwrap_err();
-        assert!(e.to_string().contains("Mamba"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        let e = parse(json!({"model_type":"gpt2","n_embd":"wide"})).unwrap_err();
-        assert!(e.to_string().contains("n_embd"), "{e}");
-        let e = parse(json!({"model_type":"gpt2","n_embd":64,"n_head":3,"n_layer":1,"n_positions":8,"vocab_size":10}))
-            .unwrap_err();
-        assert!(e.to_string().contains("divisible"), "{e}");
-        let e = parse(json!({"model_type":"llama","hidden_size":64,"num_attention_heads":4,"num_key_value_heads":3,
-            "num_hidden_layers":2,"intermediate_size":128,"vocab_size":100}))
-        .unwrap_err();
-        assert!(e.to_string().contains("num_key_value_heads"), "{e}");
-        let e =
-            parse(json!({"model_type":"bert","hidden_size":64,"num_attention_heads":4,"num_hidden_layers":99999999,
-            "intermediate_size":128,"vocab_size":100,"max_position_embeddings":16}))
-            .unwrap_err();
-        assert!(e.to_string().contains("num_hidden_layers"), "{e}");
     }
 }

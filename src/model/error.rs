@@ -1,6 +1,6 @@
 //! Errors of the model layer: reading checkpoints and running stages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong while reading a checkpoint or building its weights.
 ///
@@ -25,12 +25,14 @@ pub enum LoadError {
         message: String,
     },
     /// The architecture named in `config.json` is not one mlmf runs.
-    #[error("{path}: unknown architecture {name:?} (supported: gpt2, llama, bert)")]
+    #[error("{path}: unknown architecture {name:?} (supported: {supported})")]
     UnknownArchitecture {
         /// The config file.
         path: PathBuf,
         /// The `model_type` or architecture name found.
         name: String,
+        /// The families mlmf runs, comma-separated (from the registry).
+        supported: String,
     },
     /// A safetensors file is malformed (header, offsets, dtypes, length).
     #[error("{path}: {message}")]
@@ -87,6 +89,13 @@ pub enum LoadError {
     /// A stage was asked for layers or a slice the model does not have.
     #[error("invalid stage: {0}")]
     InvalidStage(String),
+}
+
+impl LoadError {
+    /// A [`LoadError::Config`]: `message` (naming the key) about the config file at `path`.
+    pub(crate) fn config(path: &Path, message: String) -> LoadError {
+        LoadError::Config { path: path.to_path_buf(), message }
+    }
 }
 
 /// Errors while running a stage on an input.

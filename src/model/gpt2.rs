@@ -3,54 +3,146 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::checkpoint::{Checkpoint, MappedCheckpoint};
-use super::config::ModelConfig;
+use super::checkpoint::Checkpoint;
+use super::config::{Act, Architecture, ModelConfig};
+use super::config_json::ConfigJson;
+use super::context::ForwardContext;
+use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
 use super::error::LoadError;
-use super::layout::NamedShape;
+use super::family::{Family, NamedShape};
+use super::input::ModelInput;
 use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
-use super::stage::{
-    Embeddings, ForwardContext, Head, HeadOutput, ModelInput, StageParts, StageSpec, TensorSlice, TransformerBlock,
-};
+use super::parts::{Embeddings, Head, TransformerBlock};
+use super::spec::TensorSlice;
 use super::weights::WeightReader;
 
-/// `transformer.` for `GPT2LMHeadModel` checkpoints, empty for `GPT2Model`.
-pub(crate) fn prefix(ckpt: &Checkpoint) -> &'static str {
-    if ckpt.tensors.contains_key("transformer.h.0.ln_1.weight") { "transformer." } else { "" }
-}
+/// The token embedding, which a tied LM head reuses.
+const WTE: &str = "wte.weight";
 
-/// Full names and shapes of the embedding tensors.
-pub(crate) fn embedding_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
-    vec![
-        (format!("{p}wte.weight"), vec![cfg.vocab_size, cfg.hidden_size]),
-        (format!("{p}wpe.weight"), vec![cfg.max_positions, cfg.hidden_size]),
-    ]
-}
+/// GPT-2: `model_type` `gpt2`, classes `GPT2LMHeadModel`, `GPT2Model`, ...
+pub(crate) struct Gpt2;
 
-/// Full names and shapes of block `i`'s tensors.
-pub(crate) fn layer_tensors(cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
-    let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
-    let b = format!("{p}h.{i}.");
-    vec![
-        (format!("{b}ln_1.weight"), vec![h]),
-        (format!("{b}ln_1.bias"), vec![h]),
-        (format!("{b}attn.c_attn.weight"), vec![h, 3 * h]),
-        (format!("{b}attn.c_attn.bias"), vec![3 * h]),
-        (format!("{b}attn.c_proj.weight"), vec![h, h]),
-        (format!("{b}attn.c_proj.bias"), vec![h]),
-        (format!("{b}ln_2.weight"), vec![h]),
-        (format!("{b}ln_2.bias"), vec![h]),
-        (format!("{b}mlp.c_fc.weight"), vec![h, m]),
-        (format!("{b}mlp.c_fc.bias"), vec![m]),
-        (format!("{b}mlp.c_proj.weight"), vec![m, h]),
-        (format!("{b}mlp.c_proj.bias"), vec![h]),
-    ]
-}
+impl Family for Gpt2 {
+    fn arch(&self) -> Architecture {
+        Architecture::Gpt2
+    }
 
-/// Full names and shapes of the head's tensors (the LM head matrix is `wte` when tied).
-pub(crate) fn head_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
-    let h = cfg.hidden_size;
-    let lm = if cfg.tie_word_embeddings { format!("{p}wte.weight") } else { "lm_head.weight".to_string() };
-    vec![(format!("{p}ln_f.weight"), vec![h]), (format!("{p}ln_f.bias"), vec![h]), (lm, vec![cfg.vocab_size, h])]
+    fn name(&self) -> &'static str {
+        "gpt2"
+    }
+
+    fn model_types(&self) -> &'static [&'static str] {
+        &["gpt2"]
+    }
+
+    fn architecture_prefixes(&self) -> &'static [&'static str] {
+        &["GPT2"]
+    }
+
+    /// The older spellings (`n_embd`, `n_head`, `n_layer`, `n_positions`) or the newer ones.
+    fn read_config(&self, json: &ConfigJson) -> Result<ModelConfig, LoadError> {
+        let hidden = json.usize(&["n_embd", "hidden_size"])?;
+        let heads = json.usize(&["n_head", "num_attention_heads"])?;
+        let inner = json.usize_opt(&["n_inner", "intermediate_size"])?.unwrap_or(4 * hidden);
+        Ok(ModelConfig {
+            arch: Architecture::Gpt2,
+            vocab_size: json.usize(&["vocab_size"])?,
+            hidden_size: hidden,
+            num_layers: json.usize(&["n_layer", "num_hidden_layers"])?,
+            num_heads: heads,
+            num_kv_heads: heads,
+            head_dim: hidden.checked_div(heads).unwrap_or(0),
+            intermediate_size: inner,
+            max_positions: json.usize(&["n_positions", "max_position_embeddings"])?,
+            norm_eps: json.f64_or(&["layer_norm_epsilon", "layer_norm_eps"], 1e-5)?,
+            act: json.act(&["activation_function", "hidden_act"], Act::GeluTanh)?,
+            tie_word_embeddings: json.bool_or(&["tie_word_embeddings"], true)?,
+            scale_attn_weights: json.bool_or(&["scale_attn_weights"], true)?,
+            scale_attn_by_inverse_layer_idx: json.bool_or(&["scale_attn_by_inverse_layer_idx"], false)?,
+            rope: None,
+            attention_bias: true,
+            mlp_bias: true,
+            type_vocab_size: 0,
+        })
+    }
+
+    fn heads_divide_hidden(&self) -> bool {
+        true
+    }
+
+    fn token_types(&self) -> bool {
+        false
+    }
+
+    fn causal(&self) -> bool {
+        true
+    }
+
+    fn lm_head_tied(&self, cfg: &ModelConfig) -> bool {
+        cfg.tie_word_embeddings
+    }
+
+    /// `transformer.` for `GPT2LMHeadModel` checkpoints, empty for `GPT2Model`.
+    fn prefix(&self, ckpt: &Checkpoint) -> &'static str {
+        if ckpt.tensors.contains_key("transformer.h.0.ln_1.weight") { "transformer." } else { "" }
+    }
+
+    fn embedding_tensors(&self, cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
+        vec![
+            (format!("{p}{WTE}"), vec![cfg.vocab_size, cfg.hidden_size]),
+            (format!("{p}wpe.weight"), vec![cfg.max_positions, cfg.hidden_size]),
+        ]
+    }
+
+    fn block_tensors(&self, cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
+        let (h, m) = (cfg.hidden_size, cfg.intermediate_size);
+        let b = format!("{p}h.{i}.");
+        vec![
+            (format!("{b}ln_1.weight"), vec![h]),
+            (format!("{b}ln_1.bias"), vec![h]),
+            (format!("{b}attn.c_attn.weight"), vec![h, 3 * h]),
+            (format!("{b}attn.c_attn.bias"), vec![3 * h]),
+            (format!("{b}attn.c_proj.weight"), vec![h, h]),
+            (format!("{b}attn.c_proj.bias"), vec![h]),
+            (format!("{b}ln_2.weight"), vec![h]),
+            (format!("{b}ln_2.bias"), vec![h]),
+            (format!("{b}mlp.c_fc.weight"), vec![h, m]),
+            (format!("{b}mlp.c_fc.bias"), vec![m]),
+            (format!("{b}mlp.c_proj.weight"), vec![m, h]),
+            (format!("{b}mlp.c_proj.bias"), vec![h]),
+        ]
+    }
+
+    /// `ln_f` and the LM matrix, which is `wte` when tied.
+    fn head_tensors(&self, ckpt: &Checkpoint, p: &str) -> Vec<NamedShape> {
+        let cfg = &ckpt.config;
+        let h = cfg.hidden_size;
+        vec![(format!("{p}ln_f.weight"), vec![h]), (format!("{p}ln_f.bias"), vec![h]), lm_head_tensor(cfg, p, WTE)]
+    }
+
+    fn load_embeddings(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Embeddings>, LoadError> {
+        let (h, v) = (cfg.hidden_size, cfg.vocab_size);
+        Ok(Box::new(Gpt2Embeddings {
+            wte: r.matrix(WTE, [v, h])?,
+            wpe: r.matrix("wpe.weight", [cfg.max_positions, h])?,
+        }))
+    }
+
+    fn load_block(
+        &self,
+        r: &WeightReader,
+        cfg: &ModelConfig,
+        i: usize,
+        slice: TensorSlice,
+    ) -> Result<Box<dyn TransformerBlock>, LoadError> {
+        Ok(Box::new(load_block(r, cfg, i, slice)?))
+    }
+
+    fn load_head(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Head>, LoadError> {
+        let lm_head = load_lm_head(r, cfg, WTE)?;
+        let norm = r.layer_norm("ln_f", cfg.hidden_size, cfg.norm_eps)?;
+        Ok(Box::new(DecoderHead { norm, lm_head }))
+    }
 }
 
 struct Gpt2Embeddings {
@@ -79,7 +171,7 @@ struct Gpt2Block {
     fc_proj: Linear,
     heads: usize,
     scale: f64,
-    act: super::config::Act,
+    act: Act,
 }
 
 impl TransformerBlock for Gpt2Block {
@@ -105,19 +197,6 @@ impl TransformerBlock for Gpt2Block {
     }
 }
 
-struct Gpt2Head {
-    ln_f: LayerNorm,
-    lm_head: Linear,
-}
-
-impl Head for Gpt2Head {
-    fn forward(&self, x: Tensor<3>) -> HeadOutput {
-        let last = self.ln_f.forward(x);
-        let logits = self.lm_head.forward(last.clone());
-        HeadOutput { last_hidden_state: last, logits: Some(logits), pooler_output: None }
-    }
-}
-
 fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> Result<Gpt2Block, LoadError> {
     let (h, m, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let heads = s.part(cfg.num_heads);
@@ -140,38 +219,4 @@ fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> 
         scale,
         act: cfg.act,
     })
-}
-
-pub(crate) fn load(mapped: &MappedCheckpoint, spec: &StageSpec, device: &Device) -> Result<StageParts, LoadError> {
-    let ckpt = mapped.checkpoint();
-    let cfg = &ckpt.config;
-    let r = WeightReader { mapped, prefix: prefix(ckpt).to_string(), device };
-    let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-    let embeddings: Option<Box<dyn Embeddings>> = if spec.embeddings {
-        Some(Box::new(Gpt2Embeddings {
-            wte: r.matrix("wte.weight", [v, h])?,
-            wpe: r.matrix("wpe.weight", [cfg.max_positions, h])?,
-        }))
-    } else {
-        None
-    };
-    let blocks = spec
-        .layers
-        .clone()
-        .map(|i| load_block(&r, cfg, i, spec.slice).map(|b| Box::new(b) as Box<dyn TransformerBlock>))
-        .collect::<Result<Vec<_>, _>>()?;
-    let head: Option<Box<dyn Head>> = if spec.head {
-        let lm = if cfg.tie_word_embeddings {
-            r.matrix_t("wte.weight", [v, h])?
-        } else {
-            WeightReader { mapped, prefix: String::new(), device }.matrix_t("lm_head.weight", [v, h])?
-        };
-        Some(Box::new(Gpt2Head {
-            ln_f: r.layer_norm("ln_f", h, cfg.norm_eps)?,
-            lm_head: Linear { weight: lm, bias: None },
-        }))
-    } else {
-        None
-    };
-    Ok(StageParts { embeddings, blocks, head })
 }

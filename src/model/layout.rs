@@ -1,15 +1,16 @@
 //! What a checkpoint is made of, part by part (embeddings, each block, head): tensor names,
-//! parameter counts and bytes. Built from the headers alone; the planner works on this.
+//! parameter counts and bytes. Built from the headers alone, with the tensor names its family
+//! gives (through the registry); the planner works on this.
 
 use serde::Serialize;
 
-use super::checkpoint::Checkpoint;
-use super::config::{Architecture, ModelConfig};
+use super::checkpoint::{Checkpoint, StoredDtype};
+use super::config::ModelConfig;
 use super::error::LoadError;
-use super::{bert, gpt2, llama};
+use super::registry;
 
-/// A tensor name with the shape the config implies.
-pub type NamedShape = (String, Vec<usize>);
+/// Defined with the trait that gives them; re-exported under the path it always had.
+pub use super::family::NamedShape;
 
 /// One part of a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,32 +42,11 @@ impl ModelLayout {
     /// is read.
     pub fn from_checkpoint(ckpt: &Checkpoint) -> Result<ModelLayout, LoadError> {
         let cfg = &ckpt.config;
-        let (emb, layers, head): (Vec<NamedShape>, Vec<Vec<NamedShape>>, Vec<NamedShape>) = match cfg.arch {
-            Architecture::Gpt2 => {
-                let p = gpt2::prefix(ckpt);
-                (
-                    gpt2::embedding_tensors(cfg, p),
-                    (0..cfg.num_layers).map(|i| gpt2::layer_tensors(cfg, p, i)).collect(),
-                    gpt2::head_tensors(cfg, p),
-                )
-            }
-            Architecture::Llama => {
-                let p = llama::prefix(ckpt);
-                (
-                    llama::embedding_tensors(cfg, p),
-                    (0..cfg.num_layers).map(|i| llama::layer_tensors(cfg, p, i)).collect(),
-                    llama::head_tensors(cfg, p),
-                )
-            }
-            Architecture::Bert => {
-                let p = bert::prefix(ckpt);
-                (
-                    bert::embedding_tensors(cfg, p),
-                    (0..cfg.num_layers).map(|i| bert::layer_tensors(cfg, p, i)).collect(),
-                    bert::head_tensors(cfg, p, bert::has_pooler(ckpt)),
-                )
-            }
-        };
+        let family = registry::family(cfg.arch);
+        let p = family.prefix(ckpt);
+        let emb = family.embedding_tensors(cfg, p);
+        let layers: Vec<Vec<NamedShape>> = (0..cfg.num_layers).map(|i| family.block_tensors(cfg, p, i)).collect();
+        let head = family.head_tensors(ckpt, p);
         Ok(ModelLayout {
             config: cfg.clone(),
             embeddings: part(ckpt, emb)?,
@@ -85,9 +65,14 @@ impl ModelLayout {
         self.embeddings.params + self.layers.iter().map(|l| l.params).sum::<u64>() + self.head_own_params()
     }
 
+    /// Whether the head's LM matrix is the token embedding matrix (counted once).
+    pub fn lm_head_tied(&self) -> bool {
+        registry::family(self.config.arch).lm_head_tied(&self.config)
+    }
+
     /// Parameters of the head that are not the (tied) embedding matrix.
     fn head_own_params(&self) -> u64 {
-        if self.config.tie_word_embeddings && self.config.arch != Architecture::Bert {
+        if self.lm_head_tied() {
             self.head.params - (self.config.vocab_size * self.config.hidden_size) as u64
         } else {
             self.head.params
@@ -109,7 +94,7 @@ fn part(ckpt: &Checkpoint, tensors: Vec<NamedShape>) -> Result<Part, LoadError> 
                 expected: shape,
             });
         }
-        if let super::checkpoint::StoredDtype::Other(d) = e.dtype {
+        if let StoredDtype::Other(d) = e.dtype {
             return Err(LoadError::UnsupportedDtype {
                 path: ckpt.files[e.file].path.clone(),
                 tensor: name,

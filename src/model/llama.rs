@@ -3,60 +3,201 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::checkpoint::{Checkpoint, MappedCheckpoint};
-use super::config::{Act, ModelConfig};
+use super::checkpoint::Checkpoint;
+use super::config::{Act, Architecture, ModelConfig, RopeConfig, RopeScaling};
+use super::config_json::ConfigJson;
+use super::context::ForwardContext;
+use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
 use super::error::LoadError;
-use super::layout::NamedShape;
+use super::family::{Family, NamedShape};
+use super::input::ModelInput;
 use super::ops::{Linear, RmsNorm, activate, attention, index_tensor, split_heads};
-use super::stage::{
-    Embeddings, ForwardContext, Head, HeadOutput, ModelInput, StageParts, StageSpec, TensorSlice, TransformerBlock,
-};
+use super::parts::{Embeddings, Head, TransformerBlock};
+use super::spec::TensorSlice;
 use super::weights::WeightReader;
 
-/// `model.` for `LlamaForCausalLM` checkpoints, empty for `LlamaModel`.
-pub(crate) fn prefix(ckpt: &Checkpoint) -> &'static str {
-    if ckpt.tensors.contains_key("model.embed_tokens.weight") || ckpt.tensors.contains_key("model.norm.weight") {
-        "model."
-    } else {
-        ""
+/// The token embedding, which a tied LM head reuses.
+const EMBED_TOKENS: &str = "embed_tokens.weight";
+
+/// LLaMA: `model_type` `llama`, classes `LlamaForCausalLM`, `LlamaModel`, ...
+pub(crate) struct Llama;
+
+impl Family for Llama {
+    fn arch(&self) -> Architecture {
+        Architecture::Llama
+    }
+
+    fn name(&self) -> &'static str {
+        "llama"
+    }
+
+    fn model_types(&self) -> &'static [&'static str] {
+        &["llama"]
+    }
+
+    fn architecture_prefixes(&self) -> &'static [&'static str] {
+        &["Llama"]
+    }
+
+    /// `head_dim` when given (else `hidden_size / num_attention_heads`), grouped key/value
+    /// heads, RoPE parameters ([`read_rope`]), optional biases.
+    fn read_config(&self, json: &ConfigJson) -> Result<ModelConfig, LoadError> {
+        let hidden = json.usize(&["hidden_size"])?;
+        let heads = json.usize(&["num_attention_heads"])?;
+        let kv = json.usize_opt(&["num_key_value_heads"])?.unwrap_or(heads);
+        let head_dim = match json.usize_opt(&["head_dim"])? {
+            Some(d) => d,
+            None if heads > 0 => hidden / heads,
+            None => 0,
+        };
+        Ok(ModelConfig {
+            arch: Architecture::Llama,
+            vocab_size: json.usize(&["vocab_size"])?,
+            hidden_size: hidden,
+            num_layers: json.usize(&["num_hidden_layers"])?,
+            num_heads: heads,
+            num_kv_heads: kv,
+            head_dim,
+            intermediate_size: json.usize(&["intermediate_size"])?,
+            max_positions: json.usize_opt(&["max_position_embeddings"])?.unwrap_or(2048),
+            norm_eps: json.f64_or(&["rms_norm_eps"], 1e-6)?,
+            act: json.act(&["hidden_act"], Act::Silu)?,
+            tie_word_embeddings: json.bool_or(&["tie_word_embeddings"], false)?,
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+            rope: Some(read_rope(json)?),
+            attention_bias: json.bool_or(&["attention_bias"], false)?,
+            mlp_bias: json.bool_or(&["mlp_bias"], false)?,
+            type_vocab_size: 0,
+        })
+    }
+
+    fn heads_divide_hidden(&self) -> bool {
+        false
+    }
+
+    fn token_types(&self) -> bool {
+        false
+    }
+
+    fn causal(&self) -> bool {
+        true
+    }
+
+    fn lm_head_tied(&self, cfg: &ModelConfig) -> bool {
+        cfg.tie_word_embeddings
+    }
+
+    /// `model.` for `LlamaForCausalLM` checkpoints, empty for `LlamaModel`.
+    fn prefix(&self, ckpt: &Checkpoint) -> &'static str {
+        if ckpt.tensors.contains_key("model.embed_tokens.weight") || ckpt.tensors.contains_key("model.norm.weight") {
+            "model."
+        } else {
+            ""
+        }
+    }
+
+    fn embedding_tensors(&self, cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
+        vec![(format!("{p}{EMBED_TOKENS}"), vec![cfg.vocab_size, cfg.hidden_size])]
+    }
+
+    fn block_tensors(&self, cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
+        let (h, m, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.q_width(), cfg.kv_width());
+        let b = format!("{p}layers.{i}.");
+        let mut t = vec![
+            (format!("{b}input_layernorm.weight"), vec![h]),
+            (format!("{b}self_attn.q_proj.weight"), vec![q, h]),
+            (format!("{b}self_attn.k_proj.weight"), vec![kv, h]),
+            (format!("{b}self_attn.v_proj.weight"), vec![kv, h]),
+            (format!("{b}self_attn.o_proj.weight"), vec![h, q]),
+            (format!("{b}post_attention_layernorm.weight"), vec![h]),
+            (format!("{b}mlp.gate_proj.weight"), vec![m, h]),
+            (format!("{b}mlp.up_proj.weight"), vec![m, h]),
+            (format!("{b}mlp.down_proj.weight"), vec![h, m]),
+        ];
+        if cfg.attention_bias {
+            t.push((format!("{b}self_attn.q_proj.bias"), vec![q]));
+            t.push((format!("{b}self_attn.k_proj.bias"), vec![kv]));
+            t.push((format!("{b}self_attn.v_proj.bias"), vec![kv]));
+            t.push((format!("{b}self_attn.o_proj.bias"), vec![h]));
+        }
+        if cfg.mlp_bias {
+            t.push((format!("{b}mlp.gate_proj.bias"), vec![m]));
+            t.push((format!("{b}mlp.up_proj.bias"), vec![m]));
+            t.push((format!("{b}mlp.down_proj.bias"), vec![h]));
+        }
+        t
+    }
+
+    /// The final norm and the LM matrix, which is `embed_tokens` when tied.
+    fn head_tensors(&self, ckpt: &Checkpoint, p: &str) -> Vec<NamedShape> {
+        let cfg = &ckpt.config;
+        vec![(format!("{p}norm.weight"), vec![cfg.hidden_size]), lm_head_tensor(cfg, p, EMBED_TOKENS)]
+    }
+
+    fn load_embeddings(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Embeddings>, LoadError> {
+        let (h, v) = (cfg.hidden_size, cfg.vocab_size);
+        Ok(Box::new(LlamaEmbeddings { table: r.matrix(EMBED_TOKENS, [v, h])? }))
+    }
+
+    fn load_block(
+        &self,
+        r: &WeightReader,
+        cfg: &ModelConfig,
+        i: usize,
+        slice: TensorSlice,
+    ) -> Result<Box<dyn TransformerBlock>, LoadError> {
+        Ok(Box::new(load_block(r, cfg, i, slice)?))
+    }
+
+    fn load_head(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Head>, LoadError> {
+        let lm_head = load_lm_head(r, cfg, EMBED_TOKENS)?;
+        let norm = RmsNorm { weight: r.vector("norm.weight", cfg.hidden_size)?, eps: cfg.norm_eps };
+        Ok(Box::new(DecoderHead { norm, lm_head }))
     }
 }
 
-pub(crate) fn embedding_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
-    vec![(format!("{p}embed_tokens.weight"), vec![cfg.vocab_size, cfg.hidden_size])]
-}
-
-pub(crate) fn layer_tensors(cfg: &ModelConfig, p: &str, i: usize) -> Vec<NamedShape> {
-    let (h, m, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.q_width(), cfg.kv_width());
-    let b = format!("{p}layers.{i}.");
-    let mut t = vec![
-        (format!("{b}input_layernorm.weight"), vec![h]),
-        (format!("{b}self_attn.q_proj.weight"), vec![q, h]),
-        (format!("{b}self_attn.k_proj.weight"), vec![kv, h]),
-        (format!("{b}self_attn.v_proj.weight"), vec![kv, h]),
-        (format!("{b}self_attn.o_proj.weight"), vec![h, q]),
-        (format!("{b}post_attention_layernorm.weight"), vec![h]),
-        (format!("{b}mlp.gate_proj.weight"), vec![m, h]),
-        (format!("{b}mlp.up_proj.weight"), vec![m, h]),
-        (format!("{b}mlp.down_proj.weight"), vec![h, m]),
-    ];
-    if cfg.attention_bias {
-        t.push((format!("{b}self_attn.q_proj.bias"), vec![q]));
-        t.push((format!("{b}self_attn.k_proj.bias"), vec![kv]));
-        t.push((format!("{b}self_attn.v_proj.bias"), vec![kv]));
-        t.push((format!("{b}self_attn.o_proj.bias"), vec![h]));
+/// RoPE parameters: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
+pub(crate) fn read_rope(json: &ConfigJson) -> Result<RopeConfig, LoadError> {
+    let params = json.find(&["rope_parameters", "rope_scaling"]).map(|(k, v)| (k, v.as_object()));
+    let mut theta = json.f64_or(&["rope_theta"], 10000.0)?;
+    let mut scaling = RopeScaling::Default;
+    if let Some((key, obj)) = params {
+        let obj = obj.ok_or_else(|| json.error(format!("{key} must be an object")))?;
+        let sub = ConfigJson::new(obj, json.path());
+        theta = sub.f64_or(&["rope_theta"], theta)?;
+        let kind = sub
+            .find(&["rope_type", "type"])
+            .map(|(_, v)| v.as_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "default".into());
+        scaling = match kind.as_str() {
+            "default" => RopeScaling::Default,
+            "linear" => RopeScaling::Linear { factor: sub.f64_or(&["factor"], 1.0)? },
+            "llama3" => RopeScaling::Llama3 {
+                factor: sub.f64_or(&["factor"], 8.0)?,
+                low_freq_factor: sub.f64_or(&["low_freq_factor"], 1.0)?,
+                high_freq_factor: sub.f64_or(&["high_freq_factor"], 4.0)?,
+                original_max_position_embeddings: sub.f64_or(&["original_max_position_embeddings"], 8192.0)?,
+            },
+            other => {
+                return Err(json.error(format!("{key}.rope_type {other:?} is not supported (default, linear, llama3)")));
+            }
+        };
+        let factor_ok = match scaling {
+            RopeScaling::Default => true,
+            RopeScaling::Linear { factor } => factor.is_finite() && factor > 0.0,
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                [factor, low_freq_factor, high_freq_factor, original_max_position_embeddings]
+                    .iter()
+                    .all(|x| x.is_finite() && *x > 0.0)
+                    && high_freq_factor != low_freq_factor
+            }
+        };
+        if !factor_ok {
+            return Err(json.error(format!("{key} has an invalid scaling factor")));
+        }
     }
-    if cfg.mlp_bias {
-        t.push((format!("{b}mlp.gate_proj.bias"), vec![m]));
-        t.push((format!("{b}mlp.up_proj.bias"), vec![m]));
-        t.push((format!("{b}mlp.down_proj.bias"), vec![h]));
-    }
-    t
-}
-
-pub(crate) fn head_tensors(cfg: &ModelConfig, p: &str) -> Vec<NamedShape> {
-    let lm = if cfg.tie_word_embeddings { format!("{p}embed_tokens.weight") } else { "lm_head.weight".to_string() };
-    vec![(format!("{p}norm.weight"), vec![cfg.hidden_size]), (lm, vec![cfg.vocab_size, cfg.hidden_size])]
+    Ok(RopeConfig { theta, scaling })
 }
 
 struct LlamaEmbeddings {
@@ -117,19 +258,6 @@ impl TransformerBlock for LlamaBlock {
     }
 }
 
-struct LlamaHead {
-    norm: RmsNorm,
-    lm_head: Linear,
-}
-
-impl Head for LlamaHead {
-    fn forward(&self, x: Tensor<3>) -> HeadOutput {
-        let last = self.norm.forward(x);
-        let logits = self.lm_head.forward(last.clone());
-        HeadOutput { last_hidden_state: last, logits: Some(logits), pooler_output: None }
-    }
-}
-
 fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> Result<LlamaBlock, LoadError> {
     let (h, m, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let (q, kv) = (cfg.q_width(), cfg.kv_width());
@@ -162,35 +290,4 @@ fn load_block(r: &WeightReader, cfg: &ModelConfig, i: usize, s: TensorSlice) -> 
         head_dim: d,
         act: cfg.act,
     })
-}
-
-pub(crate) fn load(mapped: &MappedCheckpoint, spec: &StageSpec, device: &Device) -> Result<StageParts, LoadError> {
-    let ckpt = mapped.checkpoint();
-    let cfg = &ckpt.config;
-    let r = WeightReader { mapped, prefix: prefix(ckpt).to_string(), device };
-    let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-    let embeddings: Option<Box<dyn Embeddings>> = if spec.embeddings {
-        Some(Box::new(LlamaEmbeddings { table: r.matrix("embed_tokens.weight", [v, h])? }))
-    } else {
-        None
-    };
-    let blocks = spec
-        .layers
-        .clone()
-        .map(|i| load_block(&r, cfg, i, spec.slice).map(|b| Box::new(b) as Box<dyn TransformerBlock>))
-        .collect::<Result<Vec<_>, _>>()?;
-    let head: Option<Box<dyn Head>> = if spec.head {
-        let lm = if cfg.tie_word_embeddings {
-            r.matrix_t("embed_tokens.weight", [v, h])?
-        } else {
-            WeightReader { mapped, prefix: String::new(), device }.matrix_t("lm_head.weight", [v, h])?
-        };
-        Some(Box::new(LlamaHead {
-            norm: RmsNorm { weight: r.vector("norm.weight", h)?, eps: cfg.norm_eps },
-            lm_head: Linear { weight: lm, bias: None },
-        }))
-    } else {
-        None
-    };
-    Ok(StageParts { embeddings, blocks, head })
 }

@@ -5,19 +5,33 @@ pub mod activation;
 mod bert;
 pub mod checkpoint;
 pub mod config;
+pub mod config_json;
+pub mod context;
+mod decoder_head;
 pub mod error;
+pub mod family;
 mod gpt2;
+pub mod input;
 pub mod layout;
 mod llama;
+pub mod open;
 pub mod ops;
+pub mod parts;
+pub mod registry;
+mod request;
+pub mod spec;
 pub mod stage;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, MappedCheckpoint, StoredDtype, TensorEntry};
 pub use config::{Act, Architecture, ModelConfig};
+pub use context::ForwardContext;
 pub use error::{ForwardError, LoadError};
+pub use input::ModelInput;
 pub use layout::{ModelLayout, Part};
-pub use stage::{ForwardContext, HeadOutput, ModelInput, Stage, StageSpec, TensorSlice, TransformerBlock};
+pub use parts::{HeadOutput, TransformerBlock};
+pub use spec::{StageSpec, TensorSlice};
+pub use stage::Stage;
 
 /// The device mlmf computes on when none is named: the first GPU backend compiled in
 /// (`cuda`, then `wgpu`), else burn's pure-Rust `flex` CPU backend.

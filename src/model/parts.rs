@@ -1,0 +1,55 @@
+//! The loaded parts of a stage, as the stage runs them: [`Embeddings`], [`TransformerBlock`]
+//! (each sublayer a partial and a combination, for tensor parallelism) and [`Head`] with its
+//! [`HeadOutput`]. Each family implements them for its own structs.
+
+use burn::tensor::{Device, Tensor};
+
+use super::context::ForwardContext;
+use super::input::ModelInput;
+
+/// A block, or one tensor-parallel slice of it, as two sublayers each split into a partial
+/// computation (on each slice) and a combination (after the partials are summed).
+///
+/// For a whole block `combine(x, partial(x))` is the sublayer; for slices, the sum of all
+/// slices' partials stands in for the whole partial, as Megatron's row-parallel all-reduce.
+pub trait TransformerBlock: Send {
+    /// This slice's share of the attention sublayer's output projection.
+    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3>;
+    /// Residual (and post-norm for BERT) after the attention all-reduce.
+    fn attention_combine(&self, x: Tensor<3>, sum: Tensor<3>) -> Tensor<3>;
+    /// This slice's share of the MLP's output projection.
+    fn mlp_partial(&self, h: Tensor<3>) -> Tensor<3>;
+    /// Residual (and post-norm for BERT) after the MLP all-reduce.
+    fn mlp_combine(&self, h: Tensor<3>, sum: Tensor<3>) -> Tensor<3>;
+
+    /// The whole block on one slice (exact only for a whole block).
+    fn forward(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
+        let a = self.attention_partial(x.clone(), ctx);
+        let h = self.attention_combine(x, a);
+        let m = self.mlp_partial(h.clone());
+        self.mlp_combine(h, m)
+    }
+}
+
+/// Token ids to the first hidden state.
+pub trait Embeddings: Send {
+    /// `[batch, seq, hidden]` for a validated input.
+    fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3>;
+}
+
+/// What a head produces.
+#[derive(Debug, Clone)]
+pub struct HeadOutput {
+    /// The final hidden state (after the final norm for decoders).
+    pub last_hidden_state: Tensor<3>,
+    /// `[batch, seq, vocab]` (decoders).
+    pub logits: Option<Tensor<3>>,
+    /// `[batch, hidden]` (BERT with a pooler).
+    pub pooler_output: Option<Tensor<2>>,
+}
+
+/// The last hidden state to the model's outputs.
+pub trait Head: Send {
+    /// Applies the head to the output of the last block.
+    fn forward(&self, x: Tensor<3>) -> HeadOutput;
+}
