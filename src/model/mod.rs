@@ -23,6 +23,8 @@ pub mod spec;
 pub mod stage;
 pub mod weights;
 
+use crate::config::Backend;
+
 pub use checkpoint::{Checkpoint, MappedCheckpoint, StoredDtype, TensorEntry};
 pub use config::{Act, Architecture, ModelConfig};
 pub use context::ForwardContext;
@@ -49,20 +51,21 @@ pub fn default_device() -> burn::tensor::Device {
 }
 
 /// A device by name: `default`, `flex` (or `cpu`), `ndarray`, `wgpu`, `cuda`. A backend not
-/// compiled in is an error naming the cargo feature that enables it.
+/// compiled in is an error naming the cargo feature that enables it (the names and that check
+/// are [`Backend::parse`]'s).
 pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, String> {
-    match name {
-        "default" => Ok(default_device()),
-        "flex" | "cpu" => Ok(burn::tensor::Device::flex()),
+    Ok(match Backend::parse(name)? {
+        Backend::Default => default_device(),
+        Backend::Flex => burn::tensor::Device::flex(),
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
-        "ndarray" => Ok(burn::tensor::Device::ndarray()),
+        Backend::Ndarray => burn::tensor::Device::ndarray(),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(burn::tensor::Device::wgpu(Default::default())),
+        Backend::Wgpu => burn::tensor::Device::wgpu(Default::default()),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(burn::tensor::Device::cuda(0)),
+        Backend::Cuda => burn::tensor::Device::cuda(0),
+        // Backend::parse refuses the backends this build lacks.
         #[allow(unreachable_patterns)]
-        "ndarray" | "wgpu" | "cuda" => Err(format!("device {name:?} needs mlmf built with --features {name}")),
-        other => Err(format!("unknown device {other:?} (default, flex, ndarray, wgpu, cuda)")),
-    }
+        other => return Err(format!("device {other:?} is not compiled in")),
+    })
 }
