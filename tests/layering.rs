@@ -24,7 +24,8 @@ use tokens::code_lines_before_tests;
 /// import only folders of a lower layer; folders of the same layer never import each other.
 const LAYERS: &[(&str, &[&str])] = &[
     ("the transport crate: knows nothing of mlmf", &["actors"]),
-    ("foundations: a node's configuration, checkpoints and architectures", &["config", "model"]),
+    ("configuration as plain data", &["config"]),
+    ("checkpoints and architectures", &["model"]),
     ("pure logic over a model: plans and placement, text generation", &["plan", "generate"]),
     ("one process runs a plan", &["exec"]),
     ("the actors of a node and the cluster", &["cluster"]),
