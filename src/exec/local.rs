@@ -6,7 +6,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor};
 
 use crate::model::activation::{decode, encode};
-use crate::model::{Checkpoint, ForwardContext, ForwardError, LoadError, ModelInput, ModelLayout, Stage};
+use crate::model::{Checkpoint, ForwardContext, ForwardError, KvCache, LoadError, ModelInput, ModelLayout, Stage};
 use crate::plan::{PlanError, ShardPlan, ShardingStrategy};
 
 use super::outputs::{HostTensor, RunOutputs};
@@ -39,8 +39,8 @@ pub struct LocalRunner {
     /// The model's layout.
     pub layout: ModelLayout,
     /// Per stage, its members in rank order.
-    stages: Vec<Vec<Stage>>,
-    device: Device,
+    pub(super) stages: Vec<Vec<Stage>>,
+    pub(super) device: Device,
 }
 
 impl LocalRunner {
@@ -85,7 +85,7 @@ impl LocalRunner {
             x = if members.len() == 1 {
                 lead.run_blocks(x, &ctx, traced)?
             } else {
-                run_tensor_group(members, x, &ctx, traced, &self.device)?
+                run_tensor_group(members, x, &ctx, traced, None, &self.device)?
             };
             if s == last {
                 outputs = RunOutputs::from_head(lead.head(x)?)?;
@@ -107,11 +107,14 @@ impl LocalRunner {
 
 /// Runs a tensor-parallel group block by block: every member computes its partial sums, the
 /// partials travel as bytes and are summed (the all-reduce), and the residual is applied.
-fn run_tensor_group(
+/// With `caches` (one per member, in rank order), each member continues its own cache of its
+/// heads' keys and values.
+pub(super) fn run_tensor_group(
     members: &[Stage],
     mut x: Tensor<3>,
     ctx: &ForwardContext,
     mut trace: Option<&mut Vec<(usize, Tensor<3>)>>,
+    mut caches: Option<&mut [KvCache]>,
     device: &Device,
 ) -> Result<Tensor<3>, ForwardError> {
     let blocks: Vec<Vec<_>> = members.iter().map(|m| m.blocks().collect::<Vec<_>>()).collect();
@@ -128,7 +131,14 @@ fn run_tensor_group(
     };
     for i in 0..blocks[0].len() {
         let (layer, lead) = blocks[0][i];
-        let attn = blocks.iter().map(|b| b[i].1.attention_partial(x.clone(), ctx)).collect();
+        let attn = match caches.as_deref_mut() {
+            Some(c) => blocks
+                .iter()
+                .zip(c.iter_mut())
+                .map(|(b, cache)| b[i].1.attention_partial_kv(x.clone(), ctx, Some(&mut cache.layers[i])))
+                .collect(),
+            None => blocks.iter().map(|b| b[i].1.attention_partial(x.clone(), ctx)).collect(),
+        };
         let h = lead.attention_combine(x, all_reduce(attn)?);
         let mlp = blocks.iter().map(|b| b[i].1.mlp_partial(h.clone())).collect();
         x = lead.mlp_combine(h, all_reduce(mlp)?);

@@ -141,12 +141,6 @@ impl Sequence {
         self.text.as_ref().map(|t| &t.text()[..self.emitted]).unwrap_or("")
     }
 
-    /// Ends the sequence early (the model's positions are used up).
-    pub fn stop_at_length(&mut self, tok: Option<&TextTokenizer>) -> Result<String, GenerateError> {
-        self.finish = Some(FinishReason::Length);
-        self.release(tok)
-    }
-
     /// Chooses the next token from `logits` (the last position's) and releases its text.
     pub fn step(&mut self, logits: &[f32], tok: Option<&TextTokenizer>) -> Result<Step, GenerateError> {
         if self.finish.is_some() {

@@ -10,6 +10,7 @@ use super::context::ForwardContext;
 use super::error::LoadError;
 use super::family::{Family, NamedShape};
 use super::input::ModelInput;
+use super::kv_cache::LayerKv;
 use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
 use super::parts::{Embeddings, Head, HeadOutput, TransformerBlock};
 use super::spec::TensorSlice;
@@ -180,7 +181,7 @@ struct BertEmbeddings {
 }
 
 impl Embeddings for BertEmbeddings {
-    fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3> {
+    fn forward(&self, input: &ModelInput, _past: usize, device: &Device) -> Tensor<3> {
         let (b, l) = (input.batch, input.seq_len);
         let h = self.word.dims()[1];
         let zeros;
@@ -213,7 +214,8 @@ struct BertBlock {
 }
 
 impl TransformerBlock for BertBlock {
-    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
+    /// An encoder attends over its whole input at once: it keeps no cache.
+    fn attention_partial_kv(&self, x: Tensor<3>, ctx: &ForwardContext, _kv: Option<&mut LayerKv>) -> Tensor<3> {
         let qkv = self.qkv.forward(x);
         let w = self.heads * self.head_dim;
         let q = split_heads(qkv.clone().narrow(2, 0, w), self.heads);

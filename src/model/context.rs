@@ -17,6 +17,11 @@ pub struct Rope {
 impl Rope {
     /// Tables for positions `0..seq_len`, computed in f32 as HF does.
     pub fn new(rope: &RopeConfig, head_dim: usize, seq_len: usize, device: &Device) -> Rope {
+        Rope::at(rope, head_dim, 0, seq_len, device)
+    }
+
+    /// Tables for positions `start..start + seq_len` (a step continuing a cache).
+    pub fn at(rope: &RopeConfig, head_dim: usize, start: usize, seq_len: usize, device: &Device) -> Rope {
         let half = head_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|j| {
@@ -26,7 +31,7 @@ impl Rope {
             .collect();
         let mut cos = Vec::with_capacity(seq_len * head_dim);
         let mut sin = Vec::with_capacity(seq_len * head_dim);
-        for pos in 0..seq_len {
+        for pos in start..start + seq_len {
             for j in 0..head_dim {
                 let angle = pos as f32 * inv_freq[j % half];
                 cos.push(angle.cos());
@@ -73,9 +78,11 @@ fn scale_frequency(inv_freq: f32, scaling: &RopeScaling) -> f32 {
 /// Per-request state every block needs: the additive attention mask and the rotary tables.
 #[derive(Debug, Clone)]
 pub struct ForwardContext {
-    /// `[batch, 1, seq, seq]`: 0 where a query may attend, [`MASKED`](super::ops::MASKED)
-    /// elsewhere.
+    /// `[batch, 1, seq, past + seq]`: 0 where a query may attend,
+    /// [`MASKED`](super::ops::MASKED) elsewhere.
     pub mask_bias: Tensor<4>,
+    /// Positions before this input, held in the caches it continues (0 without a cache).
+    pub past: usize,
     /// Rotary tables (LLaMA).
     pub rope: Option<Rope>,
 }

@@ -11,6 +11,7 @@ use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
 use super::error::LoadError;
 use super::family::{Family, NamedShape};
 use super::input::ModelInput;
+use super::kv_cache::LayerKv;
 use super::ops::{LayerNorm, Linear, activate, attention, index_tensor, split_heads};
 use super::parts::{Embeddings, Head, TransformerBlock};
 use super::spec::TensorSlice;
@@ -151,11 +152,11 @@ struct Gpt2Embeddings {
 }
 
 impl Embeddings for Gpt2Embeddings {
-    fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3> {
+    fn forward(&self, input: &ModelInput, past: usize, device: &Device) -> Tensor<3> {
         let (b, l) = (input.batch, input.seq_len);
         let h = self.wte.dims()[1];
         let tokens = self.wte.clone().select(0, index_tensor(&input.input_ids, device));
-        let positions: Vec<u32> = (0..b).flat_map(|_| 0..l as u32).collect();
+        let positions: Vec<u32> = (0..b).flat_map(|_| past as u32..(past + l) as u32).collect();
         let pos = self.wpe.clone().select(0, index_tensor(&positions, device));
         (tokens + pos).reshape([b, l, h])
     }
@@ -175,12 +176,16 @@ struct Gpt2Block {
 }
 
 impl TransformerBlock for Gpt2Block {
-    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
+    fn attention_partial_kv(&self, x: Tensor<3>, ctx: &ForwardContext, kv: Option<&mut LayerKv>) -> Tensor<3> {
         let qkv = self.qkv.forward(self.ln_1.forward(x));
         let w = self.qkv.out_features() / 3;
         let q = split_heads(qkv.clone().narrow(2, 0, w), self.heads);
         let k = split_heads(qkv.clone().narrow(2, w, w), self.heads);
         let v = split_heads(qkv.narrow(2, 2 * w, w), self.heads);
+        let (k, v) = match kv {
+            Some(cache) => cache.append(k, v),
+            None => (k, v),
+        };
         self.proj.forward(attention(q, k, v, &ctx.mask_bias, self.scale))
     }
 

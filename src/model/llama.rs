@@ -11,6 +11,7 @@ use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
 use super::error::LoadError;
 use super::family::{Family, NamedShape};
 use super::input::ModelInput;
+use super::kv_cache::LayerKv;
 use super::ops::{Linear, RmsNorm, activate, attention, index_tensor, split_heads};
 use super::parts::{Embeddings, Head, TransformerBlock};
 use super::spec::TensorSlice;
@@ -205,7 +206,7 @@ struct LlamaEmbeddings {
 }
 
 impl Embeddings for LlamaEmbeddings {
-    fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3> {
+    fn forward(&self, input: &ModelInput, _past: usize, device: &Device) -> Tensor<3> {
         let h = self.table.dims()[1];
         self.table.clone().select(0, index_tensor(&input.input_ids, device)).reshape([input.batch, input.seq_len, h])
     }
@@ -227,7 +228,7 @@ struct LlamaBlock {
 }
 
 impl TransformerBlock for LlamaBlock {
-    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
+    fn attention_partial_kv(&self, x: Tensor<3>, ctx: &ForwardContext, kv: Option<&mut LayerKv>) -> Tensor<3> {
         let qkv = self.qkv.forward(self.input_norm.forward(x));
         let (qw, kw) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         let mut q = split_heads(qkv.clone().narrow(2, 0, qw), self.heads);
@@ -237,6 +238,10 @@ impl TransformerBlock for LlamaBlock {
             q = rope.apply(q);
             k = rope.apply(k);
         }
+        let (k, v) = match kv {
+            Some(cache) => cache.append(k, v),
+            None => (k, v),
+        };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         self.o_proj.forward(attention(q, k, v, &ctx.mask_bias, scale))
     }

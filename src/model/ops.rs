@@ -121,12 +121,12 @@ pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
 /// `[b, l, h*d]`.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: &Tensor<4>, scale: f64) -> Tensor<3> {
     let [b, h, l, d] = q.dims();
-    let kv = k.dims()[1];
+    let [_, kv, t, _] = k.dims();
     let rep = h / kv;
     let q = q.reshape([b, kv, rep * l, d]);
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;
-    let scores = scores.reshape([b, h, l, l]) + bias.clone();
-    let probs = activation::softmax(scores, 3).reshape([b, kv, rep * l, l]);
+    let scores = scores.reshape([b, h, l, t]) + bias.clone();
+    let probs = activation::softmax(scores, 3).reshape([b, kv, rep * l, t]);
     let ctx = probs.matmul(v).reshape([b, h, l, d]);
     ctx.swap_dims(1, 2).reshape([b, l, h * d])
 }

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::context::ForwardContext;
 use super::input::ModelInput;
+use super::kv_cache::LayerKv;
 
 /// A block, or one tensor-parallel slice of it, as two sublayers each split into a partial
 /// computation (on each slice) and a combination (after the partials are summed).
@@ -14,7 +15,13 @@ use super::input::ModelInput;
 /// slices' partials stands in for the whole partial, as Megatron's row-parallel all-reduce.
 pub trait TransformerBlock: Send {
     /// This slice's share of the attention sublayer's output projection.
-    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3>;
+    fn attention_partial(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
+        self.attention_partial_kv(x, ctx, None)
+    }
+    /// As [`TransformerBlock::attention_partial`], for positions that continue `kv` (the
+    /// block's cached keys and values, which this step's are appended to): attention covers
+    /// the cached positions and the new ones. Encoders ignore the cache.
+    fn attention_partial_kv(&self, x: Tensor<3>, ctx: &ForwardContext, kv: Option<&mut LayerKv>) -> Tensor<3>;
     /// Residual (and post-norm for BERT) after the attention all-reduce.
     fn attention_combine(&self, x: Tensor<3>, sum: Tensor<3>) -> Tensor<3>;
     /// This slice's share of the MLP's output projection.
@@ -24,7 +31,12 @@ pub trait TransformerBlock: Send {
 
     /// The whole block on one slice (exact only for a whole block).
     fn forward(&self, x: Tensor<3>, ctx: &ForwardContext) -> Tensor<3> {
-        let a = self.attention_partial(x.clone(), ctx);
+        self.forward_kv(x, ctx, None)
+    }
+
+    /// As [`TransformerBlock::forward`], continuing the cache `kv`.
+    fn forward_kv(&self, x: Tensor<3>, ctx: &ForwardContext, kv: Option<&mut LayerKv>) -> Tensor<3> {
+        let a = self.attention_partial_kv(x.clone(), ctx, kv);
         let h = self.attention_combine(x, a);
         let m = self.mlp_partial(h.clone());
         self.mlp_combine(h, m)
@@ -33,8 +45,9 @@ pub trait TransformerBlock: Send {
 
 /// Token ids to the first hidden state.
 pub trait Embeddings: Send {
-    /// `[batch, seq, hidden]` for a validated input.
-    fn forward(&self, input: &ModelInput, device: &Device) -> Tensor<3>;
+    /// `[batch, seq, hidden]` for a validated input whose first token is at position `past`
+    /// (the positions before it are in the cache).
+    fn forward(&self, input: &ModelInput, past: usize, device: &Device) -> Tensor<3>;
 }
 
 /// What a head produces.

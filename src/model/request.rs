@@ -60,20 +60,28 @@ impl ModelInput {
 impl ForwardContext {
     /// Builds the mask (causal for decoders, padding from the attention mask) and RoPE tables.
     pub fn new(cfg: &ModelConfig, input: &ModelInput, device: &Device) -> ForwardContext {
+        ForwardContext::continuing(cfg, input, 0, device)
+    }
+
+    /// As [`ForwardContext::new`], for an input whose first token is at position `past`: the
+    /// `past` cached positions before it are attended to as well (the attention mask covers
+    /// the new tokens only), and RoPE continues from `past`.
+    pub fn continuing(cfg: &ModelConfig, input: &ModelInput, past: usize, device: &Device) -> ForwardContext {
         let (b, l) = (input.batch, input.seq_len);
+        let t = past + l;
         let causal = registry::family(cfg.arch).causal();
-        let mut bias = vec![0.0f32; b * l * l];
+        let mut bias = vec![0.0f32; b * l * t];
         for bi in 0..b {
             for i in 0..l {
-                for j in 0..l {
-                    let padded = input.attention_mask.as_ref().is_some_and(|m| m[bi * l + j] == 0);
-                    if (causal && j > i) || padded {
-                        bias[(bi * l + i) * l + j] = MASKED;
+                for j in 0..t {
+                    let padded = j >= past && input.attention_mask.as_ref().is_some_and(|m| m[bi * l + j - past] == 0);
+                    if (causal && j > past + i) || padded {
+                        bias[(bi * l + i) * t + j] = MASKED;
                     }
                 }
             }
         }
-        let rope = cfg.rope.as_ref().map(|r| Rope::new(r, cfg.head_dim, l, device));
-        ForwardContext { mask_bias: tensor(bias, [b, 1, l, l], device), rope }
+        let rope = cfg.rope.as_ref().map(|r| Rope::at(r, cfg.head_dim, past, l, device));
+        ForwardContext { mask_bias: tensor(bias, [b, 1, l, t], device), rope, past }
     }
 }

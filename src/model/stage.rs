@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 use super::checkpoint::MappedCheckpoint;
 use super::config::ModelConfig;
 use super::error::{ForwardError, LoadError};
+use super::kv_cache::KvCache;
 use super::registry;
 use super::weights::WeightReader;
 
@@ -65,12 +66,29 @@ impl Stage {
 
     /// Embeds a validated input.
     pub fn embed(&self, input: &ModelInput) -> Result<Tensor<3>, ForwardError> {
+        self.embed_at(input, 0)
+    }
+
+    /// Embeds a validated input whose first token is at position `past` (a generation step
+    /// continuing a cache of `past` positions).
+    pub fn embed_at(&self, input: &ModelInput, past: usize) -> Result<Tensor<3>, ForwardError> {
         let emb = self
             .embeddings
             .as_ref()
             .ok_or_else(|| ForwardError::StageMismatch("this stage holds no embeddings".into()))?;
         input.validate(&self.config)?;
-        Ok(emb.forward(input, &self.device))
+        if past + input.seq_len > self.config.max_positions {
+            return Err(ForwardError::InvalidInput(format!(
+                "{past} cached and {} new positions exceed the model's {} positions",
+                input.seq_len, self.config.max_positions
+            )));
+        }
+        Ok(emb.forward(input, past, &self.device))
+    }
+
+    /// An empty cache for one sequence at this stage.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.blocks.len())
     }
 
     /// The blocks of this stage, in order, with their model-wide indices.
@@ -81,17 +99,41 @@ impl Stage {
     /// Runs every block of a whole (unsliced) stage; pushes each block's output to `trace`.
     pub fn run_blocks(
         &self,
+        x: Tensor<3>,
+        ctx: &ForwardContext,
+        trace: Option<&mut Vec<(usize, Tensor<3>)>>,
+    ) -> Result<Tensor<3>, ForwardError> {
+        self.run_blocks_kv(x, ctx, trace, None)
+    }
+
+    /// As [`Stage::run_blocks`], continuing the sequence's `cache` when one is given (its
+    /// positions must be `ctx.past`).
+    pub fn run_blocks_kv(
+        &self,
         mut x: Tensor<3>,
         ctx: &ForwardContext,
         mut trace: Option<&mut Vec<(usize, Tensor<3>)>>,
+        mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor<3>, ForwardError> {
         if !self.spec.slice.is_whole() {
             return Err(ForwardError::StageMismatch(
                 "a tensor-parallel slice cannot run its blocks alone; its partial sums must be all-reduced".into(),
             ));
         }
-        for (i, block) in self.blocks() {
-            x = block.forward(x, ctx);
+        if let Some(c) = cache.as_deref()
+            && (c.layers.len() != self.blocks.len() || c.positions() != ctx.past)
+        {
+            return Err(ForwardError::StageMismatch(format!(
+                "a cache of {} blocks and {} positions does not continue {} blocks at position {}",
+                c.layers.len(),
+                c.positions(),
+                self.blocks.len(),
+                ctx.past
+            )));
+        }
+        for (n, (i, block)) in self.blocks().enumerate() {
+            let kv = cache.as_deref_mut().map(|c| &mut c.layers[n]);
+            x = block.forward_kv(x, ctx, kv);
             if let Some(t) = trace.as_deref_mut() {
                 t.push((i, x.clone()));
             }

@@ -1,0 +1,67 @@
+//! [`KvCache`]: one sequence's keys and values at one stage, so that a generation computes
+//! its prompt once (prefill) and each later step only its newest position. Each block of the
+//! stage keeps a [`LayerKv`]: `[batch, kv_heads, positions, head_dim]` keys (after RoPE) and
+//! values, for the heads of its own tensor slice only. Sequences keep caches of their own, so
+//! the decode steps of several sequences batch by padding their caches to the longest and
+//! masking the padding.
+
+use burn::tensor::Tensor;
+
+/// One block's cached keys and values for one sequence.
+#[derive(Debug, Clone, Default)]
+pub struct LayerKv {
+    k: Option<Tensor<4>>,
+    v: Option<Tensor<4>>,
+}
+
+impl LayerKv {
+    /// Appends this step's keys and values (`[b, kv_heads, new, d]`) and returns all of them.
+    pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let k = match self.k.take() {
+            Some(past) => Tensor::cat(vec![past, k], 2),
+            None => k,
+        };
+        let v = match self.v.take() {
+            Some(past) => Tensor::cat(vec![past, v], 2),
+            None => v,
+        };
+        self.k = Some(k.clone());
+        self.v = Some(v.clone());
+        (k, v)
+    }
+
+    /// Positions held.
+    pub fn positions(&self) -> usize {
+        self.k.as_ref().map(|k| k.dims()[2]).unwrap_or(0)
+    }
+
+    /// Bytes held (f32 keys and values).
+    pub fn bytes(&self) -> u64 {
+        let n = |t: &Option<Tensor<4>>| t.as_ref().map(|t| t.dims().iter().product::<usize>()).unwrap_or(0);
+        4 * (n(&self.k) + n(&self.v)) as u64
+    }
+}
+
+/// One sequence's cache at one stage: a [`LayerKv`] per block, in the stage's block order.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    /// Per block of the stage.
+    pub layers: Vec<LayerKv>,
+}
+
+impl KvCache {
+    /// An empty cache for a stage of `blocks` blocks.
+    pub fn new(blocks: usize) -> KvCache {
+        KvCache { layers: vec![LayerKv::default(); blocks] }
+    }
+
+    /// Positions held (those of the first block; every block holds as many).
+    pub fn positions(&self) -> usize {
+        self.layers.first().map(LayerKv::positions).unwrap_or(0)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.layers.iter().map(LayerKv::bytes).sum()
+    }
+}

@@ -1,0 +1,101 @@
+//! Generation with a KV cache in one process, through every split, against the PyTorch
+//! references of `tests/fixtures/*/generation.json` (greedy `transformers` `generate` with its
+//! cache): the same ids and text, and each cached step's logits equal to that step's scores
+//! within the forward tolerance.
+
+mod common;
+
+use mlmf::exec::LocalRunner;
+use mlmf::generate::{FinishReason, GenerationParams, SamplingParams, TextTokenizer};
+use serde_json::Value;
+
+const STRATEGIES: [&str; 4] = ["none", "layer:2", "pipeline:3", "tensor:2"];
+
+fn references(model: &str) -> (Value, std::collections::BTreeMap<String, common::RefTensor>) {
+    let dir = common::fixture(model);
+    let json: Value = serde_json::from_slice(&std::fs::read(dir.join("generation.json")).unwrap()).unwrap();
+    (json, common::read_safetensors(&dir.join("generation.safetensors")))
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn greedy_generation_matches_transformers_through_every_split() {
+    let device = mlmf::model::default_device();
+    for model in ["gpt2_tiny", "llama_tiny"] {
+        let (refs, _) = references(model);
+        let tok = TextTokenizer::require(&common::fixture(model)).unwrap();
+        for strategy in STRATEGIES {
+            let runner = LocalRunner::load(&common::fixture(model), &strategy.parse().unwrap(), &device).unwrap();
+            for p in refs["prompts"].as_array().unwrap() {
+                let prompt = tok.encode(p["prompt"].as_str().unwrap()).unwrap();
+                assert_eq!(prompt, ids(&p["input_ids"]), "{model}");
+                let params = GenerationParams {
+                    max_tokens: refs["max_new_tokens"].as_u64().unwrap() as usize,
+                    sampling: SamplingParams::greedy(),
+                    ..GenerationParams::default()
+                };
+                let mut streamed = String::new();
+                let out = runner.generate(&prompt, params, Some(&tok), |s| streamed.push_str(&s.piece)).unwrap();
+                let seq = &out.sequence;
+                assert_eq!(seq.generated(), &ids(&p["new_ids"])[..], "{model} {strategy}: {}", p["prompt"]);
+                assert_eq!(seq.text(), p["new_text"].as_str().unwrap(), "{model} {strategy}");
+                assert_eq!(streamed, seq.text(), "{model} {strategy}: streamed pieces");
+                let reason = if p["stopped"] == "eos" { FinishReason::Stop } else { FinishReason::Length };
+                assert_eq!(seq.finish_reason(), Some(reason));
+            }
+        }
+    }
+}
+
+#[test]
+fn each_cached_step_gives_the_references_logits_and_logprobs() {
+    let device = mlmf::model::default_device();
+    for model in ["gpt2_tiny", "llama_tiny"] {
+        let (refs, tensors) = references(model);
+        let atol = refs["score_tolerance"]["suggested_atol"].as_f64().unwrap() as f32;
+        for strategy in STRATEGIES {
+            let runner = LocalRunner::load(&common::fixture(model), &strategy.parse().unwrap(), &device).unwrap();
+            let vocab = runner.layout.config.vocab_size;
+            for (i, p) in refs["prompts"].as_array().unwrap().iter().enumerate() {
+                let scores = &tensors[&format!("p{i}.scores")];
+                let new = ids(&p["new_ids"]);
+                let mut generation = runner.start_generation();
+                let mut feed = ids(&p["input_ids"]);
+                let mut worst = 0.0f32;
+                for (step, &next) in new.iter().enumerate() {
+                    let logits = generation.forward(&feed).unwrap();
+                    let last = &logits[logits.len() - vocab..];
+                    let want = &scores.f32[step * vocab..(step + 1) * vocab];
+                    for (a, b) in last.iter().zip(want) {
+                        worst = worst.max((a - b).abs());
+                    }
+                    // logprobs are the log-softmax of the same logits.
+                    let lp = mlmf::generate::sampler::log_softmax(last);
+                    let max = want.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                    let lse = want.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+                    assert!((lp[next as usize] as f64 - (want[next as usize] as f64 - lse)).abs() < 1e-3);
+                    feed = vec![next];
+                }
+                assert!(worst <= atol, "{model} {strategy} prompt {i}: logits off by {worst} (atol {atol})");
+                assert_eq!(generation.positions(), ids(&p["input_ids"]).len() + new.len() - 1);
+                assert!(generation.cache_bytes() > 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_prompt_that_fills_the_positions_is_refused_with_the_numbers() {
+    let device = mlmf::model::default_device();
+    let runner = LocalRunner::load(&common::fixture("gpt2_tiny"), &"none".parse().unwrap(), &device).unwrap();
+    let max = runner.layout.config.max_positions;
+    let e = runner.generate(&vec![5; max], GenerationParams::default(), None, |_| {}).unwrap_err().to_string();
+    assert!(e.contains(&max.to_string()), "{e}");
+    // Near the limit, the sequence stops at the last position with `length`.
+    let params = GenerationParams { max_tokens: 100, sampling: SamplingParams::greedy(), ..Default::default() };
+    let out = runner.generate(&vec![5; max - 3], params, None, |_| {}).unwrap();
+    assert_eq!((out.sequence.generated().len(), out.sequence.finish_reason()), (3, Some(FinishReason::Length)));
+}
