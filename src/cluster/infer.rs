@@ -23,7 +23,7 @@ use crate::model::activation::decode_f32;
 use super::balancer::{NoRoute, PickRoute, RequestDone};
 use super::node::{LocalShard, Node};
 use super::shard::{Forward, ShardError, StageOutput, TpOutput, TpStep};
-use super::wire::{self, Deliver, ForwardHeader, PartialHeader, StageFailure, Sublayer, names};
+use super::wire::{self, Deliver, ForwardHeader, KvStep, PartialHeader, StageFailure, StageRoute, Sublayer, names};
 
 /// What to compute besides the model's outputs, and how long to wait.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +38,15 @@ pub struct InferOptions {
     pub session: Option<String>,
     /// Admission priority at every shard: 2 high, 1 normal, 0 low.
     pub priority: u8,
+    /// A generation step: the stages continue the sequence's KV caches.
+    pub kv: Option<KvStep>,
+    /// The route to take (the one that holds the sequence's caches) instead of the
+    /// balancer's choice.
+    pub route: Option<Vec<StageRoute>>,
+    /// Nodes not to route through.
+    pub avoid: Vec<String>,
+    /// Routes to try at most; the node's configured number when absent.
+    pub max_attempts: Option<usize>,
 }
 
 /// A served request.
@@ -49,6 +58,8 @@ pub struct InferResult {
     pub processed_by: Vec<String>,
     /// Routes tried.
     pub attempts: usize,
+    /// The route that served it.
+    pub route: Vec<StageRoute>,
 }
 
 /// Why a request was not served.
@@ -67,6 +78,8 @@ pub enum InferError {
         attempts: usize,
         /// The last failure.
         last: String,
+        /// The node of the last failure (empty when no route was found).
+        node: String,
     },
     /// The deadline passed.
     #[error("no answer within {0:?}")]
@@ -102,9 +115,11 @@ pub async fn infer(
     let deadline = opts.deadline.unwrap_or_else(|| node.cfg.request_timeout());
     let start = Instant::now();
     let balancer = node.balancer();
-    let mut avoid: Vec<String> = Vec::new();
+    let mut avoid: Vec<String> = opts.avoid.clone();
     let mut last = String::from("no attempt");
-    let max = node.cfg.requests.max_attempts;
+    let mut last_node = String::new();
+    let max = opts.max_attempts.unwrap_or(node.cfg.requests.max_attempts).max(1);
+    let mut pinned = opts.route.clone();
     for attempt in 1..=max {
         let left = deadline.saturating_sub(start.elapsed());
         if left.is_zero() {
@@ -117,9 +132,11 @@ pub async fn infer(
             view: Arc::clone(&view),
         };
         let attempt_start = Instant::now();
-        let picked = match node.balancers.custom.get() {
-            Some(custom) => custom.send(pick).await,
-            None => balancer.send(pick).await,
+        let from_balancer = pinned.is_none();
+        let picked = match (pinned.take(), node.balancers.custom.get()) {
+            (Some(route), _) => Ok(Ok(route)),
+            (None, Some(custom)) => custom.send(pick).await,
+            (None, None) => balancer.send(pick).await,
         };
         let route = match picked {
             Ok(Ok(r)) => r,
@@ -130,8 +147,10 @@ pub async fn infer(
                 avoid.clear();
                 continue;
             }
-            Ok(Err(e)) => return Err(InferError::Failed { attempts: attempt - 1, last: e.to_string() }),
-            Err(e) => return Err(InferError::Failed { attempts: attempt - 1, last: e.to_string() }),
+            Ok(Err(e)) => {
+                return Err(InferError::Failed { attempts: attempt - 1, last: e.to_string(), node: last_node });
+            }
+            Err(e) => return Err(InferError::Failed { attempts: attempt - 1, last: e.to_string(), node: last_node }),
         };
         let delivery = fastrand::u64(..);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -150,6 +169,7 @@ pub async fn infer(
             priority: opts.priority,
             blocks: Vec::new(),
             processed_by: Vec::new(),
+            kv: opts.kv,
         };
         let attempt_left = node.cfg.attempt_timeout().min(left);
         let sent = tokio::time::timeout(attempt_left, send_stage(node, &first, header, Vec::new())).await;
@@ -176,21 +196,26 @@ pub async fn infer(
         };
         node.pending.remove(&delivery);
         let failed = outcome.as_ref().err().filter(|f| !f.invalid_request).map(|f| f.node.clone());
-        balancer.do_send(RequestDone { route: route.clone(), latency: attempt_start.elapsed(), failed });
+        if from_balancer {
+            balancer.do_send(RequestDone { route: route.clone(), latency: attempt_start.elapsed(), failed });
+        }
         match outcome {
-            Ok((outputs, processed_by)) => return Ok(InferResult { outputs, processed_by, attempts: attempt }),
+            Ok((outputs, processed_by)) => {
+                return Ok(InferResult { outputs, processed_by, attempts: attempt, route });
+            }
             Err(f) if f.invalid_request => return Err(InferError::Invalid(f.message)),
             Err(f) => {
                 tracing::warn!(request_id, attempt, node = %f.node, error = %f.message, "attempt failed; retrying elsewhere");
                 node.metrics.retries.fetch_add(1, Ordering::Relaxed);
                 last = format!("{}: {}", f.node, f.message);
+                last_node = f.node.clone();
                 if f.node != node.id {
                     avoid.push(f.node);
                 }
             }
         }
     }
-    Err(InferError::Failed { attempts: max, last })
+    Err(InferError::Failed { attempts: max, last, node: last_node })
 }
 
 /// Runs `header.stage` on node `target`: here, or over the wire.
@@ -280,7 +305,7 @@ pub async fn run_stage(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) 
     let prio = header.priority;
     let out = if members.len() == 1 {
         let shard = local_shard(node, &header.model, lead_shard)?;
-        let msg = Forward { input, hidden, block_outputs: header.block_outputs };
+        let msg = Forward { input, hidden, block_outputs: header.block_outputs, kv: header.kv };
         on_shard(node, &shard, prio, msg).await?
     } else {
         tensor_parallel(node, &header, &members, input, hidden).await?
@@ -354,7 +379,10 @@ async fn tensor_parallel(
     let step = |shard: LocalShard, msg: TpStep| async move { tp_bytes(node, on_shard(node, &shard, prio, msg).await?) };
     let mut x = match hidden {
         Some(h) if !spec.embeddings => h,
-        None if spec.embeddings => step(lead.clone(), TpStep::Embed { input: Arc::clone(&input) }).await?,
+        None if spec.embeddings => {
+            let past = header.kv.map(|k| k.past).unwrap_or(0);
+            step(lead.clone(), TpStep::Embed { input: Arc::clone(&input), past }).await?
+        }
         _ => {
             return Err(StageFailure {
                 node: node.id.clone(),
@@ -372,7 +400,7 @@ async fn tensor_parallel(
                 async move {
                     if member == &node.id {
                         let s = local_shard(node, &header.model, *shard)?;
-                        return step(s, TpStep::Partial { input, layer, sublayer, x }).await;
+                        return step(s, TpStep::Partial { input, layer, sublayer, x, kv: header.kv }).await;
                     }
                     let fail = |message: String| StageFailure { node: member.clone(), message, invalid_request: false };
                     let addr = node.addr_of(member).ok_or_else(|| fail("not in the view".into()))?;
@@ -384,6 +412,7 @@ async fn tensor_parallel(
                         sublayer,
                         input: (*input).clone(),
                         priority: prio,
+                        kv: header.kv,
                     };
                     let payload = wire::pack(&h, &x).map_err(fail)?;
                     let answer = node
@@ -406,7 +435,8 @@ async fn tensor_parallel(
             blocks.push((layer, HostTensor { shape, data }));
         }
     }
-    let out = on_shard(node, &lead, prio, TpStep::Finish { x }).await?;
+    let last_only = header.kv.is_some_and(|k| !k.all_logits);
+    let out = on_shard(node, &lead, prio, TpStep::Finish { x, last_only }).await?;
     match out {
         TpOutput::Stage(StageOutput::Hidden { bytes, .. }) => Ok(StageOutput::Hidden { bytes, blocks }),
         TpOutput::Stage(StageOutput::Final(mut o)) => {
@@ -426,6 +456,6 @@ pub async fn partial(node: &Node, h: PartialHeader, x: Vec<u8>) -> Result<Vec<u8
     let _guard = InFlight::new(node);
     let shard = local_shard(node, &h.model, h.shard)?;
     let prio = h.priority;
-    let msg = TpStep::Partial { input: Arc::new(h.input), layer: h.layer, sublayer: h.sublayer, x };
+    let msg = TpStep::Partial { input: Arc::new(h.input), layer: h.layer, sublayer: h.sublayer, x, kv: h.kv };
     tp_bytes(node, on_shard(node, &shard, prio, msg).await?)
 }

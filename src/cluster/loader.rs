@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::model::{Checkpoint, MappedCheckpoint};
 
 use super::node::{ControlMessage, LocalShard, Node};
-use super::shard::{RestartPolicy, ShardActor};
+use super::shard::{RestartPolicy, ShardActor, ShardCaches};
 use super::wire::{
     self, FETCH_MAX, Fetch, LoadShard, Manifest, ManifestFile, ManifestRequest, ManifestTensor, Progress, ShardLoaded,
     names,
@@ -95,7 +95,8 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
         actix_web::rt::task::spawn_blocking(move || crate::model::Stage::load(&m, &s, &d).map_err(|e| e.to_string()))
             .await
             .map_err(|e| e.to_string())??;
-    let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default());
+    let caches = ShardCaches { store: Arc::clone(&node.kv), model: msg.model.clone() };
+    let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default(), caches);
     let mailbox = mlmf_actors::priority::PriorityMailbox::new(handle.addr.clone(), node.cfg.requests.shard_queue);
     let latency = Arc::default();
     node.shards.insert(key, LocalShard { handle, mailbox, bytes: total, pulled, latency });

@@ -42,5 +42,8 @@ pub fn unload_local(node: &Node, model: &str, shard: Option<usize>) {
     if !gone.is_empty() {
         tracing::info!(%model, shards = gone.len(), "unloaded");
     }
+    if shard.is_none() {
+        node.kv.release_model(model);
+    }
     node.release_checkpoints();
 }

@@ -16,7 +16,8 @@ use super::loader;
 use super::node::Node;
 use super::node_actor::unload_local;
 use super::wire::{
-    self, ClusterView, Deliver, ForwardHeader, LoadShard, ManifestRequest, PartialHeader, UnloadShard, names,
+    self, ClusterView, Deliver, ForwardHeader, LoadShard, ManifestRequest, PartialHeader, ReleaseSequence, UnloadShard,
+    names,
 };
 
 /// The `/v1/peer` handler of `node`.
@@ -55,6 +56,9 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         }
         names::UNLOAD_SHARD => {
             answer::<UnloadShard, _, _>(&payload, |msg| async move { unload_local(node, &msg.model, msg.shard) }).await
+        }
+        names::RELEASE_SEQUENCE => {
+            answer::<ReleaseSequence, _, _>(&payload, |m| async move { node.kv.release(&m.model, m.seq) }).await
         }
         names::MANIFEST => answer::<ManifestRequest, _, _>(&payload, |req| loader::manifest(node, req)).await,
         names::FETCH => loader::fetch_range(node, wire::from_bytes(&payload)?).await,

@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use actix::{Actor, ActorContext, Addr, Handler, Message, SyncArbiter, SyncContext};
 use burn::tensor::{Device, Tensor};
 
+use crate::config::GenerationConfig;
 use crate::exec::{HostTensor, RunOutputs};
 use crate::model::activation::{decode, encode};
-use crate::model::{ForwardContext, LoadError, MappedCheckpoint, ModelInput, Stage};
+use crate::model::{ForwardContext, KvCache, LoadError, MappedCheckpoint, ModelInput, Stage};
 use crate::plan::ShardSpec;
 
-use super::wire::Sublayer;
+use super::kv_store::{KvKey, KvStore};
+use super::wire::{KvStep, Sublayer};
 
 /// Why a shard could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,17 @@ pub enum ShardError {
         shard: usize,
         /// The panic message.
         message: String,
+    },
+    /// A generation step continues a sequence whose cache this replica does not hold (never
+    /// made here, dropped for the budget, expired): the sequence's holder replays it.
+    #[error("shard {shard}: no KV cache of sequence {seq} at position {past}")]
+    CacheMiss {
+        /// The shard id.
+        shard: usize,
+        /// The sequence.
+        seq: u64,
+        /// The position the step continues.
+        past: usize,
     },
     /// The restart limit was exceeded (or the weights could not be reloaded).
     #[error("shard {shard}: failed, escalated to the node: {reason}")]
@@ -80,6 +93,8 @@ pub struct Forward {
     pub hidden: Option<Vec<u8>>,
     /// Also return each block's output.
     pub block_outputs: bool,
+    /// A generation step: continue the sequence's cache at this replica.
+    pub kv: Option<KvStep>,
 }
 
 /// What a stage returns.
@@ -101,10 +116,12 @@ pub enum StageOutput {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<TpOutput, ShardError>")]
 pub enum TpStep {
-    /// Embed the input (lead of a first stage).
+    /// Embed the input (lead of a first stage), its first token at position `past`.
     Embed {
         /// The request.
         input: Arc<ModelInput>,
+        /// Positions before it (a generation step); 0 otherwise.
+        past: usize,
     },
     /// This member's partial sum of `sublayer` of block `layer` on activation `x`.
     Partial {
@@ -116,6 +133,8 @@ pub enum TpStep {
         sublayer: Sublayer,
         /// The sublayer's input activation.
         x: Vec<u8>,
+        /// A generation step: attention continues this member's cache of the sequence.
+        kv: Option<KvStep>,
     },
     /// Residual (and post-norm) after the group's partials are summed (the all-reduce).
     Combine {
@@ -132,6 +151,8 @@ pub enum TpStep {
     Finish {
         /// The last block's output.
         x: Vec<u8>,
+        /// Apply the head to the last position only (a generation step's next-token logits).
+        last_only: bool,
     },
 }
 
@@ -155,6 +176,28 @@ pub struct ShardActor {
     spec: ShardSpec,
     /// The loaded stage, or why the shard gave up (restart limit, reload failure).
     stage: Result<Stage, String>,
+    /// Where this replica keeps its sequences' KV caches (shared by its threads).
+    caches: ShardCaches,
+}
+
+/// The node's KV store and the model a replica belongs to (the first part of its keys).
+#[derive(Clone)]
+pub struct ShardCaches {
+    /// The node's store.
+    pub store: Arc<KvStore>,
+    /// The model id.
+    pub model: String,
+}
+
+impl ShardCaches {
+    /// A store of its own with the default budget (for a replica outside a node).
+    pub fn standalone(model: &str) -> ShardCaches {
+        ShardCaches { store: Arc::new(KvStore::new(&GenerationConfig::default())), model: model.to_string() }
+    }
+
+    fn key(&self, shard: usize, seq: u64) -> KvKey {
+        (self.model.clone(), shard, seq)
+    }
 }
 
 impl Actor for ShardActor {
@@ -181,7 +224,8 @@ impl ShardActor {
         policy: RestartPolicy,
     ) -> Result<ShardHandle, LoadError> {
         let first = Stage::load(&mapped, &spec.spec, &device)?;
-        Ok(ShardActor::start_loaded(spec, mapped, first, device, threads, policy))
+        let caches = ShardCaches::standalone("model");
+        Ok(ShardActor::start_loaded(spec, mapped, first, device, threads, policy, caches))
     }
 
     /// As [`ShardActor::start`], with the first replica's stage already loaded (load it on a
@@ -193,6 +237,7 @@ impl ShardActor {
         device: Device,
         threads: usize,
         policy: RestartPolicy,
+        caches: ShardCaches,
     ) -> ShardHandle {
         let preloaded = Mutex::new(Some(first));
         let starts: Mutex<VecDeque<Instant>> = Mutex::new(VecDeque::new());
@@ -221,7 +266,7 @@ impl ShardActor {
                 if log.len() > policy.max_restarts {
                     let reason = format!("{} restarts within {:?}", log.len(), policy.window);
                     tracing::error!(shard = spec.id, %reason, "shard escalated");
-                    return ShardActor { spec, stage: Err(reason) };
+                    return ShardActor { spec, stage: Err(reason), caches: caches.clone() };
                 }
                 tracing::warn!(shard = spec.id, "restarting shard from the mapped checkpoint");
             }
@@ -229,7 +274,7 @@ impl ShardActor {
                 Some(s) => Ok(s),
                 None => Stage::load(&mapped, &spec.spec, &device).map_err(|e| e.to_string()),
             };
-            ShardActor { spec, stage }
+            ShardActor { spec, stage, caches: caches.clone() }
         });
         ShardHandle { addr, spec }
     }
@@ -241,8 +286,9 @@ impl ShardActor {
             self.stage.as_ref().map_err(|reason| ShardError::Escalated { shard: id, reason: reason.clone() })?;
         let cfg = &stage.config;
         msg.input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
+        let past = msg.kv.map(|k| k.past).unwrap_or(0);
         let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
-            (None, true) => stage.embed(&msg.input).map_err(|e| invalid(e.to_string()))?,
+            (None, true) => stage.embed_at(&msg.input, past).map_err(|e| invalid(e.to_string()))?,
             (Some(bytes), false) => {
                 let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
                 let want = [msg.input.batch, msg.input.seq_len, cfg.hidden_size];
@@ -254,10 +300,24 @@ impl ShardActor {
             (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
             (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
         };
-        let ctx = ForwardContext::new(cfg, &msg.input, &stage.device);
+        let ctx = ForwardContext::continuing(cfg, &msg.input, past, &stage.device);
         let mut trace = Vec::new();
-        let x =
-            stage.run_blocks(x, &ctx, msg.block_outputs.then_some(&mut trace)).map_err(|e| invalid(e.to_string()))?;
+        let traced = msg.block_outputs.then_some(&mut trace);
+        let x = match msg.kv {
+            None => stage.run_blocks(x, &ctx, traced),
+            Some(k) => {
+                let key = self.caches.key(id, k.seq);
+                let mut cache = self.continued(&key, k, stage.new_cache())?;
+                let out = stage.run_blocks_kv(x, &ctx, traced, Some(&mut cache));
+                self.caches.store.put(key, cache);
+                out
+            }
+        }
+        .map_err(|e| invalid(e.to_string()))?;
+        let x = match msg.kv {
+            Some(k) if !k.all_logits && stage.spec.head => last_position(x),
+            _ => x,
+        };
         let mut blocks = Vec::with_capacity(trace.len());
         for (i, t) in trace {
             blocks.push((i, HostTensor::from_tensor(t).map_err(|e| invalid(e.to_string()))?));
@@ -297,11 +357,11 @@ impl ShardActor {
         };
         let bytes = |t: Tensor<3>| encode(t).map(TpOutput::Bytes).map_err(|e| invalid(e.to_string()));
         match step {
-            TpStep::Embed { input } => {
+            TpStep::Embed { input, past } => {
                 input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
-                bytes(stage.embed(&input).map_err(|e| invalid(e.to_string()))?)
+                bytes(stage.embed_at(&input, past).map_err(|e| invalid(e.to_string()))?)
             }
-            TpStep::Partial { input, layer, sublayer, x } => {
+            TpStep::Partial { input, layer, sublayer, x, kv } => {
                 input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
                 let b = block(layer)?;
                 let x = act(&x)?;
@@ -309,9 +369,31 @@ impl ShardActor {
                 if [bb, l] != [input.batch, input.seq_len] {
                     return Err(invalid(format!("activation of shape {:?} for a {bb}x{l} input", x.dims())));
                 }
-                match sublayer {
-                    Sublayer::Attention => bytes(b.attention_partial(x, &ForwardContext::new(cfg, &input, dev))),
-                    Sublayer::Mlp => bytes(b.mlp_partial(x)),
+                let past = kv.map(|k| k.past).unwrap_or(0);
+                let ctx = || ForwardContext::continuing(cfg, &input, past, dev);
+                match (sublayer, kv) {
+                    (Sublayer::Attention, None) => bytes(b.attention_partial(x, &ctx())),
+                    (Sublayer::Attention, Some(k)) => {
+                        // One block of the member's cache: the first block of a step from
+                        // position 0 starts the sequence afresh.
+                        let n = stage.spec.layers.clone().position(|i| i == layer).unwrap_or(0);
+                        let key = self.caches.key(id, k.seq);
+                        let fresh = k.past == 0 && n == 0;
+                        let mut cache = match self.caches.store.take(&key) {
+                            Some(c) if !fresh => c,
+                            _ if k.past == 0 => stage.new_cache(),
+                            _ => return Err(ShardError::CacheMiss { shard: id, seq: k.seq, past: k.past }),
+                        };
+                        let kv_layer = &mut cache.layers[n];
+                        if kv_layer.positions() < k.past {
+                            return Err(ShardError::CacheMiss { shard: id, seq: k.seq, past: k.past });
+                        }
+                        kv_layer.truncate(k.past);
+                        let out = b.attention_partial_kv(x, &ctx(), Some(kv_layer));
+                        self.caches.store.put(key, cache);
+                        bytes(out)
+                    }
+                    (Sublayer::Mlp, _) => bytes(b.mlp_partial(x)),
                 }
             }
             TpStep::Combine { layer, sublayer, x, partials } => {
@@ -334,14 +416,31 @@ impl ShardActor {
                     Sublayer::Mlp => bytes(b.mlp_combine(x, sum)),
                 }
             }
-            TpStep::Finish { x } => {
+            TpStep::Finish { x, last_only } => {
                 if !stage.spec.head {
                     return Ok(TpOutput::Stage(StageOutput::Hidden { bytes: x, blocks: Vec::new() }));
                 }
-                let head = stage.head(act(&x)?).map_err(|e| invalid(e.to_string()))?;
+                let x = if last_only { last_position(act(&x)?) } else { act(&x)? };
+                let head = stage.head(x).map_err(|e| invalid(e.to_string()))?;
                 let outputs = RunOutputs::from_head(head).map_err(|e| invalid(e.to_string()))?;
                 Ok(TpOutput::Stage(StageOutput::Final(outputs)))
             }
+        }
+    }
+
+    /// The cache a whole-stage generation step continues: a fresh one from position 0, else
+    /// the one held, cut back to the step's position (a retried step is computed again).
+    fn continued(&self, key: &KvKey, k: KvStep, fresh: KvCache) -> Result<KvCache, ShardError> {
+        let held = self.caches.store.take(key);
+        if k.past == 0 {
+            return Ok(fresh);
+        }
+        match held {
+            Some(mut c) if c.positions() >= k.past => {
+                c.truncate(k.past);
+                Ok(c)
+            }
+            _ => Err(ShardError::CacheMiss { shard: self.spec.id, seq: k.seq, past: k.past }),
         }
     }
 
@@ -365,6 +464,12 @@ impl ShardActor {
             }
         }
     }
+}
+
+/// The last position of `[b, l, h]` (the one whose logits choose the next token).
+fn last_position(x: Tensor<3>) -> Tensor<3> {
+    let l = x.dims()[1];
+    x.narrow(1, l - 1, 1)
 }
 
 impl Handler<Forward> for ShardActor {
@@ -431,7 +536,7 @@ mod tests {
         for s in shards {
             match s
                 .addr
-                .send(Forward { input: Arc::clone(&input), hidden: hidden.take(), block_outputs: false })
+                .send(Forward { input: Arc::clone(&input), hidden: hidden.take(), block_outputs: false, kv: None })
                 .await
                 .unwrap()?
             {
@@ -461,7 +566,7 @@ mod tests {
         // A wrong activation is refused with a reason, not a panic.
         let bad = shards[1]
             .addr
-            .send(Forward { input: Arc::clone(&input), hidden: Some(vec![1, 2, 3]), block_outputs: false })
+            .send(Forward { input: Arc::clone(&input), hidden: Some(vec![1, 2, 3]), block_outputs: false, kv: None })
             .await
             .unwrap();
         assert!(matches!(bad, Err(ShardError::Invalid { .. })), "{bad:?}");

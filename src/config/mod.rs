@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod balancing;
 pub mod device;
 pub mod error;
+pub mod generation;
 pub mod health;
 pub mod node_config;
 
@@ -14,5 +15,6 @@ pub use alerts::{AlertConfig, SmtpConfig};
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
 pub use device::Backend;
 pub use error::ConfigError;
+pub use generation::GenerationConfig;
 pub use health::HealthConfig;
 pub use node_config::{NodeConfig, RequestConfig};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::AlertConfig;
 use super::balancing::BalancingConfig;
 use super::error::ConfigError;
+use super::generation::GenerationConfig;
 use super::health::HealthConfig;
 
 /// Request handling.
@@ -87,6 +88,8 @@ pub struct NodeConfig {
     pub balancing: BalancingConfig,
     /// Request handling.
     pub requests: RequestConfig,
+    /// KV caches of generations.
+    pub generation: GenerationConfig,
 }
 
 impl Default for NodeConfig {
@@ -111,6 +114,7 @@ impl Default for NodeConfig {
             alerts: Default::default(),
             balancing: Default::default(),
             requests: RequestConfig::default(),
+            generation: GenerationConfig::default(),
         }
     }
 }
@@ -170,6 +174,9 @@ impl NodeConfig {
             if mlmf_actors::compression::Compression::from_name(c).is_none() {
                 return bad("compression", "each entry must be one of none, lz4, zstd, gzip");
             }
+        }
+        if self.generation.idle_timeout_ms == 0 {
+            return bad("generation.idle_timeout_ms", "must be positive");
         }
         if let Some(d) = &self.device {
             super::device::Backend::parse(d).map_err(|m| ConfigError::Invalid { key: "device", message: m })?;

@@ -35,6 +35,20 @@ impl LayerKv {
         self.k.as_ref().map(|k| k.dims()[2]).unwrap_or(0)
     }
 
+    /// Keeps the first `positions` (a step retried after it was applied once is computed
+    /// again from there, so it is never applied twice).
+    pub fn truncate(&mut self, positions: usize) {
+        if positions >= self.positions() {
+            return;
+        }
+        if positions == 0 {
+            *self = LayerKv::default();
+            return;
+        }
+        self.k = self.k.take().map(|k| k.narrow(2, 0, positions));
+        self.v = self.v.take().map(|v| v.narrow(2, 0, positions));
+    }
+
     /// Bytes held (f32 keys and values).
     pub fn bytes(&self) -> u64 {
         let n = |t: &Option<Tensor<4>>| t.as_ref().map(|t| t.dims().iter().product::<usize>()).unwrap_or(0);
@@ -63,5 +77,12 @@ impl KvCache {
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.layers.iter().map(LayerKv::bytes).sum()
+    }
+
+    /// Keeps the first `positions` of every block.
+    pub fn truncate(&mut self, positions: usize) {
+        for l in &mut self.layers {
+            l.truncate(positions);
+        }
     }
 }

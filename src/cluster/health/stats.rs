@@ -52,6 +52,11 @@ impl StatsSampler {
             requests: node.requests.load(std::sync::atomic::Ordering::Relaxed),
             errors: node.metrics.errors.load(std::sync::atomic::Ordering::Relaxed),
             shard_stats: node.shards.entries().iter().map(|((m, s), l)| l.stats(m, *s)).collect(),
+            kv_cache_bytes: {
+                node.kv.expire();
+                node.kv.bytes()
+            },
+            kv_caches: node.kv.len(),
             p99_ms: {
                 let now = node.metrics.latency_buckets();
                 let p = p99_between(&self.last_buckets, &now);

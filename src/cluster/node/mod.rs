@@ -9,6 +9,7 @@ pub mod checkpoints;
 pub mod links;
 pub mod local_shard;
 pub mod role;
+pub mod tokenizers;
 pub mod view;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use mlmf_actors::registry::Registry;
 
 use crate::config::NodeConfig;
 
+use super::kv_store::KvStore;
 use super::metrics::Metrics;
 use super::wire::{ClusterView, Deliver, LoadShard};
 
@@ -35,6 +37,7 @@ pub use checkpoints::CheckpointCache;
 pub use links::PeerLinks;
 pub use local_shard::LocalShard;
 pub use role::{ControlMessage, ControlRole, RoleChange};
+pub use tokenizers::TokenizerCache;
 pub use view::{Offer, ViewHolder};
 
 /// Everything one node's parts share. Cheap to clone.
@@ -63,8 +66,12 @@ pub struct NodeInner {
     pub balancers: BalancerPool,
     /// Mapped checkpoints this node can read, by directory.
     pub checkpoints: CheckpointCache,
+    /// Each model's tokenizer, for the requests this node takes.
+    pub tokenizers: TokenizerCache,
     /// Loaded shards by `(model, shard id)`.
     pub shards: Registry<(String, usize), LocalShard>,
+    /// The KV caches of the sequences this node's shard replicas serve.
+    pub kv: Arc<KvStore>,
     /// Requests this node took, waiting for their last stage, by attempt id.
     pub pending: DashMap<u64, oneshot::Sender<Deliver>>,
     /// The node actor, which loads shard replicas here.
@@ -109,7 +116,9 @@ impl Node {
             role: ControlRole::default(),
             balancers: BalancerPool::new(cfg.balancing.clone()),
             checkpoints: CheckpointCache::new(&id, cfg.model_roots.clone()),
+            tokenizers: TokenizerCache::default(),
             shards: Registry::default(),
+            kv: Arc::new(KvStore::new(&cfg.generation)),
             pending: DashMap::new(),
             loader: OnceLock::new(),
             joined: AtomicBool::new(false),

@@ -7,6 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::exec::{HostTensor, RunOutputs};
 use crate::model::ModelInput;
 
+/// A generation step: which sequence's caches it continues, from which position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStep {
+    /// The sequence (chosen by the node that holds it).
+    pub seq: u64,
+    /// Positions already cached at every stage; 0 starts (or replays) the sequence, which
+    /// drops whatever a stage cached for it before. A step retried at the same `past` is
+    /// computed again from there, never applied twice.
+    pub past: usize,
+    /// Return the logits of every new position (scoring a prompt), not only the last one's.
+    pub all_logits: bool,
+}
+
 /// Which sublayer of a block a tensor-parallel step is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Sublayer {
@@ -46,6 +59,8 @@ pub struct ForwardHeader {
     pub blocks: Vec<(usize, HostTensor)>,
     /// Nodes that ran a stage so far.
     pub processed_by: Vec<String>,
+    /// A generation step, whose stages continue the sequence's KV caches.
+    pub kv: Option<KvStep>,
 }
 
 /// Why a stage could not run, and whether another route could.
@@ -76,6 +91,8 @@ pub struct PartialHeader {
     pub input: ModelInput,
     /// Admission priority.
     pub priority: u8,
+    /// A generation step: the member continues its cache of the sequence.
+    pub kv: Option<KvStep>,
 }
 
 /// The last stage's answer to the node that took the request.
@@ -87,4 +104,13 @@ pub struct Deliver {
     pub result: Result<RunOutputs, StageFailure>,
     /// Nodes that ran a stage.
     pub processed_by: Vec<String>,
+}
+
+/// Drop the KV caches of a sequence (it finished, or its client went away).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSequence {
+    /// Model id.
+    pub model: String,
+    /// The sequence.
+    pub seq: u64,
 }

@@ -57,6 +57,12 @@ pub struct NodeStats {
     pub p99_ms: f64,
     /// Each loaded shard replica.
     pub shard_stats: Vec<ShardStats>,
+    /// Bytes of the KV caches of the sequences this node serves.
+    #[serde(default)]
+    pub kv_cache_bytes: u64,
+    /// Sequence caches held (one per shard replica and sequence).
+    #[serde(default)]
+    pub kv_caches: usize,
 }
 
 /// One shard replica's load and latency on its node.

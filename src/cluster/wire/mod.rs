@@ -22,7 +22,7 @@ pub use codec::{from_bytes, pack, to_bytes, unpack};
 pub use control::{
     LoadModel, LoadShard, Migrate, ModelState, ModelStatus, Progress, ShardLoaded, ShardProgress, UnloadShard,
 };
-pub use data::{Deliver, ForwardHeader, PartialHeader, StageFailure, StageRoute, Sublayer};
+pub use data::{Deliver, ForwardHeader, KvStep, PartialHeader, ReleaseSequence, StageFailure, StageRoute, Sublayer};
 pub use error::ApiError;
 pub use member::{MemberState, NodeInfo, NodeStats, ShardStats};
 pub use membership::{ClusterStatus, Heartbeat, HeartbeatAck, Join, Leave, NodeStatus};

@@ -2,7 +2,7 @@
 //! requests ([`mlmf_actors::remote::RemoteMessage`]) that go by each name.
 
 use super::control::{LoadShard, Progress, ShardLoaded, UnloadShard};
-use super::data::Deliver;
+use super::data::{Deliver, ReleaseSequence};
 use super::error::ApiError;
 use super::membership::{Heartbeat, HeartbeatAck, Join, Leave};
 use super::view::ClusterView;
@@ -44,6 +44,8 @@ pub const MANIFEST: &str = "Manifest";
 pub const MIGRATE: &str = "Migrate";
 /// [`super::Leave`] → `Result<(), ApiError>`.
 pub const LEAVE: &str = "Leave";
+/// [`super::ReleaseSequence`] → `()`.
+pub const RELEASE_SEQUENCE: &str = "ReleaseSequence";
 /// [`super::Fetch`] → raw bytes.
 pub const FETCH: &str = "Fetch";
 
@@ -65,5 +67,6 @@ remote! {
     Progress => PROGRESS, ();
     ManifestRequest => MANIFEST, Result<Manifest, String>;
     Deliver => DELIVER, ();
+    ReleaseSequence => RELEASE_SEQUENCE, ();
     Leave => LEAVE, Result<(), ApiError>;
 }

@@ -1,0 +1,162 @@
+//! Generation across the cluster. The node that takes a completion holds its [`Sequence`]
+//! (prompt, generated tokens, sampler, stop conditions); each step sends only the newest
+//! token through the sequence's route, every stage continuing its KV cache of the sequence,
+//! and the last stage returns the next-token logits. The route is kept while it works (it
+//! holds the caches). When a step fails (a node died, froze, or dropped the cache), the
+//! holder picks another route avoiding the failed node and replays the prompt and the tokens
+//! generated so far into it (one prefill), then carries on: the tokens are those of an
+//! undisturbed run. A step is identified by its sequence and position, so a retried step is
+//! computed again from there, never applied twice. When the sequence ends, or the caller
+//! stops it, every node that held a stage drops its caches.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::generate::{GenerationParams, Sequence, Step, TextTokenizer};
+use crate::model::ModelInput;
+
+use super::infer::{InferError, InferOptions, infer};
+use super::node::Node;
+use super::wire::{KvStep, ReleaseSequence, StageRoute};
+
+/// One completion to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// Model id.
+    pub model: String,
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// Sampling, stops, `max_tokens`.
+    pub params: GenerationParams,
+    /// Session id (affinity of the first route).
+    pub session: Option<String>,
+    /// Admission priority at every shard.
+    pub priority: u8,
+}
+
+/// A finished (or stopped) generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// The sequence: prompt, generated ids, text, why it ended.
+    pub sequence: Sequence,
+    /// Times the sequence was replayed into a new route after a failure.
+    pub replays: usize,
+    /// Nodes that held a stage of it.
+    pub nodes: Vec<String>,
+}
+
+/// Why a generation stopped early.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerateError {
+    /// A step could not be served, even after replays.
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// The sequence could not continue (tokenizer, decoding).
+    #[error("{0}")]
+    Sequence(String),
+}
+
+/// Replays allowed per sequence before it fails.
+const MAX_REPLAYS: usize = 8;
+
+/// Generates `req` on the cluster from `node`. `on_step` sees every step as it is taken and
+/// returns `false` to stop (the client went away); the caches are dropped either way.
+pub async fn generate(
+    node: &Node,
+    req: GenerateRequest,
+    tok: Option<Arc<TextTokenizer>>,
+    request_id: u64,
+    mut on_step: impl FnMut(&Step) -> bool,
+) -> Result<Generation, GenerateError> {
+    let seq_id = fastrand::u64(..);
+    let eos = tok.as_ref().map(|t| t.eos.clone()).unwrap_or_default();
+    let mut seq = Sequence::new(req.prompt.clone(), req.params.clone(), eos, tok.is_some());
+    let mut route: Option<Vec<StageRoute>> = None;
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let mut avoid: Vec<String> = Vec::new();
+    let mut replays = 0;
+    let mut outcome = Ok(());
+    while req.params.max_tokens > 0 && seq.finish_reason().is_none() {
+        let replay = route.is_none();
+        let ids = seq.ids();
+        let (input, past) = if replay { (ids.to_vec(), 0) } else { (vec![ids[ids.len() - 1]], ids.len() - 1) };
+        let opts = InferOptions {
+            outputs: Some(vec!["logits".into()]),
+            session: req.session.clone(),
+            priority: req.priority,
+            kv: Some(KvStep { seq: seq_id, past, all_logits: false }),
+            route: route.clone(),
+            avoid: avoid.clone(),
+            // A step on the sequence's route cannot move: its caches are there. A failure
+            // replays the sequence instead, on any route.
+            max_attempts: if replay { None } else { Some(1) },
+            deadline: None,
+            block_outputs: false,
+        };
+        match infer(node, &req.model, ModelInput::single(&input), opts, request_id).await {
+            Ok(served) => {
+                used.extend(served.route.iter().flatten().map(|(_, n)| n.clone()));
+                route = Some(served.route);
+                avoid.clear();
+                let Some(logits) = served.outputs.tensors.get("logits") else {
+                    outcome = Err(GenerateError::Sequence("the last stage returned no logits".into()));
+                    break;
+                };
+                let vocab = logits.shape.last().copied().unwrap_or(0);
+                if vocab == 0 || logits.data.len() < vocab {
+                    outcome = Err(GenerateError::Sequence(format!("logits of shape {:?}", logits.shape)));
+                    break;
+                }
+                let last = &logits.data[logits.data.len() - vocab..];
+                let step = match seq.step(last, tok.as_deref()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        outcome = Err(GenerateError::Sequence(e.to_string()));
+                        break;
+                    }
+                };
+                if !on_step(&step) {
+                    tracing::info!(request_id, "the client went away; the sequence stops");
+                    break;
+                }
+            }
+            Err(e @ (InferError::Failed { .. } | InferError::Timeout(_))) if replays < MAX_REPLAYS => {
+                replays += 1;
+                if let InferError::Failed { node: failed, .. } = &e
+                    && !failed.is_empty()
+                    && *failed != node.id
+                {
+                    avoid = vec![failed.clone()];
+                }
+                tracing::warn!(request_id, seq = seq_id, position = past, error = %e, "generation step failed; replaying on another route");
+                node.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !replay {
+                    route = None;
+                }
+            }
+            Err(e) => {
+                outcome = Err(e.into());
+                break;
+            }
+        }
+    }
+    release(node, &req.model, seq_id, &used).await;
+    outcome?;
+    Ok(Generation { sequence: seq, replays, nodes: used.into_iter().collect() })
+}
+
+/// Tells every node in `nodes` to drop the caches of sequence `seq`.
+async fn release(node: &Node, model: &str, seq: u64, nodes: &BTreeSet<String>) {
+    let msg = ReleaseSequence { model: model.to_string(), seq };
+    for n in nodes {
+        if *n == node.id {
+            node.kv.release(model, seq);
+            continue;
+        }
+        let Some(addr) = node.addr_of(n) else { continue };
+        if let Err(e) = node.links.ask(&addr, &msg, Duration::from_secs(2)).await {
+            tracing::debug!(node = %n, error = %e, "could not release a sequence's caches (they expire)");
+        }
+    }
+}
