@@ -4,8 +4,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
-use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use mlmf_actors::peer::accept;
@@ -16,6 +14,7 @@ use crate::cluster::node::Node;
 use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, ModelStatus, names};
 use crate::config::AffinityKey;
 
+use super::body::read_json;
 use super::error::ApiError;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 
@@ -30,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/models/{id}", web::delete().to(unload))
         .route("/v1/models/{id}/infer", web::post().to(infer_route))
         .route("/v1/models/{id}/migrate", web::post().to(migrate))
+        .route("/v1/completions", web::post().to(super::completions::completions))
         .route("/v1/cluster", web::get().to(cluster))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -38,19 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::new(404, "not_found", "no such route"))
         }));
-}
-
-/// Reads a JSON body of at most `limit` bytes: 413 beyond it, 400 for anything malformed.
-async fn read_json<T: DeserializeOwned>(mut body: web::Payload, limit: usize) -> Result<T, ApiError> {
-    let mut buf = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ApiError::new(413, "body_too_large", format!("request body exceeds {limit} bytes")));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&buf).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
 }
 
 fn json<T: serde::Serialize>(status: u16, v: &T) -> HttpResponse {
@@ -165,6 +152,7 @@ async fn serve_infer(
             AffinityKey::Model => Some(model.to_string()),
         },
         priority: req.priority.unwrap_or_default().rank(),
+        ..InferOptions::default()
     };
     let span = tracing::info_span!("infer", request_id = format!("{request_id:016x}"), %model);
     let served = match infer(node, model, input, opts, request_id).instrument(span).await {
@@ -254,6 +242,13 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
         extra.push_str(&format!("mlmf_shard_latency_ms{{{labels},quantile=\"0.5\"}} {}\n", s.p50_ms));
         extra.push_str(&format!("mlmf_shard_latency_ms{{{labels},quantile=\"0.99\"}} {}\n", s.p99_ms));
     }
+    extra.push_str("# HELP mlmf_kv_cache_bytes Bytes of the KV caches of the sequences this node serves.\n# TYPE mlmf_kv_cache_bytes gauge\n");
+    extra.push_str(&format!("mlmf_kv_cache_bytes{{node=\"{id}\"}} {}\n", node.kv.bytes()));
+    extra.push_str("# HELP mlmf_kv_cache_evictions_total KV caches dropped to stay within the byte budget.\n# TYPE mlmf_kv_cache_evictions_total counter\n");
+    extra.push_str(&format!(
+        "mlmf_kv_cache_evictions_total{{node=\"{id}\"}} {}\n",
+        node.kv.evicted.load(Ordering::Relaxed)
+    ));
     extra.push_str("# HELP mlmf_models_ready Models ready to serve.\n# TYPE mlmf_models_ready gauge\n");
     extra.push_str(&format!("mlmf_models_ready{{node=\"{id}\"}} {}\n", view.models.len()));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics.render(&node.id, &extra))

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: the reference fixtures and tolerant comparison.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod nodes;
 
 use std::collections::BTreeMap;

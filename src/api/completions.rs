@@ -1,0 +1,300 @@
+//! `POST /v1/completions`, OpenAI-compatible: a prompt (text or token ids) continued by the
+//! cluster, answered whole or streamed as server-sent events (`"stream": true`), one chunk
+//! per step, then `data: [DONE]`. The streamed pieces concatenate to the whole answer's text.
+//! A client that disconnects stops the sequence and frees its caches on every stage.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::cluster::generation::{GenerateRequest, generate};
+use crate::cluster::node::Node;
+use crate::generate::{FinishReason, GenerationParams, SamplingParams, Step, TextTokenizer};
+
+use super::body::read_json;
+use super::error::ApiError;
+use super::types::Priority;
+
+/// `POST /v1/completions`. Fields of OpenAI's API this server does not implement are refused
+/// with a 400 naming them, never silently ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionRequest {
+    /// Model id.
+    pub model: String,
+    /// The prompt: text, a list of token ids, or a list of one text (OpenAI's batch form).
+    pub prompt: Value,
+    /// Tokens to generate at most.
+    #[serde(default = "sixteen")]
+    pub max_tokens: i64,
+    /// 0 is greedy.
+    #[serde(default = "one")]
+    pub temperature: f64,
+    /// Nucleus sampling.
+    #[serde(default = "one")]
+    pub top_p: f64,
+    /// Top-k sampling; 0 or -1 keeps every token.
+    #[serde(default)]
+    pub top_k: i64,
+    /// CTRL's repetition penalty; 1 is none.
+    #[serde(default = "one")]
+    pub repetition_penalty: f64,
+    /// Makes sampling reproducible.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Texts that end the completion (not part of it): one string or a list.
+    #[serde(default)]
+    pub stop: Option<Value>,
+    /// Answer as server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// Keep generating past eos.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// Also return the prompt's and the completion's token ids.
+    #[serde(default)]
+    pub return_token_ids: bool,
+    /// When the prompt plus `max_tokens` exceed the model's positions: stop there with
+    /// `finish_reason: "length"` instead of answering 400.
+    #[serde(default)]
+    pub truncate_at_max_positions: bool,
+    /// Affinity.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Admission priority.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Completions per prompt: only 1.
+    #[serde(default)]
+    pub n: Option<i64>,
+    /// Not implemented yet: refused when set.
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    /// Not implemented yet: refused when true.
+    #[serde(default)]
+    pub echo: bool,
+}
+
+fn sixteen() -> i64 {
+    16
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_request", format!("{field}: {message}"))
+}
+
+/// `usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Both.
+    pub total_tokens: usize,
+}
+
+impl CompletionRequest {
+    /// The prompt's ids and the generation parameters, every field checked.
+    fn to_params(
+        &self,
+        tok: Option<&TextTokenizer>,
+        vocab: usize,
+        max_positions: usize,
+    ) -> Result<(Vec<u32>, GenerationParams), ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(bad("n", "only one completion per request is supported"));
+        }
+        if self.logprobs.as_ref().is_some_and(|v| !v.is_null()) || self.echo {
+            return Err(bad("logprobs", "logprobs and echo are not implemented yet"));
+        }
+        let text = |t: &str| -> Result<Vec<u32>, ApiError> {
+            let tok = tok.ok_or_else(|| bad("prompt", "this model has no tokenizer: send token ids"))?;
+            tok.encode(t).map_err(|e| bad("prompt", e))
+        };
+        let shape = "must be a string, a list of token ids, or a list of one string";
+        let prompt = match &self.prompt {
+            Value::String(t) => text(t)?,
+            Value::Array(items) if items.len() == 1 && items[0].is_string() => {
+                text(items[0].as_str().unwrap_or_default())?
+            }
+            Value::Array(items) if items.iter().all(Value::is_number) => items
+                .iter()
+                .map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()).filter(|&i| (i as usize) < vocab))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| bad("prompt", format!("token ids must be integers in 0..{vocab}")))?,
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                return Err(bad("prompt", "one prompt per request"));
+            }
+            _ => return Err(bad("prompt", shape)),
+        };
+        if prompt.is_empty() {
+            return Err(bad("prompt", "is empty"));
+        }
+        if self.max_tokens < 1 {
+            return Err(bad("max_tokens", "must be at least 1"));
+        }
+        let mut max_tokens = self.max_tokens as usize;
+        if prompt.len() >= max_positions {
+            return Err(bad("prompt", format!("{} tokens fill the model's {max_positions} positions", prompt.len())));
+        }
+        if prompt.len() + max_tokens > max_positions {
+            if !self.truncate_at_max_positions {
+                return Err(bad(
+                    "max_tokens",
+                    format!(
+                        "{} prompt tokens + {max_tokens} exceed the model's {max_positions} positions",
+                        prompt.len()
+                    ),
+                ));
+            }
+            max_tokens = max_positions - prompt.len();
+        }
+        if self.top_k < -1 {
+            return Err(bad("top_k", "must be -1, 0 or positive"));
+        }
+        let finite = |field, v: f64| if v.is_finite() { Ok(v as f32) } else { Err(bad(field, "must be finite")) };
+        let sampling = SamplingParams {
+            temperature: finite("temperature", self.temperature)?,
+            top_k: self.top_k.max(0) as usize,
+            top_p: finite("top_p", self.top_p)?,
+            repetition_penalty: finite("repetition_penalty", self.repetition_penalty)?,
+            seed: self.seed,
+        };
+        let stop = match &self.stop {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(v)) => v
+                .iter()
+                .map(|s| s.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| bad("stop", "must be a string or a list of strings"))?,
+            Some(_) => return Err(bad("stop", "must be a string or a list of strings")),
+        };
+        if !stop.is_empty() && tok.is_none() {
+            return Err(bad("stop", "stop strings need the model's tokenizer"));
+        }
+        let params = GenerationParams { max_tokens, sampling, stop, ignore_eos: self.ignore_eos, logprobs: 0 };
+        params.validate().map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        Ok((prompt, params))
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn finish_name(r: Option<FinishReason>) -> Value {
+    match r {
+        Some(FinishReason::Stop) => json!("stop"),
+        Some(FinishReason::Length) => json!("length"),
+        None => Value::Null,
+    }
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let req: CompletionRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    let view = node.view();
+    let routes = view
+        .model(&req.model)
+        .ok_or_else(|| ApiError::new(404, "model_not_found", format!("no ready model {:?}", req.model)))?;
+    let cfg = routes.config.clone();
+    let path = view.registry.iter().find(|e| e.status.id == req.model).map(|e| e.status.path.clone());
+    let tok = match path {
+        Some(p) if node.checkpoints.can_read(p.as_ref()) => {
+            node.tokenizers.get(p.as_ref()).map_err(|e| ApiError::new(500, "tokenizer", e.to_string()))?
+        }
+        _ => None,
+    };
+    let (prompt, params) = req.to_params(tok.as_deref(), cfg.vocab_size, cfg.max_positions)?;
+    let id = format!("cmpl-{:016x}", fastrand::u64(..));
+    let created = now_s();
+    let gen_req = GenerateRequest {
+        model: req.model.clone(),
+        prompt: prompt.clone(),
+        params,
+        session: req.session_id.clone(),
+        priority: req.priority.unwrap_or_default().rank(),
+    };
+    let request_id = fastrand::u64(..);
+    if !req.stream {
+        let done = generate(&node, gen_req, tok, request_id, |_| true)
+            .await
+            .map_err(|e| ApiError::new(503, "generation_failed", e.to_string()))?;
+        let seq = &done.sequence;
+        let usage = usage(prompt.len(), seq.generated().len());
+        let mut choice = json!({"index": 0, "text": seq.text(), "logprobs": null, "finish_reason": finish_name(seq.finish_reason())});
+        let mut body = json!({"id": id, "object": "text_completion", "created": created, "model": req.model,
+            "choices": [], "usage": usage});
+        if req.return_token_ids {
+            choice["token_ids"] = json!(seq.generated());
+            body["prompt_token_ids"] = json!(prompt);
+        }
+        body["choices"] = json!([choice]);
+        return Ok(HttpResponse::Ok().json(body));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let node = node.into_inner();
+    let (model, with_ids) = (req.model.clone(), req.return_token_ids);
+    actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, id, created, model, with_ids));
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|s| (Ok::<_, actix_web::Error>(web::Bytes::from(s)), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(events.boxed_local()))
+}
+
+fn usage(prompt: usize, completion: usize) -> Usage {
+    Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
+}
+
+/// Runs a streamed completion, one event per step into `tx`; a closed `tx` (the client went
+/// away) stops the sequence.
+#[allow(clippy::too_many_arguments)]
+async fn stream_completion(
+    node: Arc<Node>,
+    req: GenerateRequest,
+    tok: Option<Arc<TextTokenizer>>,
+    request_id: u64,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    id: String,
+    created: u64,
+    model: String,
+    with_ids: bool,
+) {
+    let prompt_len = req.prompt.len();
+    let chunk = |step: &Step, generated: usize| {
+        let mut choice =
+            json!({"index": 0, "text": step.piece, "logprobs": null, "finish_reason": finish_name(step.finish)});
+        if with_ids {
+            choice["token_ids"] = json!([step.token]);
+        }
+        let mut c =
+            json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [choice]});
+        if step.finish.is_some() {
+            c["usage"] = json!(usage(prompt_len, generated));
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut generated = 0;
+    let result = generate(&node, req, tok, request_id, |step| {
+        generated += 1;
+        tx.send(chunk(step, generated)).is_ok()
+    })
+    .await;
+    if let Err(e) = result {
+        let err = ApiError::new(503, "generation_failed", e.to_string());
+        let _ = tx.send(format!("data: {}\n\n", err.body()));
+    }
+    let _ = tx.send("data: [DONE]\n\n".to_string());
+}

@@ -1,0 +1,227 @@
+//! `POST /v1/completions` on three real `mlmf node` processes on 127.0.0.1, spoken to over
+//! plain HTTP: greedy completions equal `transformers`' `generate` (ids and text) for
+//! gpt2_tiny and llama_tiny under `none`, `layer:2`, `pipeline:3` and `tensor:2`, whole and
+//! streamed (the streamed pieces concatenate to the same text); bad requests get a 4xx naming
+//! the field and the cluster keeps serving; a node holding a stage of a running stream is
+//! killed (kill -9) or frozen (SIGSTOP), and the stream completes with the undisturbed run's
+//! tokens.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use common::http::{Events, bearer, post_json};
+use common::nodes::*;
+use serde_json::{Value, json};
+
+const STRATEGIES: [&str; 4] = ["none", "layer:2", "pipeline:3", "tensor:2"];
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+/// Reads a stream to its end: the concatenated text, the ids, the last chunk, whether it ended
+/// with `[DONE]`.
+fn read_stream(mut events: Events, mut each: impl FnMut(usize)) -> (String, Vec<u64>, Value, bool) {
+    let (mut text, mut tokens, mut last, mut done) = (String::new(), Vec::new(), Value::Null, false);
+    while let Some(data) = events.next_data() {
+        if data == "[DONE]" {
+            done = true;
+            break;
+        }
+        let chunk: Value = serde_json::from_str(&data).unwrap();
+        assert!(chunk.get("error").is_none(), "{chunk}");
+        let choice = &chunk["choices"][0];
+        text.push_str(choice["text"].as_str().unwrap());
+        tokens.extend(ids(&choice["token_ids"]));
+        last = chunk;
+        each(tokens.len());
+    }
+    (text, tokens, last, done)
+}
+
+#[test]
+fn completions_match_transformers_through_every_split_whole_and_streamed() {
+    let cluster = Cluster::start("completions", 3, |_| String::new());
+    let client = cluster.client(0);
+    let key = bearer(&cluster.key);
+    block_on(async {
+        wait_members(&client, 3).await;
+        for model in ["gpt2_tiny", "llama_tiny"] {
+            for strategy in STRATEGIES {
+                let id = format!("{model}-{}", strategy.replace(':', ""));
+                client.load(&load_request(&id, &fixture(model), strategy, 1)).await.unwrap();
+            }
+        }
+        for model in ["gpt2_tiny", "llama_tiny"] {
+            for strategy in STRATEGIES {
+                let id = format!("{model}-{}", strategy.replace(':', ""));
+                client.wait_ready(&id, Duration::from_secs(60), |_, _| {}).await.unwrap();
+            }
+        }
+    });
+    for model in ["gpt2_tiny", "llama_tiny"] {
+        let refs: Value =
+            serde_json::from_slice(&std::fs::read(fixture(model).join("generation.json")).unwrap()).unwrap();
+        for strategy in STRATEGIES {
+            let id = format!("{model}-{}", strategy.replace(':', ""));
+            for (i, p) in refs["prompts"].as_array().unwrap().iter().enumerate() {
+                // Each request goes to another node: any node takes completions.
+                let addr = &cluster.nodes[i % 3].addr;
+                let body = json!({"model": id, "prompt": p["prompt"], "max_tokens": refs["max_new_tokens"],
+                    "temperature": 0, "return_token_ids": true});
+                let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+                assert_eq!(status, 200, "{answer}");
+                let choice = &answer["choices"][0];
+                assert_eq!(ids(&choice["token_ids"]), ids(&p["new_ids"]), "{id} prompt {i}");
+                assert_eq!(choice["text"], p["new_text"], "{id} prompt {i}");
+                assert_eq!(choice["finish_reason"], "length");
+                assert_eq!(ids(&answer["prompt_token_ids"]), ids(&p["input_ids"]));
+                assert_eq!(answer["object"], "text_completion");
+                let n = ids(&p["input_ids"]).len() as u64;
+                assert_eq!(
+                    answer["usage"],
+                    json!({"prompt_tokens": n, "completion_tokens": 24, "total_tokens": n + 24})
+                );
+                // Streamed: the pieces concatenate to the same text.
+                let mut stream_body = body.clone();
+                stream_body["stream"] = json!(true);
+                let events = Events::open(addr, &key, "/v1/completions", &stream_body);
+                assert_eq!(events.status, 200);
+                assert!(events.content_type.starts_with("text/event-stream"), "{}", events.content_type);
+                let (text, tokens, last, done) = read_stream(events, |_| {});
+                assert!(done, "the stream ends with [DONE]");
+                assert_eq!(text, p["new_text"].as_str().unwrap(), "{id} prompt {i} streamed");
+                assert_eq!(tokens, ids(&p["new_ids"]));
+                assert_eq!(last["choices"][0]["finish_reason"], "length");
+                assert_eq!(last["usage"]["completion_tokens"], 24);
+            }
+        }
+    }
+    // Every KV cache is released once its sequence ends.
+    block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = client.cluster().await.unwrap();
+            let held: u64 =
+                c["nodes"].as_array().unwrap().iter().map(|n| n["stats"]["kv_cache_bytes"].as_u64().unwrap_or(0)).sum();
+            if held == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "KV caches still held: {c}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+#[test]
+fn bad_completion_requests_get_a_400_naming_the_field_and_the_cluster_keeps_serving() {
+    let cluster = Cluster::start("completions-bad", 1, |_| String::new());
+    let client = cluster.client(0);
+    let key = bearer(&cluster.key);
+    block_on(serve_model(&client, 1, "g", &fixture("gpt2_tiny"), "none", 1));
+    let addr = &cluster.nodes[0].addr;
+    let cases = [
+        (json!({"model": "nope", "prompt": "hi"}), 404, "nope"),
+        (json!({"model": "g", "prompt": "hi", "temperature": -1}), 400, "temperature"),
+        (json!({"model": "g", "prompt": "hi", "top_p": 0}), 400, "top_p"),
+        (json!({"model": "g", "prompt": "hi", "top_p": 1.5}), 400, "top_p"),
+        (json!({"model": "g", "prompt": "hi", "max_tokens": 0}), 400, "max_tokens"),
+        (json!({"model": "g", "prompt": "hi", "max_tokens": 1000}), 400, "256"),
+        (json!({"model": "g", "prompt": ""}), 400, "prompt"),
+        (json!({"model": "g", "prompt": [5, 99999]}), 400, "prompt"),
+        (json!({"model": "g", "prompt": "hi", "n": 2}), 400, "n"),
+        (json!({"model": "g", "prompt": "hi", "stop": [""]}), 400, "stop"),
+        (json!({"model": "g", "prompt": "hi", "top_k": -5}), 400, "top_k"),
+        (json!({"model": "g", "prompt": 12}), 400, "prompt"),
+        (json!({"model": "g", "prompt": "hi", "logprobs": 2}), 400, "logprobs"),
+    ];
+    for (body, want, names) in cases {
+        let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+        assert_eq!(status, want, "{body} -> {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{body} -> {answer}");
+    }
+    // Past the positions with `truncate_at_max_positions`, it stops there with `length`.
+    let body = json!({"model": "g", "prompt": vec![5; 250], "max_tokens": 100, "temperature": 0,
+        "truncate_at_max_positions": true, "return_token_ids": true});
+    let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["choices"][0]["token_ids"].as_array().unwrap().len(), &answer["choices"][0]["finish_reason"]),
+        (6, &json!("length"))
+    );
+    // A stop string ends the text before it; the cluster still serves.
+    let body = json!({"model": "g", "prompt": "The cluster will load the model", "max_tokens": 24, "temperature": 0, "stop": " ser"});
+    let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert!(!answer["choices"][0]["text"].as_str().unwrap().contains(" ser"), "{answer}");
+}
+
+/// Streams 200 tokens from node 0 at replication 2, and once 20 have arrived applies `fault`
+/// to another node holding the sequence's caches; the stream must complete with the
+/// undisturbed run's tokens.
+fn a_stream_survives(tag: &str, fault: &str) {
+    let cluster = Cluster::start(tag, 3, |_| {
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\nreplace_after_ms = 60000\n\
+         [requests]\nattempt_timeout_ms = 2000\n"
+            .to_string()
+    });
+    let client = cluster.client(0);
+    let key = bearer(&cluster.key);
+    block_on(serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 2));
+    let addr = cluster.nodes[0].addr.clone();
+    let body = json!({"model": "g", "prompt": "When a node fails, the replica", "max_tokens": 200,
+        "temperature": 0, "ignore_eos": true, "return_token_ids": true});
+    let (status, undisturbed) = post_json(&addr, &key, "/v1/completions", &body);
+    assert_eq!(status, 200, "{undisturbed}");
+    let want = ids(&undisturbed["choices"][0]["token_ids"]);
+    assert_eq!(want.len(), 200);
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let events = Events::open(&addr, &key, "/v1/completions", &stream_body);
+    let mut victim: Option<usize> = None;
+    let (text, tokens, last, done) = read_stream(events, |n| {
+        if n == 20 && victim.is_none() {
+            // A node other than the one holding the sequence whose stats show its caches.
+            victim = block_on(async {
+                for _ in 0..50 {
+                    let c = client.cluster().await.unwrap();
+                    for (i, node) in cluster.nodes.iter().enumerate().skip(1) {
+                        let held = c["nodes"].as_array().unwrap().iter().any(|m| {
+                            m["node"]["info"]["addr"] == node.addr.as_str()
+                                && m["stats"]["kv_cache_bytes"].as_u64().unwrap_or(0) > 0
+                        });
+                        if held {
+                            return Some(i);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                None
+            });
+            let i = victim.expect("a node other than the entry holds a stage's cache");
+            signal(&cluster.nodes[i], fault);
+        }
+    });
+    assert!(victim.is_some());
+    assert!(done, "the stream ends with [DONE]");
+    assert_eq!(tokens, want, "the stream continued with the undisturbed run's tokens");
+    assert_eq!(text, undisturbed["choices"][0]["text"].as_str().unwrap());
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    if fault == "-STOP" {
+        signal(&cluster.nodes[victim.unwrap()], "-CONT");
+    }
+}
+
+#[test]
+fn a_stream_completes_with_the_same_tokens_when_a_stage_node_is_killed() {
+    a_stream_survives("completions-kill", "-KILL");
+}
+
+#[test]
+fn a_stream_completes_with_the_same_tokens_when_a_stage_node_is_frozen() {
+    a_stream_survives("completions-freeze", "-STOP");
+}
