@@ -63,12 +63,7 @@ impl ClusterClient {
         &self.addr
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: awc::http::Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<T, ClientError> {
+    fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
         let builder = awc::Client::builder().timeout(self.timeout);
         let (client, scheme) = match &self.tls {
             Some(t) => {
@@ -80,6 +75,16 @@ impl ClusterClient {
         if let Some(k) = &self.key {
             req = req.bearer_auth(String::from_utf8_lossy(k.expose()));
         }
+        req
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let req = self.request(method, path);
         let unreachable = |message: String| ClientError::Unreachable { addr: self.addr.clone(), message };
         let mut resp = match body {
             Some(b) => req.send_json(b).await,
@@ -119,6 +124,61 @@ impl ClusterClient {
         let _: serde_json::Value =
             self.call::<(), _>(awc::http::Method::DELETE, &format!("/v1/models/{id}"), None).await?;
         Ok(())
+    }
+
+    /// `POST /v1/completions` (OpenAI's shape; see the API docs for the fields). With
+    /// `"stream": true` in `body`, `on_chunk` sees every streamed chunk as it arrives and the
+    /// last chunk is returned; otherwise the whole answer is.
+    pub async fn completion(
+        &self,
+        body: &serde_json::Value,
+        mut on_chunk: impl FnMut(&serde_json::Value),
+    ) -> Result<serde_json::Value, ClientError> {
+        if !body["stream"].as_bool().unwrap_or(false) {
+            return self.call(awc::http::Method::POST, "/v1/completions", Some(body)).await;
+        }
+        use futures_util::StreamExt;
+        let unreachable = |message: String| ClientError::Unreachable { addr: self.addr.clone(), message };
+        let mut resp = self
+            .request(awc::http::Method::POST, "/v1/completions")
+            .timeout(Duration::from_secs(3600))
+            .send_json(body)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            let bytes = resp.body().limit(1 << 20).await.map_err(|e| unreachable(e.to_string()))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(ClientError::Api {
+                status: resp.status().as_u16(),
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let (mut pending, mut last) = (Vec::new(), serde_json::Value::Null);
+        while let Some(part) = resp.next().await {
+            pending.extend_from_slice(&part.map_err(|e| unreachable(e.to_string()))?);
+            while let Some(i) = pending.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = pending.drain(..i + 2).collect();
+                let text = String::from_utf8_lossy(&event);
+                for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                    if data == "[DONE]" {
+                        return Ok(last);
+                    }
+                    let chunk: serde_json::Value =
+                        serde_json::from_str(data).map_err(|e| ClientError::Decode(e.to_string()))?;
+                    if let Some(e) = chunk.get("error") {
+                        return Err(ClientError::Api {
+                            status: 503,
+                            code: e["code"].as_str().unwrap_or("unknown").to_string(),
+                            message: e["message"].as_str().unwrap_or("").to_string(),
+                        });
+                    }
+                    on_chunk(&chunk);
+                    last = chunk;
+                }
+            }
+        }
+        Err(ClientError::Decode("the stream ended before [DONE]".into()))
     }
 
     /// `POST /v1/models/{id}/infer`.

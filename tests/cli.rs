@@ -17,6 +17,24 @@ fn ids(case: &str, seq: usize) -> String {
 }
 
 #[test]
+fn generate_streams_the_references_greedy_text_in_one_process() {
+    for (case, strategy) in [("gpt2_tiny", "layer:2"), ("llama_tiny", "tensor:2")] {
+        let refs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture(case).join("generation.json")).unwrap()).unwrap();
+        let p = &refs["prompts"][1];
+        let out = mlmf()
+            .args(["generate", "--model"])
+            .arg(fixture(case))
+            .args(["--prompt", p["prompt"].as_str().unwrap(), "--max-tokens", "24", "--strategy", strategy])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{case}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", p["new_text"].as_str().unwrap()), "{case}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("24 tokens"), "{case}");
+    }
+}
+
+#[test]
 fn run_writes_outputs_that_match_the_reference() {
     let tmp = std::env::temp_dir().join(format!("mlmf-cli-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();

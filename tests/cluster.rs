@@ -284,6 +284,15 @@ fn serve_starts_a_tls_cluster_loads_the_model_and_says_how_to_call_it() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("serving default (pipeline:3, 3 shards on 3 nodes) at https://127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("curl -s --cacert"), "{stdout}");
+    // It also says how to ask for a completion, and shows one (the reference's greedy text).
+    assert!(stdout.contains("/v1/completions") && stdout.contains("mlmf generate --addr"), "{stdout}");
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
+    let text = format!("{:?}", refs["prompts"][0]["new_text"].as_str().unwrap());
+    assert!(
+        stdout.contains(&format!("completion of \"The cluster will load the model\"")) && stdout.contains(&text),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -399,7 +408,8 @@ fn affinity_by_model_keeps_a_model_on_one_replica_while_it_lives() {
 #[test]
 fn placement_counts_what_nodes_already_hold_and_refuses_what_does_not_fit() {
     // gpt2_tiny is about 20 MB; each node offers 30 MiB, room for one copy.
-    let cluster = Cluster::start("room", 2, |_| "memory_mib = 30\n".into());
+    // 30 MiB for weights alone: no KV cache budget reserved out of it.
+    let cluster = Cluster::start("room", 2, |_| "memory_mib = 30\n[generation]\nkv_cache_bytes = 0\n".into());
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
     block_on(async {

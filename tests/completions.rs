@@ -99,6 +99,17 @@ fn completions_match_transformers_through_every_split_whole_and_streamed() {
             }
         }
     }
+    // `mlmf generate --id` streams a completion from the cluster to the terminal.
+    let p = &serde_json::from_slice::<Value>(&std::fs::read(fixture("llama_tiny").join("generation.json")).unwrap())
+        .unwrap()["prompts"][2];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["generate", "--addr", &cluster.nodes[1].addr, "--cluster-key-file"])
+        .arg(&cluster.key)
+        .args(["--id", "llama_tiny-pipeline3", "--prompt", p["prompt"].as_str().unwrap(), "--max-tokens", "24"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", p["new_text"].as_str().unwrap()));
     // Every KV cache is released once its sequence ends.
     block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -224,4 +235,58 @@ fn a_stream_completes_with_the_same_tokens_when_a_stage_node_is_killed() {
 #[test]
 fn a_stream_completes_with_the_same_tokens_when_a_stage_node_is_frozen() {
     a_stream_survives("completions-freeze", "-STOP");
+}
+
+#[test]
+fn a_cache_budget_too_small_still_gives_the_same_tokens_and_a_client_that_leaves_frees_its_caches() {
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
+    let p = &refs["prompts"][0];
+    // A budget of one byte keeps no cache: every step replays the sequence, with the same tokens.
+    let tiny = Cluster::start("completions-tiny-cache", 2, |_| "[generation]\nkv_cache_bytes = 1\n".into());
+    block_on(serve_model(&tiny.client(0), 2, "g", &fixture("gpt2_tiny"), "layer:3", 1));
+    let body =
+        json!({"model": "g", "prompt": p["prompt"], "max_tokens": 24, "temperature": 0, "return_token_ids": true});
+    let (status, answer) = post_json(&tiny.nodes[0].addr, &bearer(&tiny.key), "/v1/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ids(&answer["choices"][0]["token_ids"]), ids(&p["new_ids"]));
+    drop(tiny);
+    // A client that disconnects mid-stream: the sequence stops and its caches go.
+    let cluster = Cluster::start("completions-leave", 2, |_| "[health]\nheartbeat_interval_ms = 200\n".into());
+    let client = cluster.client(0);
+    block_on(serve_model(&client, 2, "g", &fixture("gpt2_tiny"), "layer:3", 1));
+    let body = json!({"model": "g", "prompt": p["prompt"], "max_tokens": 240, "temperature": 0, "ignore_eos": true, "stream": true});
+    let mut events = Events::open(&cluster.nodes[0].addr, &bearer(&cluster.key), "/v1/completions", &body);
+    for _ in 0..5 {
+        events.next_data().unwrap();
+    }
+    drop(events);
+    let held = || {
+        block_on(async {
+            let c = client.cluster().await.unwrap();
+            c["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["stats"]["kv_cache_bytes"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+    };
+    // The sequence stopped soon after the client left (it would have gone on to 240 tokens)
+    // and its caches were freed on both nodes.
+    let generated = || {
+        let (_, text) = common::http::get_text(&cluster.nodes[0].addr, &bearer(&cluster.key), "/metrics");
+        let line = text.lines().find(|l| l.starts_with("mlmf_generated_tokens_total")).unwrap().to_string();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let before = generated();
+        std::thread::sleep(Duration::from_millis(300));
+        if generated() == before && held() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sequence of a client that left kept going or kept its caches");
+    }
+    assert!(generated() < 24 + 200, "the sequence ran on after its client left: {}", generated());
 }

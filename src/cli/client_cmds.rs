@@ -31,7 +31,8 @@ pub struct Target {
 }
 
 impl Target {
-    fn client(&self) -> Result<ClusterClient, String> {
+    /// A client of the node at `addr`, with the key and TLS given.
+    pub fn client(&self) -> Result<ClusterClient, String> {
         let key = match &self.cluster_key_file {
             Some(f) => Some(ClusterKey::from_file(f).map_err(|e| e.to_string())?),
             None => None,

@@ -1,6 +1,7 @@
 //! The `mlmf` command line.
 
 pub mod client_cmds;
+pub mod generate;
 pub mod human;
 pub mod inspect;
 pub mod node_cmd;
@@ -31,6 +32,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Load a model onto a running cluster (shows progress until it is ready).
     Load(client_cmds::LoadArgs),
+    /// Continue a prompt, streamed: in this process (--model) or on a cluster (--id).
+    Generate(generate::GenerateArgs),
     /// Send one inference request to a running cluster.
     Infer(client_cmds::InferArgs),
     /// Show a running cluster's nodes and models, or one model.
@@ -46,6 +49,7 @@ pub fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Serve(a) => serve::serve(a),
         Command::Load(a) => client_cmds::load(a),
         Command::Infer(a) => client_cmds::infer(a),
+        Command::Generate(a) => generate::generate(a),
         Command::Status(a) => client_cmds::status(a),
     }
 }

@@ -153,6 +153,25 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
             key_file.display(),
             s.id
         );
+        if model.join("tokenizer.json").is_file() {
+            let prompt = "The cluster will load the model";
+            println!(
+                "      curl -sN --cacert {} -H \"Authorization: Bearer $(cat {})\" -d '{{\"model\":\"{}\",\"prompt\":\"{prompt}\",\"max_tokens\":16,\"stream\":true}}' https://{first}/v1/completions",
+                tls.ca.display(),
+                key_file.display(),
+                s.id
+            );
+            println!(
+                "      mlmf generate --addr {first} --tls-ca {} --cluster-key-file {} --id {} --prompt \"{prompt}\"",
+                tls.ca.display(),
+                key_file.display(),
+                s.id
+            );
+            let body = serde_json::json!({"model": s.id, "prompt": prompt, "max_tokens": 24, "temperature": 0});
+            let answer = client.completion(&body, |_| {}).await.map_err(|e| e.to_string())?;
+            let text = answer["choices"][0]["text"].as_str().unwrap_or_default();
+            println!("completion of {prompt:?} (greedy, 24 tokens; the fixture's weights are random): {text:?}");
+        }
         Ok::<_, String>(())
     })?;
     if a.exit_when_ready {

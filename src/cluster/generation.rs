@@ -57,8 +57,10 @@ pub enum GenerateError {
     Sequence(String),
 }
 
-/// Replays allowed per sequence before it fails.
-const MAX_REPLAYS: usize = 8;
+/// Failed steps in a row (without a token in between) before the sequence fails. A cache
+/// dropped for the budget costs one replay and then the sequence moves on, so this bounds
+/// only failures that make no progress.
+const MAX_FAILURES_IN_A_ROW: usize = 8;
 
 /// Generates `req` on the cluster from `node`. `on_step` sees every step as it is taken and
 /// returns `false` to stop (the client went away); the caches are dropped either way.
@@ -75,7 +77,7 @@ pub async fn generate(
     let mut route: Option<Vec<StageRoute>> = None;
     let mut used: BTreeSet<String> = BTreeSet::new();
     let mut avoid: Vec<String> = Vec::new();
-    let mut replays = 0;
+    let (mut replays, mut failures) = (0, 0);
     let mut outcome = Ok(());
     while req.params.max_tokens > 0 && seq.finish_reason().is_none() {
         let replay = route.is_none();
@@ -99,6 +101,7 @@ pub async fn generate(
                 used.extend(served.route.iter().flatten().map(|(_, n)| n.clone()));
                 route = Some(served.route);
                 avoid.clear();
+                failures = 0;
                 let Some(logits) = served.outputs.tensors.get("logits") else {
                     outcome = Err(GenerateError::Sequence("the last stage returned no logits".into()));
                     break;
@@ -116,12 +119,14 @@ pub async fn generate(
                         break;
                     }
                 };
+                node.metrics.generated_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if !on_step(&step) {
                     tracing::info!(request_id, "the client went away; the sequence stops");
                     break;
                 }
             }
-            Err(e @ (InferError::Failed { .. } | InferError::Timeout(_))) if replays < MAX_REPLAYS => {
+            Err(e @ (InferError::Failed { .. } | InferError::Timeout(_))) if failures < MAX_FAILURES_IN_A_ROW => {
+                failures += 1;
                 replays += 1;
                 if let InferError::Failed { node: failed, .. } = &e
                     && !failed.is_empty()

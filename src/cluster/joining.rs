@@ -20,8 +20,9 @@ pub struct JoinError {
     pub message: String,
 }
 
-/// This node as the cluster knows it: id, address, the memory it offers (the configured
-/// `memory_mib`, else the machine's available memory), its device kind.
+/// This node as the cluster knows it: id, address, the memory it offers shards (the
+/// configured `memory_mib`, else the machine's available memory, less the KV cache budget),
+/// its device kind.
 pub fn node_info(node: &Node) -> NodeInfo {
     let memory_bytes = node.cfg.memory_mib.map(|m| m << 20).unwrap_or_else(|| {
         let mut sys = sysinfo::System::new();
@@ -32,6 +33,8 @@ pub fn node_info(node: &Node) -> NodeInfo {
         Some("wgpu") | Some("cuda") => DeviceKind::Gpu,
         _ => DeviceKind::Cpu,
     };
+    // The KV cache budget is memory the shards' weights cannot have.
+    let memory_bytes = memory_bytes.saturating_sub(node.cfg.generation.kv_cache_bytes);
     NodeInfo { id: node.id.clone(), addr: node.addr.clone(), memory_bytes, device, compute: 1.0 }
 }
 

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub stages: AtomicU64,
     /// Inference requests answered with a 5xx.
     pub errors: AtomicU64,
+    /// Tokens generated for the sequences this node holds.
+    pub generated_tokens: AtomicU64,
 }
 
 fn label(s: &str) -> String {
@@ -121,6 +123,11 @@ impl Metrics {
             ("mlmf_peer_bytes_received_total", "Bytes received from peers in answers.", &self.bytes_received),
             ("mlmf_retries_total", "Inference attempts retried on another route.", &self.retries),
             ("mlmf_stages_total", "Pipeline stages run on this node.", &self.stages),
+            (
+                "mlmf_generated_tokens_total",
+                "Tokens generated for the sequences this node holds.",
+                &self.generated_tokens,
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -90,6 +90,27 @@ impl Body {
     }
 }
 
+/// GETs `path` and returns the status and the body as text.
+pub fn get_text(addr: &str, key: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let (status, headers) = head(&mut r);
+    let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let mut b = Body { r, chunked, left: 0, done: false };
+    let mut all = Vec::new();
+    loop {
+        let part = b.next();
+        if part.is_empty() {
+            break;
+        }
+        all.extend(part);
+    }
+    (status, String::from_utf8_lossy(&all).into_owned())
+}
+
 /// POSTs `body` and returns the status and the JSON answer.
 pub fn post_json(addr: &str, key: &str, path: &str, body: &Value) -> (u16, Value) {
     let mut r = send(addr, key, path, &body.to_string());
