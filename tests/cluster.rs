@@ -289,10 +289,7 @@ fn serve_starts_a_tls_cluster_loads_the_model_and_says_how_to_call_it() {
     let refs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
     let text = format!("{:?}", refs["prompts"][0]["new_text"].as_str().unwrap());
-    assert!(
-        stdout.contains(&format!("completion of \"The cluster will load the model\"")) && stdout.contains(&text),
-        "{stdout}"
-    );
+    assert!(stdout.contains("completion of \"The cluster will load the model\"") && stdout.contains(&text), "{stdout}");
 }
 
 #[test]
