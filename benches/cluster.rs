@@ -83,6 +83,7 @@ fn pipeline_vs_one_process() -> Vec<String> {
     );
     drop(local);
     let req = InferRequest {
+        text: None,
         input_ids: vec![ids.iter().map(|&i| i as i64).collect()],
         attention_mask: None,
         token_type_ids: None,

@@ -163,6 +163,31 @@ fn bad_completion_requests_get_a_400_naming_the_field_and_the_cluster_keeps_serv
         (answer["choices"][0]["token_ids"].as_array().unwrap().len(), &answer["choices"][0]["finish_reason"]),
         (6, &json!("length"))
     );
+    // GET /v1/models answers in OpenAI's shape too; /infer takes text.
+    let models: Value = block_on(async {
+        let c = awc::Client::default();
+        let mut r = c.get(format!("http://{addr}/v1/models")).bearer_auth(&key).send().await.unwrap();
+        r.json().await.unwrap()
+    });
+    assert_eq!(
+        (&models["object"], &models["data"][0]["id"], &models["data"][0]["object"]),
+        (&json!("list"), &json!("g"), &json!("model"))
+    );
+    assert_eq!(models["data"][0]["owned_by"], "mlmf");
+    let (status, by_text) = post_json(
+        addr,
+        &key,
+        "/v1/models/g/infer",
+        &json!({"text": "The cluster will load the model", "outputs": ["logits"]}),
+    );
+    assert_eq!(status, 200, "{by_text}");
+    let (_, by_ids) = post_json(
+        addr,
+        &key,
+        "/v1/models/g/infer",
+        &json!({"input_ids": [[52, 72, 69, 757, 649, 884, 344, 669]], "outputs": ["logits"]}),
+    );
+    assert_eq!(by_text["outputs"], by_ids["outputs"]);
     // A stop string ends the text before it; the cluster still serves.
     let body = json!({"model": "g", "prompt": "The cluster will load the model", "max_tokens": 24, "temperature": 0, "stop": " ser"});
     let (status, answer) = post_json(addr, &key, "/v1/completions", &body);

@@ -187,6 +187,19 @@ impl CompletionRequest {
     }
 }
 
+/// The tokenizer of a ready model, read from the directory its registry entry names (`None`
+/// when it has none or this node cannot read it).
+pub(super) fn model_tokenizer(node: &Node, model: &str) -> Result<Option<Arc<TextTokenizer>>, ApiError> {
+    let view = node.view();
+    let path = view.registry.iter().find(|e| e.status.id == model).map(|e| e.status.path.clone());
+    match path {
+        Some(p) if node.checkpoints.can_read(p.as_ref()) => {
+            node.tokenizers.get(p.as_ref()).map_err(|e| ApiError::new(500, "tokenizer", e.to_string()))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -207,13 +220,7 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
         .model(&req.model)
         .ok_or_else(|| ApiError::new(404, "model_not_found", format!("no ready model {:?}", req.model)))?;
     let cfg = routes.config.clone();
-    let path = view.registry.iter().find(|e| e.status.id == req.model).map(|e| e.status.path.clone());
-    let tok = match path {
-        Some(p) if node.checkpoints.can_read(p.as_ref()) => {
-            node.tokenizers.get(p.as_ref()).map_err(|e| ApiError::new(500, "tokenizer", e.to_string()))?
-        }
-        _ => None,
-    };
+    let tok = model_tokenizer(&node, &req.model)?;
     let (prompt, params) = req.to_params(tok.as_deref(), cfg.vocab_size, cfg.max_positions)?;
     let id = format!("cmpl-{:016x}", fastrand::u64(..));
     let created = now_s();

@@ -11,10 +11,11 @@ use mlmf_actors::peer::accept;
 use crate::cluster::control::control;
 use crate::cluster::infer::{InferOptions, infer};
 use crate::cluster::node::Node;
-use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, ModelStatus, names};
+use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names};
 use crate::config::AffinityKey;
 
 use super::body::read_json;
+use super::completions::model_tokenizer;
 use super::error::ApiError;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 
@@ -61,7 +62,15 @@ async fn load(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse,
 
 async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let models: Vec<ModelStatus> = control(&node, names::LIST_MODELS, &()).await?;
-    Ok(json(200, &serde_json::json!({ "models": models })))
+    // OpenAI's shape (`object`, `data`) beside mlmf's own (`models`).
+    let data: Vec<serde_json::Value> = models
+        .iter()
+        .map(|m| {
+            serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": "mlmf",
+                "ready": m.status == ModelState::Ready})
+        })
+        .collect();
+    Ok(json(200, &serde_json::json!({ "object": "list", "data": data, "models": models })))
 }
 
 async fn status(node: web::Data<Node>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -126,7 +135,16 @@ async fn serve_infer(
     start: Instant,
     client_ip: Option<String>,
 ) -> Result<InferResponse, ApiError> {
-    let req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    let mut req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    if let Some(text) = req.text.take() {
+        if !req.input_ids.is_empty() {
+            return Err(ApiError::bad_request("invalid_request", "text: give text or input_ids, not both"));
+        }
+        let tok = model_tokenizer(node, model)?
+            .ok_or_else(|| ApiError::bad_request("invalid_request", "text: this model has no tokenizer"))?;
+        let ids = tok.encode(&text).map_err(|e| ApiError::bad_request("invalid_request", format!("text: {e}")))?;
+        req.input_ids = vec![ids.into_iter().map(i64::from).collect()];
+    }
     let input = req.to_input(MAX_TOKENS)?;
     let view = node.view();
     let Some(routes) = view.model(model) else {

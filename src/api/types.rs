@@ -68,7 +68,11 @@ pub enum Priority {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferRequest {
+    /// Text, tokenized with the model's tokenizer into one sequence (instead of `input_ids`).
+    #[serde(default)]
+    pub text: Option<String>,
     /// `[batch][seq]` token ids.
+    #[serde(default)]
     pub input_ids: Vec<Vec<i64>>,
     /// `[batch][seq]` of 0/1.
     #[serde(default)]

@@ -174,6 +174,7 @@ pub fn load(a: LoadArgs) -> Result<(), String> {
 pub fn infer(a: InferArgs) -> Result<(), String> {
     let client = a.target.client()?;
     let req = InferRequest {
+        text: None,
         input_ids: vec![a.input_ids],
         attention_mask: a.attention_mask.map(|m| vec![m]),
         token_type_ids: a.token_type_ids.map(|m| vec![m]),

@@ -245,6 +245,7 @@ impl SimpleDistributedManager {
     /// Runs one request on the cluster.
     pub async fn inference(&self, req: InferenceRequest) -> Result<InferenceResponse, DeployError> {
         let body = InferRequest {
+            text: None,
             input_ids: req.input_data,
             attention_mask: None,
             token_type_ids: None,

@@ -69,6 +69,7 @@ pub async fn wait_members(client: &ClusterClient, n: usize) {
 
 pub fn request(ids: &[i64], outputs: Option<Vec<String>>) -> InferRequest {
     InferRequest {
+        text: None,
         input_ids: vec![ids.to_vec()],
         attention_mask: None,
         token_type_ids: None,
