@@ -17,7 +17,7 @@ cargo test --workspace --benches --no-run
 cargo test --workspace --lib --bins --tests --examples "$@"
 cargo test --workspace --doc "$@"
 # The usage examples run for real against local clusters on 127.0.0.1.
-for example in single_node cluster_layer_sharding custom_configuration distributed_inference custom_balancer; do
+for example in single_node cluster_layer_sharding custom_configuration distributed_inference custom_balancer streaming_generation; do
   echo "example $example"
   cargo run --quiet --example "$example"
 done

@@ -76,3 +76,56 @@ fn minilm_matches_sentence_transformers() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `POST /v1/embeddings` on two real node processes, text in: the sentence-transformers
+/// embeddings (mean pooling and Normalize, read from the model folder's modules.json).
+#[test]
+fn embeddings_over_http_equal_sentence_transformers() {
+    let dir = model_dir();
+    if !dir.join("model.safetensors").is_file() {
+        let why = format!("MiniLM weights not found in {} (run scripts/fetch-minilm.sh)", dir.display());
+        if std::env::var("MLMF_REQUIRE_MINILM").as_deref() == Ok("1") {
+            panic!("{why}, and MLMF_REQUIRE_MINILM=1");
+        }
+        eprintln!("SKIPPED embeddings_over_http_equal_sentence_transformers: {why}");
+        return;
+    }
+    use common::nodes::*;
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("minilm_l6_v2/reference.json")).unwrap()).unwrap();
+    let reference = read_safetensors(&fixture("minilm_l6_v2/reference.safetensors"));
+    let (atol, _) = tolerances("minilm_l6_v2")["sentence_embedding"];
+    let cluster = Cluster::start("embeddings", 2, |_| String::new());
+    block_on(serve_model(&cluster.client(0), 2, "minilm", &dir, "tensor:2", 1));
+    let key = common::http::bearer(&cluster.key);
+    let sentences = refs["sentences"].clone();
+    let body = serde_json::json!({"model": "minilm", "input": sentences});
+    let (status, answer) = common::http::post_json(&cluster.nodes[1].addr, &key, "/v1/embeddings", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "list");
+    for i in 0..3 {
+        let got: Vec<f32> =
+            answer["data"][i]["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(answer["data"][i]["index"], i);
+        let want = &reference[&format!("s{i}.sentence_embedding")].f32;
+        let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(got.len() == want.len() && worst <= atol, "sentence {i}: |diff| {worst:e} > {atol:e}");
+    }
+    // Token ids in give the same embedding as their text.
+    let ids = reference["s0.input_ids"].i64.clone();
+    let (_, by_ids) = common::http::post_json(
+        &cluster.nodes[0].addr,
+        &key,
+        "/v1/embeddings",
+        &serde_json::json!({"model": "minilm", "input": ids}),
+    );
+    assert_eq!(by_ids["data"][0]["embedding"], answer["data"][0]["embedding"]);
+    // Bad input: a 400 naming the field.
+    let (status, err) = common::http::post_json(
+        &cluster.nodes[0].addr,
+        &key,
+        "/v1/embeddings",
+        &serde_json::json!({"model": "minilm", "input": 3}),
+    );
+    assert!(status == 400 && err["error"]["message"].as_str().unwrap().starts_with("input"), "{err}");
+}

@@ -187,6 +187,14 @@ impl CompletionRequest {
     }
 }
 
+/// The config of ready model `model`; 404 when there is none.
+pub(super) fn ready_model(node: &Node, model: &str) -> Result<crate::model::ModelConfig, ApiError> {
+    let view = node.view();
+    let routes =
+        view.model(model).ok_or_else(|| ApiError::new(404, "model_not_found", format!("no ready model {model:?}")))?;
+    Ok(routes.config.clone())
+}
+
 /// The tokenizer of a ready model, read from the directory its registry entry names (`None`
 /// when it has none or this node cannot read it).
 pub(super) fn model_tokenizer(node: &Node, model: &str) -> Result<Option<Arc<TextTokenizer>>, ApiError> {
@@ -215,11 +223,7 @@ fn finish_name(r: Option<FinishReason>) -> Value {
 /// `POST /v1/completions`.
 pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let req: CompletionRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    let view = node.view();
-    let routes = view
-        .model(&req.model)
-        .ok_or_else(|| ApiError::new(404, "model_not_found", format!("no ready model {:?}", req.model)))?;
-    let cfg = routes.config.clone();
+    let cfg = ready_model(&node, &req.model)?;
     let tok = model_tokenizer(&node, &req.model)?;
     let (prompt, params) = req.to_params(tok.as_deref(), cfg.vocab_size, cfg.max_positions)?;
     let id = format!("cmpl-{:016x}", fastrand::u64(..));

@@ -13,57 +13,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, Addr, Handler, Message, SyncArbiter, SyncContext};
+use actix::{Actor, ActorContext, Addr, Handler, SyncArbiter, SyncContext};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::GenerationConfig;
 use crate::exec::{HostTensor, RunOutputs};
 use crate::model::activation::{decode, encode};
-use crate::model::{ForwardContext, KvCache, LoadError, MappedCheckpoint, ModelInput, Stage};
+use crate::model::{ForwardContext, KvCache, LoadError, MappedCheckpoint, Stage};
 use crate::plan::ShardSpec;
 
 use super::kv_store::{KvKey, KvStore};
 use super::wire::{KvStep, Sublayer};
 
-/// Why a shard could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ShardError {
-    /// The request does not fit this shard (input, activation shape, missing part).
-    #[error("shard {shard}: {message}")]
-    Invalid {
-        /// The shard id.
-        shard: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// Compute panicked; the actor is being restarted.
-    #[error("shard {shard}: compute panicked ({message}); restarting")]
-    Panicked {
-        /// The shard id.
-        shard: usize,
-        /// The panic message.
-        message: String,
-    },
-    /// A generation step continues a sequence whose cache this replica does not hold (never
-    /// made here, dropped for the budget, expired): the sequence's holder replays it.
-    #[error("shard {shard}: no KV cache of sequence {seq} at position {past}")]
-    CacheMiss {
-        /// The shard id.
-        shard: usize,
-        /// The sequence.
-        seq: u64,
-        /// The position the step continues.
-        past: usize,
-    },
-    /// The restart limit was exceeded (or the weights could not be reloaded).
-    #[error("shard {shard}: failed, escalated to the node: {reason}")]
-    Escalated {
-        /// The shard id.
-        shard: usize,
-        /// Why.
-        reason: String,
-    },
-}
+pub use super::shard_messages::{Forward, InjectPanic, ShardError, StageOutput, TpOutput, TpStep};
 
 /// How many restarts within how long before a shard gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,97 +41,6 @@ impl Default for RestartPolicy {
         RestartPolicy { max_restarts: 3, window: Duration::from_secs(5) }
     }
 }
-
-/// Run the shard's part of one request.
-///
-/// The first stage takes `hidden: None` and embeds `input`; later stages take the previous
-/// stage's activation bytes. Every stage needs `input` for the attention mask.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<StageOutput, ShardError>")]
-pub struct Forward {
-    /// The request (token ids, mask, token types).
-    pub input: Arc<ModelInput>,
-    /// The previous stage's activation, as bytes.
-    pub hidden: Option<Vec<u8>>,
-    /// Also return each block's output.
-    pub block_outputs: bool,
-    /// A generation step: continue the sequence's cache at this replica.
-    pub kv: Option<KvStep>,
-}
-
-/// What a stage returns.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StageOutput {
-    /// The activation for the next stage, plus block outputs when asked.
-    Hidden {
-        /// Activation bytes.
-        bytes: Vec<u8>,
-        /// `(block index, output)`.
-        blocks: Vec<(usize, HostTensor)>,
-    },
-    /// The model's outputs (last stage).
-    Final(RunOutputs),
-}
-
-/// One step of a tensor-parallel stage. The group's lead (rank 0) embeds, combines and
-/// finishes; every member computes partial sums. Activations travel as bytes.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<TpOutput, ShardError>")]
-pub enum TpStep {
-    /// Embed the input (lead of a first stage), its first token at position `past`.
-    Embed {
-        /// The request.
-        input: Arc<ModelInput>,
-        /// Positions before it (a generation step); 0 otherwise.
-        past: usize,
-    },
-    /// This member's partial sum of `sublayer` of block `layer` on activation `x`.
-    Partial {
-        /// The request (for the attention mask).
-        input: Arc<ModelInput>,
-        /// Model-wide block index.
-        layer: usize,
-        /// Which sublayer.
-        sublayer: Sublayer,
-        /// The sublayer's input activation.
-        x: Vec<u8>,
-        /// A generation step: attention continues this member's cache of the sequence.
-        kv: Option<KvStep>,
-    },
-    /// Residual (and post-norm) after the group's partials are summed (the all-reduce).
-    Combine {
-        /// Model-wide block index.
-        layer: usize,
-        /// Which sublayer.
-        sublayer: Sublayer,
-        /// The sublayer's input activation.
-        x: Vec<u8>,
-        /// Every member's partial sum.
-        partials: Vec<Vec<u8>>,
-    },
-    /// The stage's output: the head applied when the stage holds it.
-    Finish {
-        /// The last block's output.
-        x: Vec<u8>,
-        /// Apply the head to the last position only (a generation step's next-token logits).
-        last_only: bool,
-    },
-}
-
-/// What a [`TpStep`] returns.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TpOutput {
-    /// An activation or partial sum, as bytes.
-    Bytes(Vec<u8>),
-    /// The stage's output.
-    Stage(StageOutput),
-}
-
-/// Makes the shard's compute panic, to exercise supervision (fault-injection tests).
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<StageOutput, ShardError>")]
-pub struct InjectPanic;
 
 /// One shard replica.
 pub struct ShardActor {
@@ -512,7 +383,7 @@ impl Handler<InjectPanic> for ShardActor {
 mod tests {
     use super::*;
     use crate::exec::{LocalRunner, RunOptions};
-    use crate::model::{Checkpoint, ModelLayout};
+    use crate::model::{Checkpoint, ModelInput, ModelLayout};
     use crate::plan::ShardPlan;
 
     fn fixture(name: &str) -> std::path::PathBuf {

@@ -5,12 +5,14 @@
 //! only compute logits.
 
 pub mod error;
+pub mod pooling;
 pub mod sampler;
 pub mod sequence;
 pub mod text_stream;
 pub mod tokenizer;
 
 pub use error::GenerateError;
+pub use pooling::{Pooling, PoolingMode};
 pub use sampler::{Sampler, SamplingParams};
 pub use sequence::{FinishReason, GenerationParams, Sequence, Step};
 pub use text_stream::TextStream;

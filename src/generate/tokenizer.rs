@@ -81,8 +81,14 @@ impl TextTokenizer {
     pub fn load(dir: &Path) -> Result<Option<TextTokenizer>, GenerateError> {
         let path = dir.join("tokenizer.json");
         let Some(json) = read_json(&path, MAX_TOKENIZER_BYTES)? else { return Ok(None) };
-        let inner: Tokenizer = serde_json::from_value(json)
+        let mut inner: Tokenizer = serde_json::from_value(json)
             .map_err(|e| GenerateError::File { path: path.clone(), message: format!("not a tokenizer: {e}") })?;
+        // One sequence at a time, whole: padding would enter the mean of an embedding, and
+        // truncation is the caller's (at the model's or sentence-transformers' limit).
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| GenerateError::File { path: path.clone(), message: format!("truncation: {e}") })?;
         let cfg = read_json(&dir.join("tokenizer_config.json"), MAX_CONFIG_BYTES)?.unwrap_or(Value::Null);
         let generation = read_json(&dir.join("generation_config.json"), MAX_CONFIG_BYTES)?.unwrap_or(Value::Null);
         let model = read_json(&dir.join("config.json"), MAX_CONFIG_BYTES)?.unwrap_or(Value::Null);
@@ -126,6 +132,13 @@ impl TextTokenizer {
         }
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)
+    }
+
+    /// The ids of `text` with the tokenizer's own special tokens added as its post-processor
+    /// says (`[CLS] … [SEP]` for BERT): how encoders and sentence-transformers take text.
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, GenerateError> {
+        let enc = self.inner.encode(text, true).map_err(|e| GenerateError::Tokenize(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
     }
 
     /// The text of `ids`, special tokens left out (bytes that do not form a character are

@@ -26,42 +26,14 @@ use mlmf_actors::auth::ClusterKey;
 
 use crate::api::types::{InferRequest, LoadRequest};
 pub use crate::api::types::{Priority, TensorJson};
-use crate::client::{ClientError, ClusterClient};
+use crate::client::ClusterClient;
 use crate::cluster::wire::ModelStatus;
 use crate::config::NodeConfig;
 
 use super::deployment::{DistributedConfig, DistributedConfigBuilder};
+pub use super::error::DeployError;
+use super::generation::{GeneratedPiece, GenerationRequest};
 use crate::plan::ShardingStrategy;
-
-/// Why a deployment failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// An address is not a loopback `host:port` (in-process nodes listen on loopback only).
-    #[error("address {0:?}: in-process nodes listen on 127.0.0.1 only; start other machines with `mlmf node`")]
-    NotLoopback(String),
-    /// A node did not start.
-    #[error("node {addr}: {message}")]
-    Node {
-        /// Its address.
-        addr: String,
-        /// Why.
-        message: String,
-    },
-    /// The model path.
-    #[error("{path}: {message}")]
-    Path {
-        /// The path.
-        path: String,
-        /// Why.
-        message: String,
-    },
-    /// The cluster answered with an error.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// The configuration.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-}
 
 /// One inference request (the seed's shape).
 #[derive(Debug, Clone, PartialEq)]
@@ -272,6 +244,25 @@ impl SimpleDistributedManager {
     pub async fn migrate(&self, shard: usize, from: &str, to: &str) -> Result<ModelStatus, DeployError> {
         let req = crate::api::types::MigrateRequest { shard, from: from.into(), to: to.into() };
         Ok(self.client.migrate_and_wait(&self.model_id, &req, Duration::from_secs(600)).await?)
+    }
+
+    /// Generates a completion, streamed piece by piece as the cluster produces it.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// use mlmf::manager::{GenerationRequest, SimpleDistributedManager};
+    /// # async fn demo(m: SimpleDistributedManager) -> Result<(), mlmf::manager::DeployError> {
+    /// let mut pieces = std::pin::pin!(m.generate(GenerationRequest::new("gpt2", "The cluster")));
+    /// while let Some(piece) = pieces.next().await {
+    ///     print!("{}", piece?.text);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn generate(
+        &self,
+        req: GenerationRequest,
+    ) -> impl futures_util::Stream<Item = Result<GeneratedPiece, DeployError>> + use<> {
+        super::generation::stream(&self.client, &req)
     }
 
     /// A client of the first node's HTTP API.

@@ -4,9 +4,13 @@
 //! [`InferenceRequest`]s through the same HTTP API any client uses.
 
 pub mod deployment;
+pub mod error;
+pub mod generation;
 pub mod local;
 
 pub use deployment::{
     DevicePlacementConfig, DistributedConfig, DistributedConfigBuilder, FaultToleranceConfig, LoadBalancingConfig,
 };
-pub use local::{DeployError, InferenceRequest, InferenceResponse, Priority, SimpleDistributedManager, TensorJson};
+pub use error::DeployError;
+pub use generation::{GeneratedPiece, GenerationRequest};
+pub use local::{InferenceRequest, InferenceResponse, Priority, SimpleDistributedManager, TensorJson};

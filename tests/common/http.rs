@@ -96,7 +96,12 @@ pub fn get_text(addr: &str, key: &str, path: &str) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let mut r = BufReader::new(s);
+    let (status, all) = answer(BufReader::new(s));
+    (status, String::from_utf8_lossy(&all).into_owned())
+}
+
+/// The status and the whole body of an answer.
+fn answer(mut r: BufReader<TcpStream>) -> (u16, Vec<u8>) {
     let (status, headers) = head(&mut r);
     let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
     let mut b = Body { r, chunked, left: 0, done: false };
@@ -108,23 +113,12 @@ pub fn get_text(addr: &str, key: &str, path: &str) -> (u16, String) {
         }
         all.extend(part);
     }
-    (status, String::from_utf8_lossy(&all).into_owned())
+    (status, all)
 }
 
 /// POSTs `body` and returns the status and the JSON answer.
 pub fn post_json(addr: &str, key: &str, path: &str, body: &Value) -> (u16, Value) {
-    let mut r = send(addr, key, path, &body.to_string());
-    let (status, headers) = head(&mut r);
-    let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
-    let mut b = Body { r, chunked, left: 0, done: false };
-    let mut all = Vec::new();
-    loop {
-        let part = b.next();
-        if part.is_empty() {
-            break;
-        }
-        all.extend(part);
-    }
+    let (status, all) = answer(send(addr, key, path, &body.to_string()));
     (status, serde_json::from_slice(&all).unwrap_or(Value::Null))
 }
 
