@@ -139,6 +139,7 @@ fn bad_completion_requests_get_a_400_naming_the_field_and_the_cluster_keeps_serv
         (json!({"model": "g", "prompt": "hi", "top_p": 0}), 400, "top_p"),
         (json!({"model": "g", "prompt": "hi", "top_p": 1.5}), 400, "top_p"),
         (json!({"model": "g", "prompt": "hi", "max_tokens": 0}), 400, "max_tokens"),
+        (json!({"model": "g", "prompt": "hi", "logprobs": "many"}), 400, "logprobs"),
         (json!({"model": "g", "prompt": "hi", "max_tokens": 1000}), 400, "256"),
         (json!({"model": "g", "prompt": ""}), 400, "prompt"),
         (json!({"model": "g", "prompt": [5, 99999]}), 400, "prompt"),
@@ -146,7 +147,6 @@ fn bad_completion_requests_get_a_400_naming_the_field_and_the_cluster_keeps_serv
         (json!({"model": "g", "prompt": "hi", "stop": [""]}), 400, "stop"),
         (json!({"model": "g", "prompt": "hi", "top_k": -5}), 400, "top_k"),
         (json!({"model": "g", "prompt": 12}), 400, "prompt"),
-        (json!({"model": "g", "prompt": "hi", "logprobs": 2}), 400, "logprobs"),
     ];
     for (body, want, names) in cases {
         let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
@@ -314,4 +314,70 @@ fn a_cache_budget_too_small_still_gives_the_same_tokens_and_a_client_that_leaves
         assert!(Instant::now() < deadline, "the sequence of a client that left kept going or kept its caches");
     }
     assert!(generated() < 24 + 200, "the sequence ran on after its client left: {}", generated());
+}
+
+#[test]
+fn logprobs_and_echo_score_tokens_as_the_reference_logits_say() {
+    let cluster = Cluster::start("completions-logprobs", 1, |_| String::new());
+    let key = bearer(&cluster.key);
+    block_on(serve_model(&cluster.client(0), 1, "g", &fixture("gpt2_tiny"), "pipeline:2", 1));
+    let addr = &cluster.nodes[0].addr;
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
+    let scores = common::read_safetensors(&fixture("gpt2_tiny").join("generation.safetensors"));
+    let p = &refs["prompts"][0];
+    let log_softmax = |row: &[f32]| -> Vec<f64> {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+        row.iter().map(|&x| x as f64 - lse).collect()
+    };
+    // The generated tokens' log-probabilities are the log-softmax of the reference scores.
+    let body = json!({"model": "g", "prompt": p["prompt"], "max_tokens": 24, "temperature": 0, "logprobs": 3});
+    let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    let lp = &answer["choices"][0]["logprobs"];
+    let new = ids(&p["new_ids"]);
+    let s = &scores["p0.scores"];
+    for (step, &t) in new.iter().enumerate() {
+        let want = log_softmax(&s.f32[step * 1000..(step + 1) * 1000])[t as usize];
+        let got = lp["token_logprobs"][step].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-3, "step {step}: {got} vs {want}");
+        let top = lp["top_logprobs"][step].as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 3, "{top:?}");
+        // Greedy: the chosen token is the most likely one.
+        let best = top.values().map(|v| v.as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+        assert!((best - got).abs() < 1e-6, "step {step}");
+    }
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), 24);
+    // echo with max_tokens 0 scores the prompt: the first token has no log-probability, the
+    // others are the log-softmax of the logits one position before (one forward, in-process).
+    let prompt = ids(&p["input_ids"]);
+    let body = json!({"model": "g", "prompt": p["prompt"], "max_tokens": 0, "echo": true, "logprobs": 1});
+    let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["text"], p["prompt"]);
+    let lp = &choice["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), prompt.len());
+    assert!(lp["token_logprobs"][0].is_null() && lp["top_logprobs"][0].is_null());
+    let runner =
+        mlmf::exec::LocalRunner::load(&fixture("gpt2_tiny"), &"none".parse().unwrap(), &mlmf::model::default_device())
+            .unwrap();
+    let ids32: Vec<u32> = prompt.iter().map(|&t| t as u32).collect();
+    let out = runner.run(&mlmf::model::ModelInput::single(&ids32), Default::default()).unwrap();
+    let logits = &out.tensors["logits"].data;
+    for i in 1..prompt.len() {
+        let want = log_softmax(&logits[(i - 1) * 1000..i * 1000])[prompt[i] as usize];
+        let got = lp["token_logprobs"][i].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-3, "prompt token {i}: {got} vs {want}");
+    }
+    assert_eq!(answer["usage"]["completion_tokens"], 0);
+    // echo with a stream, and logprobs out of range, are refused.
+    for (body, field) in [
+        (json!({"model": "g", "prompt": "hi", "echo": true, "stream": true}), "echo"),
+        (json!({"model": "g", "prompt": "hi", "logprobs": 50}), "logprobs"),
+    ] {
+        let (status, answer) = post_json(addr, &key, "/v1/completions", &body);
+        assert!(status == 400 && answer["error"]["message"].as_str().unwrap().starts_with(field), "{answer}");
+    }
 }

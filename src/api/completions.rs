@@ -17,6 +17,7 @@ use crate::generate::{FinishReason, GenerationParams, SamplingParams, Step, Text
 
 use super::body::read_json;
 use super::error::ApiError;
+use super::logprobs::Logprobs;
 use super::types::Priority;
 
 /// `POST /v1/completions`. Fields of OpenAI's API this server does not implement are refused
@@ -70,10 +71,12 @@ pub struct CompletionRequest {
     /// Completions per prompt: only 1.
     #[serde(default)]
     pub n: Option<i64>,
-    /// Not implemented yet: refused when set.
+    /// Return the log-probability of every token and of the `logprobs` most likely tokens at
+    /// each position (0 to 20).
     #[serde(default)]
     pub logprobs: Option<Value>,
-    /// Not implemented yet: refused when true.
+    /// Return the prompt too, before the completion (and, with `logprobs`, its tokens'
+    /// log-probabilities); `max_tokens: 0` then only scores the prompt.
     #[serde(default)]
     pub echo: bool,
 }
@@ -112,8 +115,15 @@ impl CompletionRequest {
         if self.n.is_some_and(|n| n != 1) {
             return Err(bad("n", "only one completion per request is supported"));
         }
-        if self.logprobs.as_ref().is_some_and(|v| !v.is_null()) || self.echo {
-            return Err(bad("logprobs", "logprobs and echo are not implemented yet"));
+        let logprobs = match &self.logprobs {
+            None | Some(Value::Null) => 0,
+            Some(v) => {
+                v.as_u64().filter(|&k| k <= 20).ok_or_else(|| bad("logprobs", "must be an integer from 0 to 20"))?
+                    as usize
+            }
+        };
+        if self.echo && self.stream {
+            return Err(bad("echo", "is supported without stream"));
         }
         let text = |t: &str| -> Result<Vec<u32>, ApiError> {
             let tok = tok.ok_or_else(|| bad("prompt", "this model has no tokenizer: send token ids"))?;
@@ -138,8 +148,8 @@ impl CompletionRequest {
         if prompt.is_empty() {
             return Err(bad("prompt", "is empty"));
         }
-        if self.max_tokens < 1 {
-            return Err(bad("max_tokens", "must be at least 1"));
+        if self.max_tokens < 1 && !(self.echo && self.max_tokens == 0) {
+            return Err(bad("max_tokens", "must be at least 1 (0 only with echo)"));
         }
         let mut max_tokens = self.max_tokens as usize;
         if prompt.len() >= max_positions {
@@ -181,7 +191,7 @@ impl CompletionRequest {
         if !stop.is_empty() && tok.is_none() {
             return Err(bad("stop", "stop strings need the model's tokenizer"));
         }
-        let params = GenerationParams { max_tokens, sampling, stop, ignore_eos: self.ignore_eos, logprobs: 0 };
+        let params = GenerationParams { max_tokens, sampling, stop, ignore_eos: self.ignore_eos, logprobs };
         params.validate().map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
         Ok((prompt, params))
     }
@@ -234,15 +244,39 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
         params,
         session: req.session_id.clone(),
         priority: req.priority.unwrap_or_default().rank(),
+        echo: req.echo,
     };
     let request_id = fastrand::u64(..);
+    let with_logprobs = req.logprobs.as_ref().is_some_and(|v| !v.is_null());
     if !req.stream {
-        let done = generate(&node, gen_req, tok, request_id, |_| true)
-            .await
-            .map_err(|e| ApiError::new(503, "generation_failed", e.to_string()))?;
+        let mut steps = Vec::new();
+        let done = generate(&node, gen_req, tok.clone(), request_id, |s| {
+            steps.push(s.clone());
+            true
+        })
+        .await
+        .map_err(|e| ApiError::new(503, "generation_failed", e.to_string()))?;
         let seq = &done.sequence;
         let usage = usage(prompt.len(), seq.generated().len());
-        let mut choice = json!({"index": 0, "text": seq.text(), "logprobs": null, "finish_reason": finish_name(seq.finish_reason())});
+        let mut text = seq.text().to_string();
+        let mut logprobs = Logprobs::new(tok.as_deref());
+        if req.echo {
+            let prompt_text = match tok.as_deref() {
+                Some(t) => t.decode(&prompt).map_err(|e| ApiError::new(500, "tokenizer", e.to_string()))?,
+                None => String::new(),
+            };
+            text = prompt_text + &text;
+            logprobs.push(prompt[0], None);
+            for (&id, (lp, top)) in prompt[1..].iter().zip(&done.prompt_scores) {
+                logprobs.push(id, Some((*lp, top)));
+            }
+        }
+        for s in &steps {
+            logprobs.push(s.token, Some((s.logprob, &s.top)));
+        }
+        let logprobs = if with_logprobs { logprobs.to_json() } else { Value::Null };
+        let mut choice =
+            json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_name(seq.finish_reason())});
         let mut body = json!({"id": id, "object": "text_completion", "created": created, "model": req.model,
             "choices": [], "usage": usage});
         if req.return_token_ids {
@@ -255,7 +289,8 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let node = node.into_inner();
     let (model, with_ids) = (req.model.clone(), req.return_token_ids);
-    actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, id, created, model, with_ids));
+    let shape = StreamShape { id, created, model, with_ids, with_logprobs };
+    actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, shape));
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|s| (Ok::<_, actix_web::Error>(web::Bytes::from(s)), rx))
     });
@@ -269,26 +304,38 @@ fn usage(prompt: usize, completion: usize) -> Usage {
     Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
 }
 
+/// What every chunk of a stream carries.
+struct StreamShape {
+    id: String,
+    created: u64,
+    model: String,
+    with_ids: bool,
+    with_logprobs: bool,
+}
+
 /// Runs a streamed completion, one event per step into `tx`; a closed `tx` (the client went
 /// away) stops the sequence.
-#[allow(clippy::too_many_arguments)]
 async fn stream_completion(
     node: Arc<Node>,
     req: GenerateRequest,
     tok: Option<Arc<TextTokenizer>>,
     request_id: u64,
     tx: tokio::sync::mpsc::UnboundedSender<String>,
-    id: String,
-    created: u64,
-    model: String,
-    with_ids: bool,
+    shape: StreamShape,
 ) {
     let prompt_len = req.prompt.len();
+    let StreamShape { id, created, model, with_ids, with_logprobs } = shape;
+    let chunk_tok = tok.clone();
     let chunk = |step: &Step, generated: usize| {
         let mut choice =
             json!({"index": 0, "text": step.piece, "logprobs": null, "finish_reason": finish_name(step.finish)});
         if with_ids {
             choice["token_ids"] = json!([step.token]);
+        }
+        if with_logprobs {
+            let mut lp = Logprobs::new(chunk_tok.as_deref());
+            lp.push(step.token, Some((step.logprob, &step.top)));
+            choice["logprobs"] = lp.to_json();
         }
         let mut c =
             json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [choice]});

@@ -9,6 +9,7 @@ pub mod body;
 pub mod completions;
 pub mod embeddings;
 pub mod error;
+pub mod logprobs;
 pub mod routes;
 pub mod serve;
 pub mod types;

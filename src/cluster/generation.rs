@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::generate::sampler::{log_softmax, top_logprobs};
 use crate::generate::{GenerationParams, Sequence, Step, TextTokenizer};
 use crate::model::ModelInput;
 
@@ -33,7 +34,13 @@ pub struct GenerateRequest {
     pub session: Option<String>,
     /// Admission priority at every shard.
     pub priority: u8,
+    /// Score the prompt too: the log-probability of every prompt token after the ones before
+    /// it (the first prefill then returns every position's logits).
+    pub echo: bool,
 }
+
+/// A token's log-probability and the most likely tokens at its position.
+pub type TokenScore = (f32, Vec<(u32, f32)>);
 
 /// A finished (or stopped) generation.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ pub struct Generation {
     pub replays: usize,
     /// Nodes that held a stage of it.
     pub nodes: Vec<String>,
+    /// With `echo`: the scores of prompt tokens 1.. (the first has nothing before it).
+    pub prompt_scores: Vec<TokenScore>,
 }
 
 /// Why a generation stopped early.
@@ -79,15 +88,17 @@ pub async fn generate(
     let mut avoid: Vec<String> = Vec::new();
     let (mut replays, mut failures) = (0, 0);
     let mut outcome = Ok(());
-    while req.params.max_tokens > 0 && seq.finish_reason().is_none() {
+    let mut prompt_scores: Option<Vec<TokenScore>> = None;
+    while (req.params.max_tokens > 0 || (req.echo && prompt_scores.is_none())) && seq.finish_reason().is_none() {
         let replay = route.is_none();
         let ids = seq.ids();
         let (input, past) = if replay { (ids.to_vec(), 0) } else { (vec![ids[ids.len() - 1]], ids.len() - 1) };
+        let all_logits = replay && req.echo && prompt_scores.is_none();
         let opts = InferOptions {
             outputs: Some(vec!["logits".into()]),
             session: req.session.clone(),
             priority: req.priority,
-            kv: Some(KvStep { seq: seq_id, past, all_logits: false }),
+            kv: Some(KvStep { seq: seq_id, past, all_logits }),
             route: route.clone(),
             avoid: avoid.clone(),
             // A step on the sequence's route cannot move: its caches are there. A failure
@@ -110,6 +121,23 @@ pub async fn generate(
                 if vocab == 0 || logits.data.len() < vocab {
                     outcome = Err(GenerateError::Sequence(format!("logits of shape {:?}", logits.shape)));
                     break;
+                }
+                if all_logits {
+                    let rows = logits.data.len() / vocab;
+                    let prompt = seq.prompt();
+                    let k = req.params.logprobs;
+                    prompt_scores = Some(
+                        (1..prompt.len().min(rows + 1))
+                            .map(|i| {
+                                let lp = log_softmax(&logits.data[(i - 1) * vocab..i * vocab]);
+                                let top = if k > 0 { top_logprobs(&lp, k) } else { Vec::new() };
+                                (lp[prompt[i] as usize], top)
+                            })
+                            .collect(),
+                    );
+                    if req.params.max_tokens == 0 {
+                        break;
+                    }
                 }
                 let last = &logits.data[logits.data.len() - vocab..];
                 let step = match seq.step(last, tok.as_deref()) {
@@ -148,7 +176,8 @@ pub async fn generate(
     }
     release(node, &req.model, seq_id, &used).await;
     outcome?;
-    Ok(Generation { sequence: seq, replays, nodes: used.into_iter().collect() })
+    let prompt_scores = prompt_scores.unwrap_or_default();
+    Ok(Generation { sequence: seq, replays, nodes: used.into_iter().collect(), prompt_scores })
 }
 
 /// Tells every node in `nodes` to drop the caches of sequence `seq`.

@@ -147,9 +147,10 @@ impl TextTokenizer {
         self.inner.decode(ids, true).map_err(|e| GenerateError::Tokenize(e.to_string()))
     }
 
-    /// The text of one token, special tokens included (for `logprobs`).
+    /// The text of one token, special tokens included (for `logprobs`; bytes that do not form
+    /// a character alone are U+FFFD).
     pub fn token(&self, id: u32) -> String {
-        self.inner.id_to_token(id).unwrap_or_default()
+        self.inner.decode(&[id], false).unwrap_or_default()
     }
 
     /// Whether `id` ends a generation.
