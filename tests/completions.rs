@@ -381,3 +381,68 @@ fn logprobs_and_echo_score_tokens_as_the_reference_logits_say() {
         assert!(status == 400 && answer["error"]["message"].as_str().unwrap().starts_with(field), "{answer}");
     }
 }
+
+#[test]
+fn chat_completions_render_the_models_template_and_generate_as_one_process_does() {
+    // gpt2_tiny with a ChatML template in its tokenizer_config.json.
+    let dir = temp_dir("chat-model");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("gpt2_tiny").join(f), dir.join(f)).unwrap();
+    }
+    let template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    let config = json!({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "add_bos_token": false, "chat_template": template});
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let cluster = Cluster::start("chat", 2, |_| String::new());
+    let key = bearer(&cluster.key);
+    block_on(async {
+        let client = cluster.client(0);
+        serve_model(&client, 2, "chat", &dir, "layer:3", 1).await;
+        client.load(&load_request("plain", &fixture("gpt2_tiny"), "none", 1)).await.unwrap();
+        client.wait_ready("plain", Duration::from_secs(60), |_, _| {}).await.unwrap();
+    });
+    let messages =
+        json!([{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "When a node fails?"}]);
+    let rendered = "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nWhen a node fails?<|im_end|>\n<|im_start|>assistant\n";
+    let tok = mlmf::generate::TextTokenizer::require(&dir).unwrap();
+    let runner = mlmf::exec::LocalRunner::load(&dir, &"none".parse().unwrap(), &mlmf::model::default_device()).unwrap();
+    let params = mlmf::generate::GenerationParams {
+        max_tokens: 20,
+        sampling: mlmf::generate::SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let want = runner.generate(&tok.encode_plain(rendered).unwrap(), params, Some(&tok), |_| {}).unwrap();
+    let body = json!({"model": "chat", "messages": messages, "max_completion_tokens": 20, "temperature": 0});
+    let (status, answer) = post_json(&cluster.nodes[1].addr, &key, "/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "chat.completion");
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["message"]["content"], want.sequence.text());
+    assert_eq!(answer["usage"]["prompt_tokens"], tok.encode_plain(rendered).unwrap().len());
+    // Streamed: deltas that concatenate to the same content.
+    let mut stream_body = body.clone();
+    stream_body["stream"] = json!(true);
+    let mut events = Events::open(&cluster.nodes[0].addr, &key, "/v1/chat/completions", &stream_body);
+    let (mut content, mut last) = (String::new(), Value::Null);
+    while let Some(data) = events.next_data() {
+        if data == "[DONE]" {
+            break;
+        }
+        let c: Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(c["object"], "chat.completion.chunk", "{c}");
+        content.push_str(c["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        last = c;
+    }
+    assert_eq!(content, want.sequence.text());
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // A model without a chat template, and malformed messages: 400s naming the field.
+    for (body, field) in [
+        (json!({"model": "plain", "messages": messages}), "model"),
+        (json!({"model": "chat", "messages": []}), "messages"),
+        (json!({"model": "chat", "messages": [{"role": "user"}]}), "messages"),
+    ] {
+        let (status, answer) = post_json(&cluster.nodes[0].addr, &key, "/v1/chat/completions", &body);
+        assert!(status == 400 && answer["error"]["message"].as_str().unwrap().starts_with(field), "{body} -> {answer}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

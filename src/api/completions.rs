@@ -106,7 +106,7 @@ pub struct Usage {
 
 impl CompletionRequest {
     /// The prompt's ids and the generation parameters, every field checked.
-    fn to_params(
+    pub(super) fn to_params(
         &self,
         tok: Option<&TextTokenizer>,
         vocab: usize,
@@ -218,11 +218,11 @@ pub(super) fn model_tokenizer(node: &Node, model: &str) -> Result<Option<Arc<Tex
     }
 }
 
-fn now_s() -> u64 {
+pub(super) fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn finish_name(r: Option<FinishReason>) -> Value {
+pub(super) fn finish_name(r: Option<FinishReason>) -> Value {
     match r {
         Some(FinishReason::Stop) => json!("stop"),
         Some(FinishReason::Length) => json!("length"),
@@ -300,7 +300,7 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
         .streaming(events.boxed_local()))
 }
 
-fn usage(prompt: usize, completion: usize) -> Usage {
+pub(super) fn usage(prompt: usize, completion: usize) -> Usage {
     Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
 }
 

@@ -1,11 +1,12 @@
 //! The HTTP API every node serves (actix-web, JSON), and the peer websocket on the same port.
 //!
 //! `POST /v1/models` · `GET /v1/models` · `GET|DELETE /v1/models/{id}` ·
-//! `POST /v1/models/{id}/infer` · `POST /v1/completions`, `POST /v1/embeddings` (OpenAI's) · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
+//! `POST /v1/models/{id}/infer` · `POST /v1/completions`, `POST /v1/chat/completions`, `POST /v1/embeddings` (OpenAI's) · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
 //! `GET /metrics` · websocket `/v1/peer`. With a cluster key configured, every request
 //! needs `Authorization: Bearer <key>`.
 
 pub mod body;
+pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod error;

@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/models/{id}/infer", web::post().to(infer_route))
         .route("/v1/models/{id}/migrate", web::post().to(migrate))
         .route("/v1/completions", web::post().to(super::completions::completions))
+        .route("/v1/chat/completions", web::post().to(super::chat::chat_completions))
         .route("/v1/embeddings", web::post().to(super::embeddings::embeddings))
         .route("/v1/cluster", web::get().to(cluster))
         .route("/healthz", web::get().to(healthz))

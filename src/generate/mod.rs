@@ -4,6 +4,7 @@
 //! conditions ([`sequence`]). The node that takes a request holds its [`Sequence`]; the stages
 //! only compute logits.
 
+pub mod chat;
 pub mod error;
 pub mod pooling;
 pub mod sampler;
@@ -11,6 +12,7 @@ pub mod sequence;
 pub mod text_stream;
 pub mod tokenizer;
 
+pub use chat::{ChatMessage, render_chat};
 pub use error::GenerateError;
 pub use pooling::{Pooling, PoolingMode};
 pub use sampler::{Sampler, SamplingParams};

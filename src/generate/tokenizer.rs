@@ -134,6 +134,13 @@ impl TextTokenizer {
         Ok(ids)
     }
 
+    /// The ids of `text` exactly, nothing added (a rendered chat template holds its own special
+    /// tokens, as `apply_chat_template` tokenizes it).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, GenerateError> {
+        let enc = self.inner.encode(text, false).map_err(|e| GenerateError::Tokenize(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// The ids of `text` with the tokenizer's own special tokens added as its post-processor
     /// says (`[CLS] … [SEP]` for BERT): how encoders and sentence-transformers take text.
     pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, GenerateError> {

@@ -1,0 +1,106 @@
+//! `POST /v1/chat/completions`, OpenAI-compatible: the `messages` rendered through the model's
+//! chat template (as `apply_chat_template` renders them, with the assistant's turn opened),
+//! tokenized as they are, then generated exactly as `/v1/completions` does, with the same
+//! fields; answered as `chat.completion`, or streamed as `chat.completion.chunk` deltas.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::cluster::generation::{GenerateRequest, generate};
+use crate::cluster::node::Node;
+use crate::generate::{ChatMessage, Step, render_chat};
+
+use super::body::read_json;
+use super::completions::{CompletionRequest, finish_name, model_tokenizer, now_s, ready_model, usage};
+use super::error::ApiError;
+
+fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_request", format!("{field}: {message}"))
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let body: Value = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    let Value::Object(mut obj) = body else { return Err(bad("body", "must be a JSON object")) };
+    let messages = obj.remove("messages").ok_or_else(|| bad("messages", "is required"))?;
+    let messages: Vec<ChatMessage> = serde_json::from_value(messages)
+        .map_err(|e| bad("messages", format!("each needs a role and a content: {e}")))?;
+    if messages.is_empty() {
+        return Err(bad("messages", "is empty"));
+    }
+    if obj.get("logprobs").is_some_and(|v| !v.is_null() && *v != json!(false)) || obj.contains_key("echo") {
+        return Err(bad("logprobs", "logprobs and echo are not supported on chat completions"));
+    }
+    obj.remove("logprobs");
+    if let Some(m) = obj.remove("max_completion_tokens") {
+        obj.insert("max_tokens".into(), m);
+    }
+    let model = obj.get("model").and_then(Value::as_str).ok_or_else(|| bad("model", "is required"))?.to_string();
+    let cfg = ready_model(&node, &model)?;
+    let tok = model_tokenizer(&node, &model)?.ok_or_else(|| bad("model", format!("{model:?} has no tokenizer")))?;
+    let template = tok.chat_template.as_deref().ok_or_else(|| {
+        bad("model", format!("{model:?} has no chat template (tokenizer_config.json has no chat_template)"))
+    })?;
+    let special = |id: Option<u32>| id.map(|i| tok.token(i)).unwrap_or_default();
+    let rendered = render_chat(template, &messages, &special(tok.bos), &special(tok.eos.first().copied()), true)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let ids = tok.encode_plain(&rendered).map_err(|e| bad("messages", e))?;
+    obj.insert("prompt".into(), json!(ids));
+    let req: CompletionRequest =
+        serde_json::from_value(Value::Object(obj)).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let (prompt, params) = req.to_params(Some(&tok), cfg.vocab_size, cfg.max_positions)?;
+    let gen_req = GenerateRequest {
+        model: model.clone(),
+        prompt: prompt.clone(),
+        params,
+        session: req.session_id.clone(),
+        priority: req.priority.unwrap_or_default().rank(),
+        echo: false,
+    };
+    let (id, created, request_id) = (format!("chatcmpl-{:016x}", fastrand::u64(..)), now_s(), fastrand::u64(..));
+    if !req.stream {
+        let done = generate(&node, gen_req, Some(tok), request_id, |_| true)
+            .await
+            .map_err(|e| ApiError::new(503, "generation_failed", e.to_string()))?;
+        let seq = &done.sequence;
+        return Ok(HttpResponse::Ok().json(json!({"id": id, "object": "chat.completion", "created": created,
+            "model": model, "usage": usage(prompt.len(), seq.generated().len()),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": seq.text()},
+                "finish_reason": finish_name(seq.finish_reason())}]})));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let node = node.into_inner();
+    let prompt_len = prompt.len();
+    actix_web::rt::spawn(async move {
+        let chunk = |delta: Value, step: Option<&Step>, generated: usize| {
+            let finish = finish_name(step.and_then(|s| s.finish));
+            let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            if step.is_some_and(|s| s.finish.is_some()) {
+                c["usage"] = json!(usage(prompt_len, generated));
+            }
+            format!("data: {c}\n\n")
+        };
+        let _ = tx.send(chunk(json!({"role": "assistant", "content": ""}), None, 0));
+        let mut generated = 0;
+        let result = generate(&Arc::clone(&node), gen_req, Some(tok), request_id, |step| {
+            generated += 1;
+            tx.send(chunk(json!({"content": step.piece}), Some(step), generated)).is_ok()
+        })
+        .await;
+        if let Err(e) = result {
+            let _ = tx.send(format!("data: {}\n\n", ApiError::new(503, "generation_failed", e.to_string()).body()));
+        }
+        let _ = tx.send("data: [DONE]\n\n".to_string());
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|s| (Ok::<_, actix_web::Error>(web::Bytes::from(s)), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(events.boxed_local()))
+}
