@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::cluster::generation::{GenerateRequest, generate};
@@ -14,8 +13,10 @@ use crate::cluster::node::Node;
 use crate::generate::{ChatMessage, Step, render_chat};
 
 use super::body::read_json;
-use super::completions::{CompletionRequest, finish_name, model_tokenizer, now_s, ready_model, usage};
+use super::completions::{CompletionRequest, finish_name, now_s, usage};
 use super::error::ApiError;
+use super::model_files::{model_tokenizer, ready_model};
+use super::sse;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
@@ -82,7 +83,7 @@ pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Resu
             if step.is_some_and(|s| s.finish.is_some()) {
                 c["usage"] = json!(usage(prompt_len, generated));
             }
-            format!("data: {c}\n\n")
+            sse::event(&c)
         };
         let _ = tx.send(chunk(json!({"role": "assistant", "content": ""}), None, 0));
         let mut generated = 0;
@@ -92,15 +93,9 @@ pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Resu
         })
         .await;
         if let Err(e) = result {
-            let _ = tx.send(format!("data: {}\n\n", ApiError::new(503, "generation_failed", e.to_string()).body()));
+            let _ = tx.send(sse::error_event(&ApiError::new(503, "generation_failed", e.to_string())));
         }
-        let _ = tx.send("data: [DONE]\n\n".to_string());
+        let _ = tx.send(sse::DONE.to_string());
     });
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|s| (Ok::<_, actix_web::Error>(web::Bytes::from(s)), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .streaming(events.boxed_local()))
+    Ok(sse::response(rx))
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpResponse, web};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -18,6 +17,8 @@ use crate::generate::{FinishReason, GenerationParams, SamplingParams, Step, Text
 use super::body::read_json;
 use super::error::ApiError;
 use super::logprobs::Logprobs;
+use super::model_files::{model_tokenizer, ready_model};
+use super::sse;
 use super::types::Priority;
 
 /// `POST /v1/completions`. Fields of OpenAI's API this server does not implement are refused
@@ -197,27 +198,6 @@ impl CompletionRequest {
     }
 }
 
-/// The config of ready model `model`; 404 when there is none.
-pub(super) fn ready_model(node: &Node, model: &str) -> Result<crate::model::ModelConfig, ApiError> {
-    let view = node.view();
-    let routes =
-        view.model(model).ok_or_else(|| ApiError::new(404, "model_not_found", format!("no ready model {model:?}")))?;
-    Ok(routes.config.clone())
-}
-
-/// The tokenizer of a ready model, read from the directory its registry entry names (`None`
-/// when it has none or this node cannot read it).
-pub(super) fn model_tokenizer(node: &Node, model: &str) -> Result<Option<Arc<TextTokenizer>>, ApiError> {
-    let view = node.view();
-    let path = view.registry.iter().find(|e| e.status.id == model).map(|e| e.status.path.clone());
-    match path {
-        Some(p) if node.checkpoints.can_read(p.as_ref()) => {
-            node.tokenizers.get(p.as_ref()).map_err(|e| ApiError::new(500, "tokenizer", e.to_string()))
-        }
-        _ => Ok(None),
-    }
-}
-
 pub(super) fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -249,9 +229,12 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
     let request_id = fastrand::u64(..);
     let with_logprobs = req.logprobs.as_ref().is_some_and(|v| !v.is_null());
     if !req.stream {
+        // The steps are kept only for their log-probabilities.
         let mut steps = Vec::new();
         let done = generate(&node, gen_req, tok.clone(), request_id, |s| {
-            steps.push(s.clone());
+            if with_logprobs {
+                steps.push(s.clone());
+            }
             true
         })
         .await
@@ -291,13 +274,7 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
     let (model, with_ids) = (req.model.clone(), req.return_token_ids);
     let shape = StreamShape { id, created, model, with_ids, with_logprobs };
     actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, shape));
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|s| (Ok::<_, actix_web::Error>(web::Bytes::from(s)), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .streaming(events.boxed_local()))
+    Ok(sse::response(rx))
 }
 
 pub(super) fn usage(prompt: usize, completion: usize) -> Usage {
@@ -342,7 +319,7 @@ async fn stream_completion(
         if step.finish.is_some() {
             c["usage"] = json!(usage(prompt_len, generated));
         }
-        format!("data: {c}\n\n")
+        sse::event(&c)
     };
     let mut generated = 0;
     let result = generate(&node, req, tok, request_id, |step| {
@@ -351,8 +328,7 @@ async fn stream_completion(
     })
     .await;
     if let Err(e) = result {
-        let err = ApiError::new(503, "generation_failed", e.to_string());
-        let _ = tx.send(format!("data: {}\n\n", err.body()));
+        let _ = tx.send(sse::error_event(&ApiError::new(503, "generation_failed", e.to_string())));
     }
-    let _ = tx.send("data: [DONE]\n\n".to_string());
+    let _ = tx.send(sse::DONE.to_string());
 }

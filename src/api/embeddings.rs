@@ -12,8 +12,8 @@ use crate::cluster::node::Node;
 use crate::model::ModelInput;
 
 use super::body::read_json;
-use super::completions::{model_tokenizer, ready_model};
 use super::error::ApiError;
+use super::model_files::{model_pooling, model_tokenizer, ready_model};
 
 /// Most inputs one request may embed.
 const MAX_INPUTS: usize = 256;
@@ -75,13 +75,7 @@ pub async fn embeddings(node: web::Data<Node>, body: web::Payload) -> Result<Htt
     }
     let cfg = ready_model(&node, &req.model)?;
     let tok = model_tokenizer(&node, &req.model)?;
-    let view = node.view();
-    let pooling = match view.registry.iter().find(|e| e.status.id == req.model) {
-        Some(e) if node.checkpoints.can_read(e.status.path.as_ref()) => {
-            node.tokenizers.pooling(e.status.path.as_ref()).map_err(|e| ApiError::new(500, "pooling", e.to_string()))?
-        }
-        _ => Default::default(),
-    };
+    let pooling = model_pooling(&node, &req.model)?;
     let limit = pooling.max_seq_length.unwrap_or(cfg.max_positions).min(cfg.max_positions);
     let mut data = Vec::new();
     let mut tokens = 0;

@@ -11,8 +11,10 @@ pub mod completions;
 pub mod embeddings;
 pub mod error;
 pub mod logprobs;
+pub mod model_files;
 pub mod routes;
 pub mod serve;
+pub mod sse;
 pub mod types;
 
 pub use error::ApiError;

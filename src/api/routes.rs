@@ -15,8 +15,8 @@ use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, Model
 use crate::config::AffinityKey;
 
 use super::body::read_json;
-use super::completions::model_tokenizer;
 use super::error::ApiError;
+use super::model_files::model_tokenizer;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 
 /// Largest number of tokens (batch × sequence) one request may carry.

@@ -174,23 +174,35 @@ pub async fn generate(
             }
         }
     }
-    release(node, &req.model, seq_id, &used).await;
+    release(node, &req.model, seq_id, &used);
     outcome?;
     let prompt_scores = prompt_scores.unwrap_or_default();
     Ok(Generation { sequence: seq, replays, nodes: used.into_iter().collect(), prompt_scores })
 }
 
-/// Tells every node in `nodes` to drop the caches of sequence `seq`.
-async fn release(node: &Node, model: &str, seq: u64, nodes: &BTreeSet<String>) {
+/// Tells every node in `nodes` to drop the caches of sequence `seq`: at once here, and in
+/// the background for the others, so that the answer never waits on a node that died (its
+/// caches expire with it).
+fn release(node: &Node, model: &str, seq: u64, nodes: &BTreeSet<String>) {
     let msg = ReleaseSequence { model: model.to_string(), seq };
-    for n in nodes {
-        if *n == node.id {
-            node.kv.release(model, seq);
-            continue;
-        }
-        let Some(addr) = node.addr_of(n) else { continue };
-        if let Err(e) = node.links.ask(&addr, &msg, Duration::from_secs(2)).await {
-            tracing::debug!(node = %n, error = %e, "could not release a sequence's caches (they expire)");
-        }
+    if nodes.contains(&node.id) {
+        node.kv.release(model, seq);
     }
+    let peers: Vec<(String, String)> =
+        nodes.iter().filter(|n| **n != node.id).filter_map(|n| node.addr_of(n).map(|addr| (n.clone(), addr))).collect();
+    if peers.is_empty() {
+        return;
+    }
+    let node = node.clone();
+    actix_web::rt::spawn(async move {
+        let asks = peers.iter().map(|(n, addr)| {
+            let (node, msg) = (&node, &msg);
+            async move {
+                if let Err(e) = node.links.ask(addr, msg, Duration::from_secs(2)).await {
+                    tracing::debug!(node = %n, error = %e, "could not release a sequence's caches (they expire)");
+                }
+            }
+        });
+        futures_util::future::join_all(asks).await;
+    });
 }

@@ -86,17 +86,22 @@ impl KvStore {
         }
     }
 
-    fn expire_locked(&self, entries: &mut HashMap<KvKey, Entry>, now: Instant) {
-        let idle = self.idle;
+    /// Keeps the entries `keep` accepts, counting the others' bytes out; how many went.
+    fn retain(&self, entries: &mut HashMap<KvKey, Entry>, keep: impl Fn(&KvKey, &Entry) -> bool) -> usize {
         let before = entries.len();
-        entries.retain(|_, e| {
-            let keep = now.duration_since(e.used) < idle;
-            if !keep {
+        entries.retain(|k, e| {
+            let kept = keep(k, e);
+            if !kept {
                 self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
             }
-            keep
+            kept
         });
-        self.expired.fetch_add((before - entries.len()) as u64, Ordering::Relaxed);
+        before - entries.len()
+    }
+
+    fn expire_locked(&self, entries: &mut HashMap<KvKey, Entry>, now: Instant) {
+        let gone = self.retain(entries, |_, e| now.duration_since(e.used) < self.idle);
+        self.expired.fetch_add(gone as u64, Ordering::Relaxed);
     }
 
     /// Drops idle caches now.
@@ -108,25 +113,13 @@ impl KvStore {
     /// Drops every cache of sequence `seq` of `model` (it finished, or its client left).
     pub fn release(&self, model: &str, seq: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|k, e| {
-            let keep = !(k.0 == model && k.2 == seq);
-            if !keep {
-                self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
-            }
-            keep
-        });
+        self.retain(&mut entries, |k, _| !(k.0 == model && k.2 == seq));
     }
 
     /// Drops every cache of `model` (unloaded).
     pub fn release_model(&self, model: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|k, e| {
-            let keep = k.0 != model;
-            if !keep {
-                self.bytes.fetch_sub(e.bytes, Ordering::Relaxed);
-            }
-            keep
-        });
+        self.retain(&mut entries, |k, _| k.0 != model);
     }
 
     /// Bytes held now.

@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod json_file;
 pub mod pooling;
 pub mod sampler;
 pub mod sequence;

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::error::GenerateError;
+use super::json_file::read_json;
 
 /// Largest config file read.
 const MAX_BYTES: u64 = 1 << 20;
@@ -41,22 +42,11 @@ impl Default for Pooling {
     }
 }
 
-fn read(path: &Path) -> Result<Option<Value>, GenerateError> {
-    let Ok(meta) = std::fs::metadata(path) else { return Ok(None) };
-    if meta.len() > MAX_BYTES {
-        return Err(GenerateError::File { path: path.into(), message: format!("{} bytes is too large", meta.len()) });
-    }
-    let bytes = std::fs::read(path).map_err(|source| GenerateError::Io { path: path.into(), source })?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| GenerateError::File { path: path.into(), message: format!("not valid JSON: {e}") })
-}
-
 impl Pooling {
     /// The pooling the model folder `dir` configures.
     pub fn load(dir: &Path) -> Result<Pooling, GenerateError> {
         let mut p = Pooling::default();
-        let modules = read(&dir.join("modules.json"))?;
+        let modules = read_json(&dir.join("modules.json"), MAX_BYTES)?;
         let listed = |kind: &str| {
             modules
                 .as_ref()
@@ -71,7 +61,7 @@ impl Pooling {
                     message: "a path leaves the folder".into(),
                 });
             }
-            if let Some(cfg) = read(&dir.join(folder).join("config.json"))? {
+            if let Some(cfg) = read_json(&dir.join(folder).join("config.json"), MAX_BYTES)? {
                 let on = |k: &str| cfg[k].as_bool().unwrap_or(false);
                 p.mode = if on("pooling_mode_cls_token") {
                     PoolingMode::Cls
@@ -83,7 +73,7 @@ impl Pooling {
             }
         }
         p.normalize = listed(".Normalize").is_some();
-        if let Some(cfg) = read(&dir.join("sentence_bert_config.json"))? {
+        if let Some(cfg) = read_json(&dir.join("sentence_bert_config.json"), MAX_BYTES)? {
             p.max_seq_length = cfg["max_seq_length"].as_u64().map(|n| n as usize).filter(|&n| n > 0);
         }
         Ok(p)

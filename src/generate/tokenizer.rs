@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use super::error::GenerateError;
+use super::json_file::read_json;
 
 /// Largest `tokenizer.json` read (the largest public vocabularies take about 20 MiB).
 const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
@@ -41,26 +42,6 @@ impl std::fmt::Debug for TextTokenizer {
             .field("add_bos", &self.add_bos)
             .finish()
     }
-}
-
-/// Reads `path` as JSON when it exists and is at most `max` bytes.
-fn read_json(path: &Path, max: u64) -> Result<Option<Value>, GenerateError> {
-    let io = |source| GenerateError::Io { path: path.to_path_buf(), source };
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    if len > max {
-        return Err(GenerateError::File {
-            path: path.into(),
-            message: format!("{len} bytes is over the {max} allowed"),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| GenerateError::File { path: path.into(), message: format!("not valid JSON: {e}") })
 }
 
 /// A token as `tokenizer_config.json` writes it: a string, or `{"content": ...}`.
