@@ -102,8 +102,8 @@ fn half_precision_storage_in_many_files_equals_f32_of_the_same_values() {
     for (store, round) in [(Store::BF16, bf16_round as fn(f32) -> f32), (Store::F16, f16_round)] {
         let rounded: Tensors =
             tensors.iter().map(|(k, (s, d))| (k.clone(), (s.clone(), d.iter().map(|v| round(*v)).collect()))).collect();
-        let half_dir = tmp.join("half");
-        let f32_dir = tmp.join("f32");
+        let half_dir = tmp.path().join("half");
+        let f32_dir = tmp.path().join("f32");
         let _ = std::fs::remove_dir_all(&half_dir);
         let _ = std::fs::remove_dir_all(&f32_dir);
         write_checkpoint(&half_dir, &config("gpt2_tiny"), &tensors, store, 3);
@@ -139,14 +139,14 @@ fn untied_head_and_unprefixed_names_match_the_reference() {
     renamed.insert("lm_head.weight".into(), renamed["wte.weight"].clone());
     let mut cfg = config("gpt2_tiny");
     cfg["tie_word_embeddings"] = false.into();
-    let dir = tmp.join("untied");
+    let dir = tmp.path().join("untied");
     write_checkpoint(&dir, &cfg, &renamed, Store::F32, 2);
     let out = run(&dir, "tensor:2", &IDS);
     let failures = compare(&out, &reference, "seq7.", &tol, "untied gpt2");
     assert!(failures.is_empty(), "{failures:?}");
     // An untied config with no lm_head is an error naming the tensor.
     renamed.remove("lm_head.weight");
-    let dir = tmp.join("untied-missing");
+    let dir = tmp.path().join("untied-missing");
     write_checkpoint(&dir, &cfg, &renamed, Store::F32, 1);
     let e = load_err(&dir);
     assert!(e.contains("lm_head.weight") && e.contains("missing"), "{e}");
@@ -163,12 +163,12 @@ fn llama_tied_head_equals_untied_head_with_the_same_matrix() {
     // Older spelling: rope_theta at the top level.
     cfg.as_object_mut().unwrap().remove("rope_parameters");
     cfg["rope_theta"] = 10000.0.into();
-    let tied = tmp.join("tied");
+    let tied = tmp.path().join("tied");
     write_checkpoint(&tied, &cfg, &tensors, Store::F32, 1);
     tensors.insert("lm_head.weight".into(), lm);
     let mut cfg2 = config("llama_tiny");
     cfg2["tie_word_embeddings"] = false.into();
-    let untied = tmp.join("untied");
+    let untied = tmp.path().join("untied");
     write_checkpoint(&untied, &cfg2, &tensors, Store::F32, 1);
     assert_eq!(run(&tied, "layer:2", &IDS), run(&untied, "layer:2", &IDS));
 }
@@ -179,7 +179,7 @@ fn hostile_checkpoints_give_errors_naming_file_and_tensor() {
     let src = fixture("gpt2_tiny");
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let copy = |name: &str, data: &[u8], cfg: Option<serde_json::Value>| {
-        let dir = tmp.join(name);
+        let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("model.safetensors"), data).unwrap();
         std::fs::write(
@@ -229,13 +229,13 @@ fn hostile_checkpoints_give_errors_naming_file_and_tensor() {
     let tensors = load_f32(&src.join("model.safetensors"));
     let mut missing = tensors.clone();
     missing.remove("transformer.h.3.mlp.c_fc.bias");
-    let dir = tmp.join("missing");
+    let dir = tmp.path().join("missing");
     write_checkpoint(&dir, &config("gpt2_tiny"), &missing, Store::F32, 1);
     let e = load_err(&dir);
     assert!(e.contains("transformer.h.3.mlp.c_fc.bias"), "{e}");
     let mut wrong = tensors.clone();
     wrong.insert("transformer.h.2.attn.c_proj.weight".into(), (vec![128, 512], vec![0.0; 128 * 512]));
-    let dir = tmp.join("wrong-shape");
+    let dir = tmp.path().join("wrong-shape");
     write_checkpoint(&dir, &config("gpt2_tiny"), &wrong, Store::F32, 1);
     let e = load_err(&dir);
     assert!(e.contains("transformer.h.2.attn.c_proj.weight") && e.contains("[128, 512]"), "{e}");
@@ -245,13 +245,13 @@ fn hostile_checkpoints_give_errors_naming_file_and_tensor() {
     cfg["model_type"] = "mamba".into();
     let e = load_err(&copy("unknown-arch", &bytes, Some(cfg)));
     assert!(e.contains("mamba") && e.contains("config.json"), "{e}");
-    let dir = tmp.join("no-weights");
+    let dir = tmp.path().join("no-weights");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&config("gpt2_tiny")).unwrap()).unwrap();
     assert!(load_err(&dir).contains("no model.safetensors"));
 
     // An index naming a file outside the model directory.
-    let dir = tmp.join("escape");
+    let dir = tmp.path().join("escape");
     write_checkpoint(&dir, &config("gpt2_tiny"), &tensors, Store::F32, 2);
     let idx = serde_json::json!({"weight_map": {"transformer.wte.weight": "../../etc/passwd.safetensors"}});
     std::fs::write(dir.join("model.safetensors.index.json"), idx.to_string()).unwrap();
@@ -276,12 +276,7 @@ fn headers_alone_give_names_shapes_dtypes_and_sizes() {
     }
 }
 
-fn tempdir() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir =
-        std::env::temp_dir().join(format!("mlmf-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the test ends (pass or fail).
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("mlmf-test-checkpoint-").tempdir().unwrap()
 }

@@ -36,14 +36,13 @@ fn generate_streams_the_references_greedy_text_in_one_process() {
 
 #[test]
 fn run_writes_outputs_that_match_the_reference() {
-    let tmp = std::env::temp_dir().join(format!("mlmf-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = tempfile::Builder::new().prefix("mlmf-cli-").tempdir().unwrap();
     for (case, strategy, outputs) in [
         ("gpt2_tiny", "pipeline:3", &["logits", "last_hidden_state"][..]),
         ("llama_tiny", "tensor:2", &["logits", "last_hidden_state"][..]),
         ("bert_tiny", "layer:3", &["last_hidden_state", "pooler_output"][..]),
     ] {
-        let out = tmp.join(format!("{case}.safetensors"));
+        let out = tmp.path().join(format!("{case}.safetensors"));
         let status = mlmf()
             .args(["run", "--model"])
             .arg(fixture(case))
