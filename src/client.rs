@@ -181,6 +181,25 @@ impl ClusterClient {
         Err(ClientError::Decode("the stream ended before [DONE]".into()))
     }
 
+    /// `POST /v1/embeddings` with texts: one vector per text, in the texts' order.
+    pub async fn embeddings(&self, model: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClientError> {
+        let body = serde_json::json!({"model": model, "input": texts});
+        let v: serde_json::Value = self.call(awc::http::Method::POST, "/v1/embeddings", Some(&body)).await?;
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        for item in v["data"].as_array().into_iter().flatten() {
+            let slot = item["index"].as_u64().and_then(|i| out.get_mut(i as usize));
+            let vector: Option<Vec<f32>> = item["embedding"]
+                .as_array()
+                .and_then(|e| e.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
+            if let (Some(slot), Some(vector)) = (slot, vector) {
+                *slot = Some(vector);
+            }
+        }
+        out.into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ClientError::Decode("an embedding is missing from the answer".into()))
+    }
+
     /// `POST /v1/models/{id}/infer`.
     pub async fn infer(&self, id: &str, req: &InferRequest) -> Result<InferResponse, ClientError> {
         self.call(awc::http::Method::POST, &format!("/v1/models/{id}/infer"), Some(req)).await

@@ -446,3 +446,53 @@ fn chat_completions_render_the_models_template_and_generate_as_one_process_does(
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A stream holds its place among the node's requests in flight until it ends: past
+/// `max_in_flight` a completion, a chat completion or an embedding is refused with 429 and
+/// Retry-After at once; once the streams end the node serves again. Every request is counted
+/// per model in `/metrics`, a name that is no ready model under one bounded label.
+#[test]
+fn streams_hold_their_place_in_flight_and_every_route_is_counted_per_model() {
+    let cluster = Cluster::start("completions-bound", 2, |_| {
+        "[requests]\nmax_in_flight = 2\nattempt_timeout_ms = 30000\n[health]\nacceptable_pause_ms = 10000\n".into()
+    });
+    let (addr, key) = (cluster.nodes[0].addr.clone(), bearer(&cluster.key));
+    block_on(serve_model(&cluster.client(0), 2, "g", &fixture("gpt2_tiny"), "layer:2", 1));
+    let long = json!({"model": "g", "prompt": "The cluster", "max_tokens": 100, "ignore_eos": true,
+        "temperature": 0, "stream": true, "return_token_ids": true});
+    let mut streams: Vec<Events> = (0..2).map(|_| Events::open(&addr, &key, "/v1/completions", &long)).collect();
+    for s in &mut streams {
+        s.next_data().unwrap();
+    }
+    // The second stage's node stops: both streams wait on it, in flight.
+    signal(&cluster.nodes[1], "-STOP");
+    let short = json!({"model": "g", "prompt": "The cluster", "max_tokens": 2});
+    let chat = json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]});
+    let embed = json!({"model": "g", "input": "The cluster"});
+    for (path, body) in [("/v1/completions", &short), ("/v1/chat/completions", &chat), ("/v1/embeddings", &embed)] {
+        let (status, err) = post_json(&addr, &key, path, body);
+        assert_eq!((status, err["error"]["code"].as_str()), (429, Some("overloaded")), "{path}: {err}");
+    }
+    signal(&cluster.nodes[1], "-CONT");
+    for s in streams {
+        let (_, tokens, last, done) = read_stream(s, |_| {});
+        assert!(done && tokens.len() == 99 && last["choices"][0]["finish_reason"] == "length", "{last}");
+    }
+    let (status, answer) = post_json(&addr, &key, "/v1/completions", &short);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(post_json(&addr, &key, "/v1/embeddings", &embed).0, 200);
+    let (status, _) = post_json(&addr, &key, "/v1/completions", &json!({"model": "no-such-model", "prompt": "x"}));
+    assert_eq!(status, 404);
+    let (_, metrics) = common::http::get_text(&addr, &key, "/metrics");
+    let count = |model: &str, status: u16| -> u64 {
+        let labels = format!("model=\"{model}\",status=\"{status}\"");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("mlmf_requests_total{") && l.contains(&labels))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert!(count("g", 200) >= 4, "{metrics}");
+    assert!(count("(unknown)", 429) == 3 && count("(unknown)", 404) == 1, "{metrics}");
+    assert!(!metrics.contains("no-such-model"), "a client's model name became a label");
+}

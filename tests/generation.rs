@@ -99,3 +99,51 @@ fn a_prompt_that_fills_the_positions_is_refused_with_the_numbers() {
     let out = runner.generate(&vec![5; max - 3], params, None, |_| {}).unwrap();
     assert_eq!((out.sequence.generated().len(), out.sequence.finish_reason()), (3, Some(FinishReason::Length)));
 }
+
+/// An actix application that embeds nodes generates and embeds through its `RunningNode`
+/// handle, with no HTTP hop to itself: two nodes in this process, on loopback sockets, the
+/// model cut in two stages across them. Greedy tokens equal the references; an embedding
+/// equals the one computed with no cluster at all.
+#[test]
+fn a_running_node_generates_and_embeds_in_this_process() {
+    use futures_util::StreamExt;
+    use mlmf::generate::{GenerationRequest, Pooling};
+    let (refs, _) = references("gpt2_tiny");
+    let dir = common::fixture("gpt2_tiny");
+    common::nodes::block_on(async {
+        let cfg = mlmf::config::NodeConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
+        let first = mlmf::server::start(cfg.clone()).await.unwrap();
+        let cfg = mlmf::config::NodeConfig { join: Some(first.node.addr.clone()), ..cfg };
+        let second = mlmf::server::start(cfg).await.unwrap();
+        let client = mlmf::client::ClusterClient::new(&first.node.addr, None);
+        common::nodes::serve_model(&client, 2, "gpt2", &dir, "layer:2", 1).await;
+        for (node, p) in [&first, &second].into_iter().cycle().zip(refs["prompts"].as_array().unwrap()) {
+            let mut req = GenerationRequest::new("gpt2", p["prompt"].as_str().unwrap());
+            req.max_tokens = refs["max_new_tokens"].as_u64().unwrap() as usize;
+            let pieces: Vec<_> = node.generate(&req).collect().await;
+            let pieces: Vec<_> = pieces.into_iter().map(Result::unwrap).collect();
+            let got: Vec<u32> = pieces.iter().flat_map(|x| x.token_ids.clone()).collect();
+            assert_eq!(got, ids(&p["new_ids"]), "{}", p["prompt"]);
+            let text: String = pieces.iter().map(|x| x.text.as_str()).collect();
+            assert_eq!(text, p["new_text"].as_str().unwrap());
+            let finish = if p["stopped"] == "eos" { "stop" } else { "length" };
+            assert_eq!(pieces.last().unwrap().finish_reason.as_deref(), Some(finish));
+        }
+        // A bad request is an error on the stream, not a panic.
+        let mut bad = GenerationRequest::new("gpt2", "x");
+        bad.top_p = 2.0;
+        let first_item = std::pin::pin!(second.generate(&bad)).next().await.unwrap();
+        assert_eq!(first_item.unwrap_err().status, 400);
+        // Embeddings: mean-pooled last hidden states (the folder names no pooling).
+        let text = "The cluster embeds this sentence.";
+        let got = second.embed("gpt2", &[text]).await.unwrap();
+        let runner = LocalRunner::load(&dir, &"none".parse().unwrap(), &mlmf::model::default_device()).unwrap();
+        let tok = TextTokenizer::require(&dir).unwrap();
+        let want = runner.embed_text(&tok, &Pooling::load(&dir).unwrap(), text).unwrap();
+        let worst = got[0].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(got[0].len() == want.len() && worst < 1e-4, "|diff| {worst:e}");
+        assert!(second.embed("nope", &[text]).await.is_err());
+        second.server.stop(false).await;
+        first.server.stop(false).await;
+    });
+}

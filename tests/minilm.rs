@@ -111,6 +111,54 @@ fn embeddings_over_http_equal_sentence_transformers() {
         let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(got.len() == want.len() && worst <= atol, "sentence {i}: |diff| {worst:e} > {atol:e}");
     }
+    // `mlmf embed`, against the cluster and in one process (cut in three stages): one JSON
+    // array per line, the same embeddings.
+    let texts: Vec<String> = sentences.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let text_args: Vec<&str> = texts.iter().flat_map(|t| ["--text", t.as_str()]).collect();
+    let key_arg = cluster.key.to_str().unwrap();
+    let via_cluster = ["--addr", cluster.nodes[0].addr.as_str(), "--cluster-key-file", key_arg, "--id", "minilm"];
+    let in_process = ["--model", dir.to_str().unwrap(), "--strategy", "pipeline:3"];
+    for args in [&via_cluster[..], &in_process[..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+            .arg("embed")
+            .args(args)
+            .args(&text_args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<Vec<f32>> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3, "{args:?}");
+        for (i, got) in lines.iter().enumerate() {
+            let want = &reference[&format!("s{i}.sentence_embedding")].f32;
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(got.len() == want.len() && worst <= atol, "{args:?} sentence {i}: |diff| {worst:e}");
+        }
+    }
+    // A text past max_seq_length (256) is cut as sentence-transformers cuts it: the same
+    // embedding as its first 255 tokens and the closing [SEP], sent as ids.
+    let long = format!("{} ", texts[0]).repeat(100);
+    let (status, by_text) = common::http::post_json(
+        &cluster.nodes[1].addr,
+        &key,
+        "/v1/embeddings",
+        &serde_json::json!({"model": "minilm", "input": long}),
+    );
+    assert_eq!(status, 200, "{by_text}");
+    assert_eq!(by_text["usage"]["prompt_tokens"], 256);
+    let tok = mlmf::generate::TextTokenizer::require(&dir).unwrap();
+    let mut cut = tok.encode_with_special_tokens(&long).unwrap();
+    assert!(cut.len() > 256);
+    let sep = *cut.last().unwrap();
+    cut.truncate(255);
+    cut.push(sep);
+    let (_, by_cut_ids) = common::http::post_json(
+        &cluster.nodes[0].addr,
+        &key,
+        "/v1/embeddings",
+        &serde_json::json!({"model": "minilm", "input": [cut]}),
+    );
+    assert_eq!(by_cut_ids["data"][0]["embedding"], by_text["data"][0]["embedding"]);
     // Token ids in give the same embedding as their text.
     let ids = reference["s0.input_ids"].i64.clone();
     let (_, by_ids) = common::http::post_json(

@@ -12,10 +12,11 @@ use crate::cluster::generation::{GenerateRequest, generate};
 use crate::cluster::node::Node;
 use crate::generate::{ChatMessage, Step, render_chat};
 
+use super::admission::Admission;
 use super::body::read_json;
 use super::completions::{CompletionRequest, finish_name, now_s, usage};
 use super::error::ApiError;
-use super::model_files::{model_tokenizer, ready_model};
+use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::sse;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -24,6 +25,20 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let mut admitted = Some(Admission::enter(&node, None)?);
+    let result = serve(node, body, &mut admitted).await;
+    if let Some(a) = admitted.as_mut() {
+        a.end(&result);
+    }
+    result
+}
+
+/// Answers a chat completion; a streamed one takes `admitted` into the task that streams it.
+async fn serve(
+    node: web::Data<Node>,
+    body: web::Payload,
+    admitted: &mut Option<Admission>,
+) -> Result<HttpResponse, ApiError> {
     let body: Value = read_json(body, node.cfg.requests.max_body_bytes).await?;
     let Value::Object(mut obj) = body else { return Err(bad("body", "must be a JSON object")) };
     let messages = obj.remove("messages").ok_or_else(|| bad("messages", "is required"))?;
@@ -40,6 +55,9 @@ pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Resu
         obj.insert("max_tokens".into(), m);
     }
     let model = obj.get("model").and_then(Value::as_str).ok_or_else(|| bad("model", "is required"))?.to_string();
+    if let Some(a) = admitted.as_mut() {
+        a.model(&model);
+    }
     let cfg = ready_model(&node, &model)?;
     let tok = model_tokenizer(&node, &model)?.ok_or_else(|| bad("model", format!("{model:?} has no tokenizer")))?;
     let template = tok.chat_template.as_deref().ok_or_else(|| {
@@ -64,8 +82,7 @@ pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Resu
     let (id, created, request_id) = (format!("chatcmpl-{:016x}", fastrand::u64(..)), now_s(), fastrand::u64(..));
     if !req.stream {
         let done = generate(&node, gen_req, Some(tok), request_id, |_| true)
-            .await
-            .map_err(|e| ApiError::new(503, "generation_failed", e.to_string()))?;
+            .await?;
         let seq = &done.sequence;
         return Ok(HttpResponse::Ok().json(json!({"id": id, "object": "chat.completion", "created": created,
             "model": model, "usage": usage(prompt.len(), seq.generated().len()),
@@ -75,6 +92,7 @@ pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Resu
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let node = node.into_inner();
     let prompt_len = prompt.len();
+    let mut admitted = Admission::take(admitted)?;
     actix_web::rt::spawn(async move {
         let chunk = |delta: Value, step: Option<&Step>, generated: usize| {
             let finish = finish_name(step.and_then(|s| s.finish));
@@ -92,10 +110,7 @@ pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Resu
             tx.send(chunk(json!({"content": step.piece}), Some(step), generated)).is_ok()
         })
         .await;
-        if let Err(e) = result {
-            let _ = tx.send(sse::error_event(&ApiError::new(503, "generation_failed", e.to_string())));
-        }
-        let _ = tx.send(sse::DONE.to_string());
+        sse::finish(&tx, result.map_err(ApiError::from), &mut admitted);
     });
     Ok(sse::response(rx))
 }

@@ -14,10 +14,11 @@ use crate::cluster::generation::{GenerateRequest, generate};
 use crate::cluster::node::Node;
 use crate::generate::{FinishReason, GenerationParams, SamplingParams, Step, TextTokenizer};
 
+use super::admission::Admission;
 use super::body::read_json;
 use super::error::ApiError;
 use super::logprobs::Logprobs;
-use super::model_files::{model_tokenizer, ready_model};
+use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::sse;
 use super::types::Priority;
 
@@ -107,7 +108,7 @@ pub struct Usage {
 
 impl CompletionRequest {
     /// The prompt's ids and the generation parameters, every field checked.
-    pub(super) fn to_params(
+    pub fn to_params(
         &self,
         tok: Option<&TextTokenizer>,
         vocab: usize,
@@ -212,7 +213,24 @@ pub(super) fn finish_name(r: Option<FinishReason>) -> Value {
 
 /// `POST /v1/completions`.
 pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let mut admitted = Some(Admission::enter(&node, None)?);
+    let result = serve(node, body, &mut admitted).await;
+    if let Some(a) = admitted.as_mut() {
+        a.end(&result);
+    }
+    result
+}
+
+/// Answers a completion; a streamed one takes `admitted` into the task that streams it.
+async fn serve(
+    node: web::Data<Node>,
+    body: web::Payload,
+    admitted: &mut Option<Admission>,
+) -> Result<HttpResponse, ApiError> {
     let req: CompletionRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    if let Some(a) = admitted.as_mut() {
+        a.model(&req.model);
+    }
     let cfg = ready_model(&node, &req.model)?;
     let tok = model_tokenizer(&node, &req.model)?;
     let (prompt, params) = req.to_params(tok.as_deref(), cfg.vocab_size, cfg.max_positions)?;
@@ -237,8 +255,7 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
             }
             true
         })
-        .await
-        .map_err(|e| ApiError::new(503, "generation_failed", e.to_string()))?;
+        .await?;
         let seq = &done.sequence;
         let usage = usage(prompt.len(), seq.generated().len());
         let mut text = seq.text().to_string();
@@ -273,7 +290,8 @@ pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<Ht
     let node = node.into_inner();
     let (model, with_ids) = (req.model.clone(), req.return_token_ids);
     let shape = StreamShape { id, created, model, with_ids, with_logprobs };
-    actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, shape));
+    let admitted = Admission::take(admitted)?;
+    actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, shape, admitted));
     Ok(sse::response(rx))
 }
 
@@ -299,6 +317,7 @@ async fn stream_completion(
     request_id: u64,
     tx: tokio::sync::mpsc::UnboundedSender<String>,
     shape: StreamShape,
+    mut admitted: Admission,
 ) {
     let prompt_len = req.prompt.len();
     let StreamShape { id, created, model, with_ids, with_logprobs } = shape;
@@ -327,8 +346,5 @@ async fn stream_completion(
         tx.send(chunk(step, generated)).is_ok()
     })
     .await;
-    if let Err(e) = result {
-        let _ = tx.send(sse::error_event(&ApiError::new(503, "generation_failed", e.to_string())));
-    }
-    let _ = tx.send(sse::DONE.to_string());
+    sse::finish(&tx, result.map_err(ApiError::from), &mut admitted);
 }

@@ -1,19 +1,17 @@
-//! `POST /v1/embeddings`, OpenAI-compatible: each input (text or token ids) runs through the
-//! cluster for its last hidden state, pooled on the node that took the request as the model's
-//! sentence-transformers configuration says (mean, CLS or max; normalised when `modules.json`
-//! lists Normalize), after truncation at its `max_seq_length`.
+//! `POST /v1/embeddings`, OpenAI-compatible: the request's inputs (text or token ids) parsed
+//! and bounded here, embedded by [`crate::cluster::embedding::embed`] (the model's pooling,
+//! normalisation and truncation), answered in OpenAI's shape.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::cluster::infer::{InferOptions, infer};
+use crate::cluster::embedding::{EmbedInput, embed};
 use crate::cluster::node::Node;
-use crate::model::ModelInput;
 
+use super::admission::Admission;
 use super::body::read_json;
 use super::error::ApiError;
-use super::model_files::{model_pooling, model_tokenizer, ready_model};
 
 /// Most inputs one request may embed.
 const MAX_INPUTS: usize = 256;
@@ -30,86 +28,63 @@ pub struct EmbeddingRequest {
     pub encoding_format: Option<String>,
 }
 
-enum Input {
-    Text(String),
-    Ids(Vec<u32>),
-}
-
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
 }
 
-fn ids_of(v: &[Value], vocab: usize) -> Result<Vec<u32>, ApiError> {
+fn ids_of(v: &[Value]) -> Result<Vec<u32>, ApiError> {
     v.iter()
-        .map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()).filter(|&i| (i as usize) < vocab))
+        .map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()))
         .collect::<Option<Vec<u32>>>()
-        .ok_or_else(|| bad("input", format!("token ids must be integers in 0..{vocab}")))
+        .ok_or_else(|| bad("input", "token ids must be non-negative integers"))
 }
 
-fn inputs(v: &Value, vocab: usize) -> Result<Vec<Input>, ApiError> {
+fn inputs(v: &Value) -> Result<Vec<EmbedInput>, ApiError> {
     let shape = "must be a text, a list of texts, a list of token ids or a list of lists of token ids";
-    let out = match v {
-        Value::String(s) => vec![Input::Text(s.clone())],
-        Value::Array(a) if a.is_empty() => return Err(bad("input", "is empty")),
-        Value::Array(a) if a.iter().all(Value::is_string) => {
-            a.iter().map(|s| Input::Text(s.as_str().unwrap_or_default().to_string())).collect()
-        }
-        Value::Array(a) if a.iter().all(Value::is_number) => vec![Input::Ids(ids_of(a, vocab)?)],
-        Value::Array(a) if a.iter().all(Value::is_array) => a
-            .iter()
-            .map(|x| x.as_array().map(|x| ids_of(x, vocab)).unwrap_or_else(|| Err(bad("input", shape))).map(Input::Ids))
-            .collect::<Result<_, _>>()?,
-        _ => return Err(bad("input", shape)),
+    let count = match v {
+        Value::Array(a) if a.iter().all(Value::is_number) => 1,
+        Value::Array(a) => a.len(),
+        _ => 1,
     };
-    if out.len() > MAX_INPUTS {
+    if count > MAX_INPUTS {
         return Err(bad("input", format!("at most {MAX_INPUTS} inputs per request")));
     }
-    Ok(out)
+    Ok(match v {
+        Value::String(s) => vec![EmbedInput::Text(s.clone())],
+        Value::Array(a) if a.is_empty() => return Err(bad("input", "is empty")),
+        Value::Array(a) if a.iter().all(Value::is_string) => {
+            a.iter().map(|s| EmbedInput::Text(s.as_str().unwrap_or_default().to_string())).collect()
+        }
+        Value::Array(a) if a.iter().all(Value::is_number) => vec![EmbedInput::Ids(ids_of(a)?)],
+        Value::Array(a) if a.iter().all(Value::is_array) => a
+            .iter()
+            .map(|x| x.as_array().map(|x| ids_of(x)).unwrap_or_else(|| Err(bad("input", shape))).map(EmbedInput::Ids))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad("input", shape)),
+    })
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    let mut admitted = Admission::enter(&node, None)?;
+    let result = serve(&node, body, &mut admitted).await;
+    admitted.end(&result);
+    result
+}
+
+async fn serve(node: &Node, body: web::Payload, admitted: &mut Admission) -> Result<HttpResponse, ApiError> {
     let req: EmbeddingRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    admitted.model(&req.model);
     if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
         return Err(bad("encoding_format", "only \"float\" is supported"));
     }
-    let cfg = ready_model(&node, &req.model)?;
-    let tok = model_tokenizer(&node, &req.model)?;
-    let pooling = model_pooling(&node, &req.model)?;
-    let limit = pooling.max_seq_length.unwrap_or(cfg.max_positions).min(cfg.max_positions);
-    let mut data = Vec::new();
-    let mut tokens = 0;
-    for (index, input) in inputs(&req.input, cfg.vocab_size)?.into_iter().enumerate() {
-        let mut ids = match input {
-            Input::Text(t) => {
-                let tok = tok.as_ref().ok_or_else(|| bad("input", "this model has no tokenizer: send token ids"))?;
-                let mut ids = tok.encode_with_special_tokens(&t).map_err(|e| bad("input", e))?;
-                if ids.len() > limit {
-                    // As sentence-transformers truncates: the closing special token stays.
-                    let last = ids[ids.len() - 1];
-                    ids.truncate(limit - 1);
-                    ids.push(last);
-                }
-                ids
-            }
-            Input::Ids(ids) => ids,
-        };
-        if ids.is_empty() {
-            return Err(bad("input", format!("input {index} is empty")));
-        }
-        ids.truncate(limit);
-        tokens += ids.len();
-        let opts = InferOptions { outputs: Some(vec!["last_hidden_state".into()]), ..InferOptions::default() };
-        let served = infer(&node, &req.model, ModelInput::single(&ids), opts, fastrand::u64(..)).await?;
-        let states = served
-            .outputs
-            .tensors
-            .get("last_hidden_state")
-            .ok_or_else(|| ApiError::new(500, "no_hidden_state", "the model returned no last hidden state"))?;
-        let width = states.shape.last().copied().unwrap_or(0);
-        let embedding = pooling.pool(&states.data, ids.len(), width);
-        data.push(json!({"object": "embedding", "index": index, "embedding": embedding}));
-    }
+    let done = embed(node, &req.model, inputs(&req.input)?, fastrand::u64(..)).await?;
+    let data: Vec<Value> = done
+        .embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": req.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})))
+        "usage": {"prompt_tokens": done.tokens, "total_tokens": done.tokens}})))
 }

@@ -5,6 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::cluster::embedding::EmbedError;
+use crate::cluster::generation::GenerateError;
 use crate::cluster::infer::InferError;
 pub use crate::cluster::wire::ApiError;
 
@@ -31,5 +33,22 @@ impl From<InferError> for ApiError {
             InferError::Timeout(_) => (504, "timeout"),
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(e: EmbedError) -> Self {
+        match e {
+            EmbedError::Model(e) => e,
+            EmbedError::Input(_) => ApiError::bad_request("invalid_request", e.to_string()),
+            EmbedError::Infer(e) => e.into(),
+            EmbedError::NoHiddenState => ApiError::new(500, "no_hidden_state", e.to_string()),
+        }
+    }
+}
+
+impl From<GenerateError> for ApiError {
+    fn from(e: GenerateError) -> Self {
+        ApiError::new(503, "generation_failed", e.to_string())
     }
 }

@@ -5,13 +5,13 @@
 //! `GET /metrics` · websocket `/v1/peer`. With a cluster key configured, every request
 //! needs `Authorization: Bearer <key>`.
 
+pub mod admission;
 pub mod body;
 pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod error;
 pub mod logprobs;
-pub mod model_files;
 pub mod routes;
 pub mod serve;
 pub mod sse;

@@ -14,9 +14,10 @@ use crate::cluster::node::Node;
 use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names};
 use crate::config::AffinityKey;
 
+use super::admission::Admission;
 use super::body::read_json;
 use super::error::ApiError;
-use super::model_files::model_tokenizer;
+use crate::cluster::node::model_files::model_tokenizer;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 
 /// Largest number of tokens (batch × sequence) one request may carry.
@@ -108,25 +109,10 @@ async fn infer_route(
 ) -> Result<HttpResponse, ApiError> {
     let model = id.into_inner();
     let start = Instant::now();
-    node.requests.fetch_add(1, Ordering::Relaxed);
-    // Backpressure: past the bound, answer 429 at once rather than queue without limit.
-    let taken = node.http_in_flight.fetch_add(1, Ordering::AcqRel);
-    let result = if taken >= node.cfg.requests.max_in_flight {
-        Err(ApiError::new(
-            429,
-            "overloaded",
-            format!("{taken} requests in flight on this node (limit {}); retry later", node.cfg.requests.max_in_flight),
-        ))
-    } else {
-        let client_ip = http.peer_addr().map(|a| a.ip().to_string());
-        serve_infer(&node, &model, body, start, client_ip).await
-    };
-    node.http_in_flight.fetch_sub(1, Ordering::AcqRel);
-    let status = match &result {
-        Ok(_) => 200,
-        Err(e) => e.status,
-    };
-    node.metrics.request(&model, status, result.is_ok().then(|| start.elapsed().as_secs_f64()));
+    let mut admitted = Admission::enter(&node, Some(&model))?;
+    let client_ip = http.peer_addr().map(|a| a.ip().to_string());
+    let result = serve_infer(&node, &model, body, start, client_ip).await;
+    admitted.end(&result);
     result.map(|r| json(200, &r))
 }
 

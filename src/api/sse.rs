@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use super::admission::Admission;
 use super::error::ApiError;
 
 /// The last event of a stream.
@@ -19,6 +20,17 @@ pub fn event(v: &Value) -> String {
 /// An event carrying an error, for a failure after the stream began.
 pub fn error_event(e: &ApiError) -> String {
     event(&e.body())
+}
+
+/// Ends a stream into `tx` as its generation ended: an error event when it failed, then
+/// `[DONE]`; `admitted` records 200, the failure's status, or (the client went away) none.
+pub fn finish<T>(tx: &tokio::sync::mpsc::UnboundedSender<String>, result: Result<T, ApiError>, admitted: &mut Admission) {
+    if let Err(e) = &result {
+        let _ = tx.send(error_event(e));
+    }
+    if tx.send(DONE.to_string()).is_ok() {
+        admitted.end(&result);
+    }
 }
 
 /// A `text/event-stream` response of the events sent into `rx`.

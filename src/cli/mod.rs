@@ -1,6 +1,7 @@
 //! The `mlmf` command line.
 
 pub mod client_cmds;
+pub mod embed;
 pub mod generate;
 pub mod human;
 pub mod inspect;
@@ -34,6 +35,8 @@ pub enum Command {
     Load(client_cmds::LoadArgs),
     /// Continue a prompt, streamed: in this process (--model) or on a cluster (--id).
     Generate(generate::GenerateArgs),
+    /// Embed texts: in this process (--model) or on a cluster (--id); one JSON array per line.
+    Embed(embed::EmbedArgs),
     /// Send one inference request to a running cluster.
     Infer(client_cmds::InferArgs),
     /// Show a running cluster's nodes and models, or one model.
@@ -50,6 +53,7 @@ pub fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Load(a) => client_cmds::load(a),
         Command::Infer(a) => client_cmds::infer(a),
         Command::Generate(a) => generate::generate(a),
+        Command::Embed(a) => embed::embed(a),
         Command::Status(a) => client_cmds::status(a),
     }
 }

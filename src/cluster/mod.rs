@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod balancer;
 pub mod control;
 pub mod coordinator;
+pub mod embedding;
 pub mod generation;
 pub mod health;
 pub mod infer;

@@ -19,6 +19,7 @@ use burn::tensor::{Device, Tensor};
 use crate::config::GenerationConfig;
 use crate::exec::{HostTensor, RunOutputs};
 use crate::model::activation::{decode, encode};
+use crate::model::ops::last_position;
 use crate::model::{ForwardContext, KvCache, LoadError, MappedCheckpoint, Stage};
 use crate::plan::ShardSpec;
 
@@ -338,11 +339,6 @@ impl ShardActor {
 }
 
 /// The last position of `[b, l, h]` (the one whose logits choose the next token).
-fn last_position(x: Tensor<3>) -> Tensor<3> {
-    let l = x.dims()[1];
-    x.narrow(1, l - 1, 1)
-}
-
 impl Handler<Forward> for ShardActor {
     type Result = Result<StageOutput, ShardError>;
 

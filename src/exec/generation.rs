@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 
 use crate::generate::{GenerationParams, Sequence, Step, TextTokenizer};
 use crate::model::activation::{decode, encode};
+use crate::model::ops::last_position;
 use crate::model::{ForwardContext, ForwardError, KvCache, ModelInput};
 
 use super::local::{ExecError, LocalRunner, run_tensor_group};
@@ -33,6 +34,16 @@ impl LocalGeneration<'_> {
     /// Runs `ids` at the next positions through every stage, extending the caches, and
     /// returns the logits of each of them, `[ids.len(), vocab]` row-major.
     pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>, ExecError> {
+        self.forward_positions(ids, false)
+    }
+
+    /// As [`LocalGeneration::forward`], returning only the last position's logits (`vocab`
+    /// values): the head runs on that position alone, as a generation step needs.
+    pub fn forward_last(&mut self, ids: &[u32]) -> Result<Vec<f32>, ExecError> {
+        self.forward_positions(ids, true)
+    }
+
+    fn forward_positions(&mut self, ids: &[u32], last_only: bool) -> Result<Vec<f32>, ExecError> {
         let runner = self.runner;
         let cfg = &runner.layout.config;
         let past = self.positions();
@@ -53,6 +64,7 @@ impl LocalGeneration<'_> {
                 run_tensor_group(members, x, &ctx, None, Some(caches), &runner.device)?
             };
             if s == last {
+                let x = if last_only { last_position(x) } else { x };
                 let logits: Tensor<3> = lead
                     .head(x)?
                     .logits
@@ -114,10 +126,8 @@ impl LocalRunner {
         let mut generation = self.start_generation();
         let mut feed = prompt.to_vec();
         loop {
-            let logits = generation.forward(&feed)?;
-            let vocab = cfg.vocab_size;
-            let last = &logits[logits.len() - vocab..];
-            let step = seq.step(last, tok).map_err(|e| ForwardError::InvalidInput(e.to_string()))?;
+            let logits = generation.forward_last(&feed)?;
+            let step = seq.step(&logits, tok).map_err(|e| ForwardError::InvalidInput(e.to_string()))?;
             on_step(&step);
             let done = step.finish.is_some();
             feed = vec![step.token];

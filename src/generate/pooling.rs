@@ -79,6 +79,21 @@ impl Pooling {
         Ok(p)
     }
 
+    /// The most tokens an input may keep on a model of `positions` positions.
+    pub fn limit(&self, positions: usize) -> usize {
+        self.max_seq_length.unwrap_or(positions).min(positions)
+    }
+
+    /// Cuts a tokenized text to `limit` tokens as sentence-transformers does: the closing
+    /// special token (the last id) stays.
+    pub fn truncate_text(ids: &mut Vec<u32>, limit: usize) {
+        if ids.len() > limit && limit > 0 {
+            let last = ids[ids.len() - 1];
+            ids.truncate(limit - 1);
+            ids.push(last);
+        }
+    }
+
     /// Pools `states` (`seq × width`, row-major) into one vector.
     pub fn pool(&self, states: &[f32], seq: usize, width: usize) -> Vec<f32> {
         let row = |t: usize| &states[t * width..(t + 1) * width];
@@ -115,6 +130,18 @@ impl Pooling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_keeps_the_closing_token() {
+        let mut ids = vec![101, 1, 2, 3, 4, 102];
+        Pooling::truncate_text(&mut ids, 4);
+        assert_eq!(ids, [101, 1, 2, 102]);
+        let mut short = vec![101, 102];
+        Pooling::truncate_text(&mut short, 4);
+        assert_eq!(short, [101, 102]);
+        let p = Pooling { max_seq_length: Some(256), ..Pooling::default() };
+        assert_eq!((p.limit(512), p.limit(128), Pooling::default().limit(64)), (256, 128, 64));
+    }
 
     #[test]
     fn mean_cls_max_and_normalisation() {

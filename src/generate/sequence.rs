@@ -27,6 +27,16 @@ pub enum FinishReason {
     Length,
 }
 
+impl FinishReason {
+    /// OpenAI's name for it: `stop` or `length`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
 /// What a generation is asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationParams {

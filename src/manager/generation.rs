@@ -4,62 +4,11 @@
 //! holds the sequence).
 
 use futures_util::Stream;
-use serde_json::{Value, json};
 
 use crate::client::ClusterClient;
 
 use super::error::DeployError;
-
-/// A completion to generate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerationRequest {
-    /// Model id.
-    pub model_id: String,
-    /// The prompt (tokenized with the model's tokenizer).
-    pub prompt: String,
-    /// Tokens to generate at most.
-    pub max_tokens: usize,
-    /// 0 is greedy.
-    pub temperature: f32,
-    /// Nucleus sampling (1: off).
-    pub top_p: f32,
-    /// Makes sampling reproducible.
-    pub seed: Option<u64>,
-    /// Texts that end the completion.
-    pub stop: Vec<String>,
-}
-
-impl GenerationRequest {
-    /// Greedy, 16 tokens.
-    pub fn new(model_id: &str, prompt: &str) -> GenerationRequest {
-        GenerationRequest {
-            model_id: model_id.into(),
-            prompt: prompt.into(),
-            max_tokens: 16,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: None,
-            stop: Vec::new(),
-        }
-    }
-
-    fn body(&self) -> Value {
-        json!({"model": self.model_id, "prompt": self.prompt, "max_tokens": self.max_tokens,
-            "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "stop": self.stop,
-            "stream": true, "return_token_ids": true})
-    }
-}
-
-/// One step of a streamed completion.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GeneratedPiece {
-    /// The text this step released (may be empty while a character is incomplete).
-    pub text: String,
-    /// The token chosen.
-    pub token_ids: Vec<u32>,
-    /// Set on the last piece: `stop` or `length`.
-    pub finish_reason: Option<String>,
-}
+use crate::generate::{GeneratedPiece, GenerationRequest};
 
 /// Streams `req` from the node `client` speaks to; runs on the current actix runtime.
 pub fn stream(

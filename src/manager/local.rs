@@ -32,7 +32,7 @@ use crate::config::NodeConfig;
 
 use super::deployment::{DistributedConfig, DistributedConfigBuilder};
 pub use super::error::DeployError;
-use super::generation::{GeneratedPiece, GenerationRequest};
+use crate::generate::{GeneratedPiece, GenerationRequest};
 use crate::plan::ShardingStrategy;
 
 /// One inference request (the seed's shape).
@@ -263,6 +263,12 @@ impl SimpleDistributedManager {
         req: GenerationRequest,
     ) -> impl futures_util::Stream<Item = Result<GeneratedPiece, DeployError>> + use<> {
         super::generation::stream(&self.client, &req)
+    }
+
+    /// The embeddings of `texts` (the model's pooling, normalisation and truncation), one
+    /// vector per text, computed by the cluster.
+    pub async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DeployError> {
+        Ok(self.client.embeddings(&self.model_id, texts).await?)
     }
 
     /// A client of the first node's HTTP API.

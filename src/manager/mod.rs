@@ -12,5 +12,5 @@ pub use deployment::{
     DevicePlacementConfig, DistributedConfig, DistributedConfigBuilder, FaultToleranceConfig, LoadBalancingConfig,
 };
 pub use error::DeployError;
-pub use generation::{GeneratedPiece, GenerationRequest};
+pub use crate::generate::{GeneratedPiece, GenerationRequest};
 pub use local::{InferenceRequest, InferenceResponse, Priority, SimpleDistributedManager, TensorJson};

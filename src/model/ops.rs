@@ -106,6 +106,12 @@ pub fn activate<const D: usize>(act: Act, x: Tensor<D>) -> Tensor<D> {
     }
 }
 
+/// The last position of `[batch, seq, width]`: all a generation step's head needs.
+pub fn last_position(x: Tensor<3>) -> Tensor<3> {
+    let l = x.dims()[1];
+    x.narrow(1, l - 1, 1)
+}
+
 /// `[batch, seq, heads*dim]` -> `[batch, heads, seq, dim]`.
 pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
     let [b, l, w] = x.dims();

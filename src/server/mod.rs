@@ -4,5 +4,6 @@
 //! [`start_with`].
 
 pub mod boot;
+pub mod handle;
 
 pub use boot::{NodeError, RunningNode, start, start_with, start_with_key};

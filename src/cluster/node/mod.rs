@@ -8,6 +8,7 @@ pub mod balancers;
 pub mod checkpoints;
 pub mod links;
 pub mod local_shard;
+pub mod model_files;
 pub mod role;
 pub mod tokenizers;
 pub mod view;

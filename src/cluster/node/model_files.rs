@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cluster::node::Node;
 use crate::generate::{Pooling, TextTokenizer};
 use crate::model::ModelConfig;
 
-use super::error::ApiError;
+use super::Node;
+use crate::cluster::wire::ApiError;
 
 /// The config of ready model `model`; 404 when there is none.
 pub fn ready_model(node: &Node, model: &str) -> Result<ModelConfig, ApiError> {
