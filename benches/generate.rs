@@ -1,7 +1,9 @@
 //! Generation speed: prefill and per-token decode with the KV cache, in one process and
 //! through a three-stage pipeline of nodes on 127.0.0.1 (every step a real websocket hop per
-//! stage), for gpt2_tiny, llama_tiny and the GPT-2-small shape. Prints a table; PyTorch's
-//! figures come from `tests/fixtures/scripts/bench_generate.py` (see BENCHMARKS.md).
+//! stage), for gpt2_tiny, llama_tiny and the GPT-2-small shape; time to first token of a
+//! 1,000-token prompt; cache bytes per token. Prints tables, with PyTorch's `generate` measured
+//! in the same run by `tests/fixtures/scripts/bench_generate.py` at the same thread count when
+//! its Python is there (`MLMF_PYTORCH_PYTHON`, or the venv `scripts/bench-generate.sh` makes).
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench --bench generate` (`MLMF_BENCH_QUICK=1` for fewer steps).
 
@@ -29,27 +31,54 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// (prefill ms, decode ms per token) in one process, `prompt` tokens then `new` steps.
-fn local(dir: &Path, strategy: &str, prompt: usize, new: usize) -> (f64, f64) {
+/// One process: prefill ms (to the first token's logits), decode ms per token, cache bytes
+/// per position; `prompt` tokens then `new` steps.
+fn local(dir: &Path, strategy: &str, prompt: usize, new: usize) -> (f64, f64, u64) {
     let device = mlmf::model::default_device();
     let runner = LocalRunner::load(dir, &strategy.parse().unwrap(), &device).unwrap();
     let ids: Vec<u32> = (0..prompt as u32).map(|i| (i * 7 + 3) % 900).collect();
     let runs = if quick() { 2 } else { 5 };
-    let (mut prefills, mut steps) = (Vec::new(), Vec::new());
+    let (mut prefills, mut steps, mut per_position) = (Vec::new(), Vec::new(), 0);
     for _ in 0..runs {
         let mut generation = runner.start_generation();
         let t = Instant::now();
-        generation.forward(&ids).unwrap();
+        generation.forward_last(&ids).unwrap();
         prefills.push(t.elapsed().as_secs_f64() * 1e3);
         let mut token = 5;
         for _ in 0..new {
             let t = Instant::now();
-            let logits = generation.forward(&[token]).unwrap();
+            let logits = generation.forward_last(&[token]).unwrap();
             steps.push(t.elapsed().as_secs_f64() * 1e3);
             token = (logits.len() % 900) as u32;
         }
+        per_position = generation.cache_bytes() / generation.positions() as u64;
     }
-    (median(prefills), median(steps))
+    (median(prefills), median(if new == 0 { vec![0.0] } else { steps }), per_position)
+}
+
+/// PyTorch's figures, measured now by `bench_generate.py` at `threads` threads, when a
+/// Python with torch and transformers is there.
+fn pytorch(threads: &str) -> Option<serde_json::Value> {
+    let python = std::env::var_os("MLMF_PYTORCH_PYTHON").map(PathBuf::from).or_else(|| {
+        let venv = PathBuf::from(std::env::var_os("HOME")?).join(".cache/mlmf/venv-oracle/bin/python");
+        venv.is_file().then_some(venv)
+    })?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripts/bench_generate.py");
+    let out = std::env::temp_dir().join(format!("mlmf-bench-pytorch-{}.json", std::process::id()));
+    let threads = if threads == "all" { "2" } else { threads };
+    let runs = if quick() { "2" } else { "5" };
+    let status = std::process::Command::new(&python)
+        .arg(&script)
+        .args(["--threads", threads, "--batches", "1", "--runs", runs, "--json"])
+        .arg(&out)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("PyTorch bench failed ({}): no same-run comparison", python.display());
+        return None;
+    }
+    let v = serde_json::from_slice(&std::fs::read(&out).ok()?).ok();
+    let _ = std::fs::remove_file(&out);
+    v
 }
 
 /// Decode ms per token of a greedy completion of `new` tokens served by `nodes` in-process
@@ -79,31 +108,61 @@ fn cluster(dir: &Path, strategy: ShardingStrategy, nodes: usize, prompt: usize, 
 }
 
 fn main() {
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let torch = pytorch(&threads);
     let new = if quick() { 16 } else { 64 };
     let small = common::gpt2_small();
     let mut rows = Vec::new();
-    for (name, dir, prompt, steps) in [
-        ("gpt2_tiny", fixture("gpt2_tiny"), 32, new),
-        ("llama_tiny", fixture("llama_tiny"), 32, new),
-        ("GPT-2-small shape", small.clone(), 128, new / 2),
+    let mut versus = Vec::new();
+    for (name, key, dir, prompt, steps) in [
+        ("gpt2_tiny", "gpt2_tiny/p32_n64_b1", fixture("gpt2_tiny"), 32, new),
+        ("llama_tiny", "llama_tiny/p32_n64_b1", fixture("llama_tiny"), 32, new),
+        ("GPT-2-small shape", "gpt2_small_shape/p128_n32_b1", small.clone(), 128, new / 2),
     ] {
-        let (prefill, one) = local(&dir, "none", prompt, steps);
-        let (_, piped_local) = local(&dir, "pipeline:3", prompt, steps);
+        let (prefill, one, per_position) = local(&dir, "none", prompt, steps);
+        let (_, piped_local, _) = local(&dir, "pipeline:3", prompt, steps);
         let nodes = cluster(&dir, ShardingStrategy::PipelineSharding { num_stages: 3 }, 3, prompt, steps);
         let single = cluster(&dir, ShardingStrategy::NoSharding, 1, prompt, steps);
         rows.push(format!(
-            "| {name}, {prompt} / {steps} | {prefill:.1} ms | {one:.2} ms ({:.0} tok/s) | {piped_local:.2} ms | {single:.2} ms | {nodes:.2} ms | {:.2}x |",
+            "| {name}, {prompt} / {steps} | {prefill:.1} ms | {one:.2} ms ({:.0} tok/s) | {piped_local:.2} ms | {single:.2} ms | {nodes:.2} ms | {:.2}x | {:.1} KiB |",
             1e3 / one,
-            nodes / single
+            nodes / single,
+            per_position as f64 / 1024.0
         ));
+        if let Some(r) = torch.as_ref().map(|t| &t["results"][key]) {
+            let (tp, td) = (r["prefill_ms"].as_f64().unwrap_or(f64::NAN), r["decode_ms_per_step"].as_f64().unwrap_or(f64::NAN));
+            versus.push(format!(
+                "| {name}, {prompt} / {steps} | {tp:.1} ms | {prefill:.1} ms | {td:.2} ms ({:.0} tok/s) | {one:.2} ms ({:.0} tok/s) | {:.2}x |",
+                1e3 / td,
+                1e3 / one,
+                td / one
+            ));
+        }
     }
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    // Time to first token of a 1,000-token prompt: prefill with the head on the last position.
+    let (ttft, _, _) = local(&small, "none", 1000, 0);
     println!("\ngeneration with the KV cache, batch 1, RAYON_NUM_THREADS={threads}");
     println!(
-        "| model, prompt / new tokens | prefill (one process) | decode per token, one process | pipeline:3 in one process | 1 node over HTTP | pipeline:3 on 3 nodes | 3 nodes / 1 node |"
+        "| model, prompt / new tokens | prefill (one process) | decode per token, one process | pipeline:3 in one process | 1 node over HTTP | pipeline:3 on 3 nodes | 3 nodes / 1 node | cache per token |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
+    let Some(torch) = torch else {
+        println!("\n(no PyTorch in this run: set MLMF_PYTORCH_PYTHON or run scripts/bench-generate.sh)");
+        println!("time to first token, GPT-2-small shape, 1000-token prompt: mlmf {ttft:.0} ms");
+        return;
+    };
+    println!("\nagainst PyTorch {} generate (same run, {} threads)", torch["torch"], torch["threads"]);
+    println!("| model, prompt / new tokens | PyTorch prefill | mlmf prefill | PyTorch decode per token | mlmf decode per token | mlmf tok/s / PyTorch tok/s |");
+    println!("|---|---|---|---|---|---|");
+    for r in versus {
+        println!("{r}");
+    }
+    let torch_ttft = torch["results"]["gpt2_small_shape/ttft_p1000"]["ttft_ms"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "time to first token, GPT-2-small shape, 1000-token prompt: PyTorch {torch_ttft:.0} ms, mlmf {ttft:.0} ms ({:.2}x)",
+        ttft / torch_ttft
+    );
 }

@@ -435,11 +435,41 @@ fn chat_completions_render_the_models_template_and_generate_as_one_process_does(
     }
     assert_eq!(content, want.sequence.text());
     assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // logprobs in the chat shape: the chosen tokens' log-probabilities of the one-process run,
+    // each with its top 3, the chosen one first under greedy decoding; streamed too.
+    let mut lp_body = body.clone();
+    lp_body["logprobs"] = json!(true);
+    lp_body["top_logprobs"] = json!(3);
+    let (status, answer) = post_json(&cluster.nodes[0].addr, &key, "/v1/chat/completions", &lp_body);
+    assert_eq!(status, 200, "{answer}");
+    let content = answer["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), want.steps.len());
+    for (entry, step) in content.iter().zip(&want.steps) {
+        assert_eq!(entry["token"], tok.token(step.token));
+        assert!((entry["logprob"].as_f64().unwrap() - step.logprob as f64).abs() < 1e-4, "{entry}");
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!((top.len(), &top[0]["token"]), (3, &entry["token"]), "{entry}");
+        let bytes: Vec<u8> = entry["bytes"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+        assert_eq!(bytes, tok.token(step.token).as_bytes());
+    }
+    lp_body["stream"] = json!(true);
+    let mut events = Events::open(&cluster.nodes[1].addr, &key, "/v1/chat/completions", &lp_body);
+    let mut streamed = Vec::new();
+    while let Some(data) = events.next_data().filter(|d| d != "[DONE]") {
+        let c: Value = serde_json::from_str(&data).unwrap();
+        if let Some(e) = c["choices"][0]["logprobs"]["content"].as_array() {
+            streamed.extend(e.iter().cloned());
+        }
+    }
+    assert_eq!(&streamed, content);
     // A model without a chat template, and malformed messages: 400s naming the field.
     for (body, field) in [
         (json!({"model": "plain", "messages": messages}), "model"),
         (json!({"model": "chat", "messages": []}), "messages"),
         (json!({"model": "chat", "messages": [{"role": "user"}]}), "messages"),
+        (json!({"model": "chat", "messages": messages, "top_logprobs": 2}), "top_logprobs"),
+        (json!({"model": "chat", "messages": messages, "logprobs": 3}), "logprobs"),
+        (json!({"model": "chat", "messages": messages, "echo": true}), "echo"),
     ] {
         let (status, answer) = post_json(&cluster.nodes[0].addr, &key, "/v1/chat/completions", &body);
         assert!(status == 400 && answer["error"]["message"].as_str().unwrap().starts_with(field), "{body} -> {answer}");

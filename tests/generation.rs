@@ -147,3 +147,32 @@ fn a_running_node_generates_and_embeds_in_this_process() {
         first.server.stop(false).await;
     });
 }
+
+/// Chat templates of seven model families (ChatML, Llama 2 and 3, Zephyr, Gemma, Phi-3,
+/// Mistral), rendered with minijinja exactly as `transformers`' `apply_chat_template`
+/// rendered them (`tests/fixtures/chat_templates.json`), byte for byte; a conversation a
+/// template refuses with `raise_exception` is refused here too.
+#[test]
+fn chat_templates_render_as_transformers_renders_them() {
+    use mlmf::generate::{ChatMessage, render_chat};
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(common::fixture("chat_templates.json")).unwrap()).unwrap();
+    let conversations: Vec<Vec<ChatMessage>> = serde_json::from_value(refs["conversations"].clone()).unwrap();
+    let cases = refs["cases"].as_array().unwrap();
+    assert!(cases.len() >= 40);
+    for c in cases {
+        let name = c["template"].as_str().unwrap();
+        let template = refs["templates"][name].as_str().unwrap();
+        let conv = &conversations[c["conversation"].as_u64().unwrap() as usize];
+        let open_turn = c["add_generation_prompt"].as_bool().unwrap();
+        let got = render_chat(template, conv, "<s>", "</s>", open_turn);
+        match (c.get("rendered"), got) {
+            (Some(want), Ok(got)) => assert_eq!(got, want.as_str().unwrap(), "{name} {}", c["conversation"]),
+            (None, Err(e)) => {
+                let want = c["error"].as_str().unwrap();
+                assert!(e.to_string().contains(want), "{name}: {e} should say {want:?}");
+            }
+            (want, got) => panic!("{name} {}: transformers {want:?}, minijinja {got:?}", c["conversation"]),
+        }
+    }
+}

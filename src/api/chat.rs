@@ -16,6 +16,7 @@ use super::admission::Admission;
 use super::body::read_json;
 use super::completions::{CompletionRequest, finish_name, now_s, usage};
 use super::error::ApiError;
+use super::logprobs::chat_content;
 use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::sse;
 
@@ -47,10 +48,25 @@ async fn serve(
     if messages.is_empty() {
         return Err(bad("messages", "is empty"));
     }
-    if obj.get("logprobs").is_some_and(|v| !v.is_null() && *v != json!(false)) || obj.contains_key("echo") {
-        return Err(bad("logprobs", "logprobs and echo are not supported on chat completions"));
+    if obj.contains_key("echo") {
+        return Err(bad("echo", "is not a field of chat completions"));
     }
-    obj.remove("logprobs");
+    // OpenAI's chat shape: `logprobs: true` and `top_logprobs: k`; the completion's is `logprobs: k`.
+    let with_logprobs = match obj.remove("logprobs") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => return Err(bad("logprobs", "must be true or false")),
+    };
+    match obj.remove("top_logprobs") {
+        None | Some(Value::Null) => {}
+        Some(_) if !with_logprobs => return Err(bad("top_logprobs", "needs logprobs: true")),
+        Some(k) => {
+            obj.insert("logprobs".into(), k);
+        }
+    }
+    if with_logprobs && !obj.contains_key("logprobs") {
+        obj.insert("logprobs".into(), json!(0));
+    }
     if let Some(m) = obj.remove("max_completion_tokens") {
         obj.insert("max_tokens".into(), m);
     }
@@ -81,23 +97,35 @@ async fn serve(
     };
     let (id, created, request_id) = (format!("chatcmpl-{:016x}", fastrand::u64(..)), now_s(), fastrand::u64(..));
     if !req.stream {
-        let done = generate(&node, gen_req, Some(tok), request_id, |_| true)
-            .await?;
+        let mut steps = Vec::new();
+        let done = generate(&node, gen_req, Some(tok.clone()), request_id, |s| {
+            if with_logprobs {
+                steps.push(s.clone());
+            }
+            true
+        })
+        .await?;
         let seq = &done.sequence;
+        let logprobs = if with_logprobs { chat_content(&tok, &steps) } else { Value::Null };
         return Ok(HttpResponse::Ok().json(json!({"id": id, "object": "chat.completion", "created": created,
             "model": model, "usage": usage(prompt.len(), seq.generated().len()),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": seq.text()},
-                "finish_reason": finish_name(seq.finish_reason())}]})));
+                "logprobs": logprobs, "finish_reason": finish_name(seq.finish_reason())}]})));
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let node = node.into_inner();
     let prompt_len = prompt.len();
     let mut admitted = Admission::take(admitted)?;
     actix_web::rt::spawn(async move {
+        let chunk_tok = Arc::clone(&tok);
         let chunk = |delta: Value, step: Option<&Step>, generated: usize| {
             let finish = finish_name(step.and_then(|s| s.finish));
+            let logprobs = match step {
+                Some(s) if with_logprobs => chat_content(&chunk_tok, std::slice::from_ref(s)),
+                _ => Value::Null,
+            };
             let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]});
             if step.is_some_and(|s| s.finish.is_some()) {
                 c["usage"] = json!(usage(prompt_len, generated));
             }

@@ -23,9 +23,13 @@ pub struct EmbeddingRequest {
     pub model: String,
     /// A text, a list of texts, a list of token ids, or a list of lists of token ids.
     pub input: Value,
-    /// Only `float`.
+    /// `float` (the default: JSON numbers) or `base64` (the little-endian f32 bytes, as
+    /// OpenAI's SDKs ask by default).
     #[serde(default)]
     pub encoding_format: Option<String>,
+    /// The vectors' width; only the model's own is possible.
+    #[serde(default)]
+    pub dimensions: Option<u64>,
 }
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -75,16 +79,32 @@ pub async fn embeddings(node: web::Data<Node>, body: web::Payload) -> Result<Htt
 async fn serve(node: &Node, body: web::Payload, admitted: &mut Admission) -> Result<HttpResponse, ApiError> {
     let req: EmbeddingRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     admitted.model(&req.model);
-    if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(bad("encoding_format", "only \"float\" is supported"));
-    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => return Err(bad("encoding_format", "must be \"float\" or \"base64\"")),
+    };
     let done = embed(node, &req.model, inputs(&req.input)?, fastrand::u64(..)).await?;
+    let width = done.embeddings.first().map(Vec::len).unwrap_or(0);
+    if let Some(d) = req.dimensions.filter(|&d| d != width as u64) {
+        return Err(bad("dimensions", format!("this model's embeddings have {width} dimensions, not {d}")));
+    }
     let data: Vec<Value> = done
         .embeddings
         .into_iter()
         .enumerate()
-        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+        .map(|(index, embedding)| {
+            let embedding = if base64 { json!(encode_base64(&embedding)) } else { json!(embedding) };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": req.model,
         "usage": {"prompt_tokens": done.tokens, "total_tokens": done.tokens}})))
+}
+
+/// The little-endian bytes of `v`, base64 (standard alphabet, padded), as OpenAI encodes them.
+fn encode_base64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -1,11 +1,12 @@
 //! OpenAI's `logprobs` object of a completion, token by token: each token's text, its
 //! log-probability (`null` for a prompt's first token, which nothing precedes), the most likely
 //! tokens at its position, and where its text starts in the returned text. With `echo`, the
-//! prompt's tokens come first: that is how lm-evaluation-harness scores a model.
+//! prompt's tokens come first: that is how lm-evaluation-harness scores a model. And the
+//! chat completions' shape of the same figures ([`chat_content`]).
 
 use serde_json::{Map, Value, json};
 
-use crate::generate::TextTokenizer;
+use crate::generate::{Step, TextTokenizer};
 
 /// The object, built one token at a time.
 pub struct Logprobs<'a> {
@@ -58,4 +59,22 @@ impl<'a> Logprobs<'a> {
         json!({"tokens": self.tokens, "token_logprobs": self.token_logprobs,
             "top_logprobs": self.top_logprobs, "text_offset": self.text_offset})
     }
+}
+
+/// The chat completions' `logprobs.content` entries of `steps`: each chosen token's text,
+/// log-probability and UTF-8 bytes, with its `top_logprobs` (most likely first).
+pub fn chat_content(tok: &TextTokenizer, steps: &[Step]) -> Value {
+    let entry = |id: u32, logprob: f32| {
+        let token = tok.token(id);
+        json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()})
+    };
+    let content: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            let mut e = entry(s.token, s.logprob);
+            e["top_logprobs"] = s.top.iter().map(|&(t, lp)| entry(t, lp)).collect();
+            e
+        })
+        .collect();
+    json!({"content": content})
 }

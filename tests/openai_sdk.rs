@@ -1,0 +1,131 @@
+//! OpenAI's official Python SDK (`openai`, pinned in `scripts/setup-openai-sdk.sh`) pointed at
+//! three real `mlmf node` processes, as a user's tools would be: it lists the models, gets a
+//! completion whole and streamed (the reference text of `transformers`' greedy `generate`),
+//! streams a chat completion through a model's chat template, embeds texts (the SDK asks for
+//! base64 by default) and sees a 404 as its `NotFoundError`.
+//!
+//! The SDK is installed by `scripts/test.sh` when pip can reach PyPI. Without it the test
+//! says it is skipped and why, unless `MLMF_REQUIRE_OPENAI_SDK=1` (`.ci/run`), when its
+//! absence fails it.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::fixture;
+use common::nodes::*;
+use serde_json::{Value, json};
+
+const SCRIPT: &str = r#"
+import json, sys
+import openai
+addr, key, prompt = sys.argv[1], sys.argv[2], sys.argv[3]
+c = openai.OpenAI(base_url=f"http://{addr}/v1", api_key=key, max_retries=0, timeout=60)
+out = {"version": openai.__version__}
+out["models"] = sorted(m.id for m in c.models.list())
+r = c.completions.create(model="g", prompt=prompt, max_tokens=24, temperature=0)
+out["text"], out["finish"] = r.choices[0].text, r.choices[0].finish_reason
+out["usage"] = [r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens]
+pieces, finish = [], None
+for chunk in c.completions.create(model="g", prompt=prompt, max_tokens=24, temperature=0, stream=True):
+    pieces.append(chunk.choices[0].text)
+    finish = chunk.choices[0].finish_reason or finish
+out["pieces"], out["stream_finish"] = pieces, finish
+deltas = []
+stream = c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "When a node fails?"}],
+                                   max_tokens=12, temperature=0, stream=True)
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        deltas.append(chunk.choices[0].delta.content)
+out["chat"] = "".join(deltas)
+e = c.embeddings.create(model="g", input=["The cluster", "embeds text"])
+out["embeddings"] = [d.embedding for d in e.data]
+out["embeddings_float"] = [d.embedding for d in c.embeddings.create(model="g", input="The cluster", encoding_format="float").data]
+try:
+    c.completions.create(model="no-such-model", prompt="x", max_tokens=1)
+except openai.NotFoundError as err:
+    out["not_found"] = err.status_code
+print(json.dumps(out))
+"#;
+
+fn sdk_python() -> PathBuf {
+    std::env::var_os("MLMF_OPENAI_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/openai-sdk"))
+        .join("bin/python")
+}
+
+#[test]
+fn the_openai_python_sdk_completes_streams_chats_and_embeds() {
+    let python = sdk_python();
+    if !python.is_file() {
+        let why = format!("OpenAI's SDK not found at {} (run scripts/setup-openai-sdk.sh)", python.display());
+        if std::env::var("MLMF_REQUIRE_OPENAI_SDK").as_deref() == Ok("1") {
+            panic!("{why}, and MLMF_REQUIRE_OPENAI_SDK=1");
+        }
+        eprintln!("SKIPPED the_openai_python_sdk_completes_streams_chats_and_embeds: {why}");
+        return;
+    }
+    // gpt2_tiny, and a copy of it with a ChatML template.
+    let chat_dir = tempfile::Builder::new().prefix("mlmf-test-openai-chat-").tempdir().unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("gpt2_tiny").join(f), chat_dir.path().join(f)).unwrap();
+    }
+    let template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    let config = json!({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "chat_template": template});
+    std::fs::write(chat_dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let cluster = Cluster::start("openai-sdk", 3, |_| String::new());
+    block_on(async {
+        let client = cluster.client(0);
+        serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 1).await;
+        client.load(&load_request("chat", chat_dir.path(), "layer:2", 1)).await.unwrap();
+        client.wait_ready("chat", std::time::Duration::from_secs(60), |_, _| {}).await.unwrap();
+    });
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
+    let p = &refs["prompts"][0];
+    let key = std::fs::read_to_string(&cluster.key).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-c", SCRIPT, &cluster.nodes[1].addr, key.trim(), p["prompt"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the SDK failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["models"], json!(["chat", "g"]));
+    let want = p["new_text"].as_str().unwrap();
+    assert_eq!(got["text"], want);
+    let streamed: String = got["pieces"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    assert_eq!(streamed, want, "the streamed pieces concatenate to the reference text");
+    let finish = if p["stopped"] == "eos" { "stop" } else { "length" };
+    assert_eq!((got["finish"].as_str(), got["stream_finish"].as_str()), (Some(finish), Some(finish)));
+    let prompt_len = p["input_ids"].as_array().unwrap().len() as u64;
+    let completion_len = p["new_ids"].as_array().unwrap().len() as u64;
+    assert_eq!(got["usage"], json!([prompt_len, completion_len, prompt_len + completion_len]));
+    // The chat stream: what a one-process greedy run of the rendered prompt continues with.
+    let rendered = "<|im_start|>user\nWhen a node fails?<|im_end|>\n<|im_start|>assistant\n";
+    let tok = mlmf::generate::TextTokenizer::require(chat_dir.path()).unwrap();
+    let runner =
+        mlmf::exec::LocalRunner::load(chat_dir.path(), &"none".parse().unwrap(), &mlmf::model::default_device()).unwrap();
+    let params = mlmf::generate::GenerationParams {
+        max_tokens: 12,
+        sampling: mlmf::generate::SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let chat = runner.generate(&tok.encode_plain(rendered).unwrap(), params, Some(&tok), |_| {}).unwrap();
+    assert_eq!(got["chat"], chat.sequence.text());
+    // Embeddings: the SDK decoded our base64 into the floats we send as JSON numbers.
+    let (status, ours) = common::http::post_json(
+        &cluster.nodes[0].addr,
+        &common::http::bearer(&cluster.key),
+        "/v1/embeddings",
+        &json!({"model": "g", "input": ["The cluster", "embeds text"]}),
+    );
+    assert_eq!(status, 200, "{ours}");
+    for i in 0..2 {
+        let sdk: Vec<f32> = serde_json::from_value(got["embeddings"][i].clone()).unwrap();
+        let json: Vec<f32> = serde_json::from_value(ours["data"][i]["embedding"].clone()).unwrap();
+        assert_eq!(sdk, json, "embedding {i}");
+    }
+    assert_eq!(got["embeddings_float"][0], got["embeddings"][0]);
+    assert_eq!(got["not_found"], 404);
+}
