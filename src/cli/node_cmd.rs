@@ -16,6 +16,9 @@ pub struct NodeArgs {
     /// A member of the cluster to join; without it this node is the coordinator.
     #[arg(long)]
     pub join: Option<String>,
+    /// The `host:port` others reach this node at (when it listens on 0.0.0.0, say).
+    #[arg(long)]
+    pub advertise: Option<String>,
     /// File holding the cluster key (at least 16 bytes).
     #[arg(long)]
     pub cluster_key_file: Option<PathBuf>,
@@ -65,6 +68,9 @@ impl NodeArgs {
         }
         if self.join.is_some() {
             cfg.join = self.join.clone();
+        }
+        if self.advertise.is_some() {
+            cfg.advertise = self.advertise.clone();
         }
         if self.cluster_key_file.is_some() {
             cfg.cluster_key_file = self.cluster_key_file.clone();

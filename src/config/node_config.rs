@@ -51,6 +51,9 @@ impl Default for RequestConfig {
 pub struct NodeConfig {
     /// `host:port` for the HTTP API and the peer endpoint.
     pub listen: String,
+    /// The `host:port` peers and clients reach this node at, when it differs from `listen`
+    /// (a node listening on `0.0.0.0:7070` behind a DNS name); `listen` (as bound) when absent.
+    pub advertise: Option<String>,
     /// A member to join; none makes this node the coordinator.
     pub join: Option<String>,
     /// Node id; the listen address when absent.
@@ -96,6 +99,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             listen: "127.0.0.1:7070".into(),
+            advertise: None,
             join: None,
             node_id: None,
             cluster_key_file: None,

@@ -173,11 +173,15 @@ impl SimpleDistributedManager {
         let addrs: Vec<String> = addresses.iter().map(|a| loopback(a)).collect::<Result<_, _>>()?;
         let ft = &config.fault_tolerance;
         let mut nodes: Vec<LocalNode> = Vec::new();
-        for listen in &addrs {
+        for (i, listen) in addrs.iter().enumerate() {
+            // The builder's node config for every node, each with its own address and id.
+            let node_id = config.node.node_id.as_ref().map(|id| if addrs.len() > 1 { format!("{id}-{i}") } else { id.clone() });
             let mut cfg = NodeConfig {
                 listen: listen.clone(),
                 join: nodes.first().map(|n| n.addr.clone()),
-                ..NodeConfig::default()
+                advertise: None,
+                node_id,
+                ..config.node.clone()
             };
             cfg.health = ft.health.clone();
             cfg.balancing.strategy = config.balancing.strategy;

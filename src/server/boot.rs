@@ -92,7 +92,8 @@ pub async fn start_with(
         Some(files) => Some(files.load().map_err(|e| NodeError::Config(e.to_string()))?),
         None => None,
     };
-    let node = Node::new(cfg.clone(), bound.to_string(), key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
+    let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let node = Node::new(cfg.clone(), addr, key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
     if let Some(b) = balancer {
         let _ = node.balancers.custom.set(b);
     }
