@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the MiniLM reference weights and OpenAI's Python SDK when it
-# can, then runs every test of the workspace. CI (.ci/run) calls this with
-# MLMF_REQUIRE_MINILM=1 and MLMF_REQUIRE_OPENAI_SDK=1.
+# The whole test suite: installs, when it can, the MiniLM reference weights, the test tools
+# (OpenAI's SDK, the OpenAPI, JSON Schema and Kubernetes validators, Prometheus' parser) and
+# Debian's Chromium, then runs every test of the workspace. CI (.ci/run) calls this with
+# MLMF_REQUIRE_MINILM=1 and MLMF_REQUIRE_TEST_TOOLS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Reuse builds across clones: a target directory outside the checkout.
@@ -13,12 +14,19 @@ if ! bash scripts/fetch-minilm.sh; then
   fi
   echo "test.sh: MiniLM weights unavailable; its test will say SKIPPED" >&2
 fi
-if ! bash scripts/setup-openai-sdk.sh; then
-  if [ "${MLMF_REQUIRE_OPENAI_SDK:-0}" = 1 ]; then
-    echo "test.sh: OpenAI's SDK is required but could not be installed" >&2
+if ! bash scripts/setup-test-tools.sh; then
+  if [ "${MLMF_REQUIRE_TEST_TOOLS:-0}" = 1 ]; then
+    echo "test.sh: the test tools are required but could not be installed" >&2
     exit 1
   fi
-  echo "test.sh: OpenAI's SDK unavailable; its test will say SKIPPED" >&2
+  echo "test.sh: test tools unavailable; their tests will say SKIPPED" >&2
+fi
+if ! bash scripts/setup-chromium.sh; then
+  if [ "${MLMF_REQUIRE_TEST_TOOLS:-0}" = 1 ]; then
+    echo "test.sh: Chromium is required but could not be installed" >&2
+    exit 1
+  fi
+  echo "test.sh: Chromium unavailable; the dashboard test will say SKIPPED" >&2
 fi
 # The benches must keep compiling; running them is `cargo bench` (see BENCHMARKS.md).
 cargo test --workspace --benches --no-run

@@ -1,16 +1,14 @@
-//! OpenAI's official Python SDK (`openai`, pinned in `scripts/setup-openai-sdk.sh`) pointed at
+//! OpenAI's official Python SDK (`openai`, pinned in `scripts/setup-test-tools.sh`) pointed at
 //! three real `mlmf node` processes, as a user's tools would be: it lists the models, gets a
 //! completion whole and streamed (the reference text of `transformers`' greedy `generate`),
 //! streams a chat completion through a model's chat template, embeds texts (the SDK asks for
 //! base64 by default) and sees a 404 as its `NotFoundError`.
 //!
 //! The SDK is installed by `scripts/test.sh` when pip can reach PyPI. Without it the test
-//! says it is skipped and why, unless `MLMF_REQUIRE_OPENAI_SDK=1` (`.ci/run`), when its
+//! says it is skipped and why, unless `MLMF_REQUIRE_TEST_TOOLS=1` (`.ci/run`), when its
 //! absence fails it.
 
 mod common;
-
-use std::path::PathBuf;
 
 use common::fixture;
 use common::nodes::*;
@@ -48,24 +46,11 @@ except openai.NotFoundError as err:
 print(json.dumps(out))
 "#;
 
-fn sdk_python() -> PathBuf {
-    std::env::var_os("MLMF_OPENAI_SDK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/openai-sdk"))
-        .join("bin/python")
-}
-
 #[test]
 fn the_openai_python_sdk_completes_streams_chats_and_embeds() {
-    let python = sdk_python();
-    if !python.is_file() {
-        let why = format!("OpenAI's SDK not found at {} (run scripts/setup-openai-sdk.sh)", python.display());
-        if std::env::var("MLMF_REQUIRE_OPENAI_SDK").as_deref() == Ok("1") {
-            panic!("{why}, and MLMF_REQUIRE_OPENAI_SDK=1");
-        }
-        eprintln!("SKIPPED the_openai_python_sdk_completes_streams_chats_and_embeds: {why}");
+    let Some(python) = common::tools::python("the_openai_python_sdk_completes_streams_chats_and_embeds") else {
         return;
-    }
+    };
     // gpt2_tiny, and a copy of it with a ChatML template.
     let chat_dir = tempfile::Builder::new().prefix("mlmf-test-openai-chat-").tempdir().unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
@@ -85,12 +70,7 @@ fn the_openai_python_sdk_completes_streams_chats_and_embeds() {
         serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
     let p = &refs["prompts"][0];
     let key = std::fs::read_to_string(&cluster.key).unwrap();
-    let out = std::process::Command::new(&python)
-        .args(["-c", SCRIPT, &cluster.nodes[1].addr, key.trim(), p["prompt"].as_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the SDK failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = common::tools::run_json(&python, SCRIPT, &[&cluster.nodes[1].addr, key.trim(), p["prompt"].as_str().unwrap()]);
     assert_eq!(got["models"], json!(["chat", "g"]));
     let want = p["new_text"].as_str().unwrap();
     assert_eq!(got["text"], want);

@@ -24,7 +24,14 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions`: the messages through the model's chat template, then a
+/// completion; streamed as `chat.completion.chunk` deltas.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = super::schemas::ChatCompletionRequest,
+    responses((status = 200, description = "The answer (or, streamed, text/event-stream of chat.completion.chunk)",
+            body = super::schemas::ChatCompletionResponse), (status = 400, description = "A field is wrong: the message names it", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
+        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
+        (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
 pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let mut admitted = Some(Admission::enter(&node, None)?);
     let result = serve(node, body, &mut admitted).await;

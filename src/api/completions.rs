@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::cluster::generation::{GenerateRequest, generate};
@@ -19,12 +19,13 @@ use super::body::read_json;
 use super::error::ApiError;
 use super::logprobs::Logprobs;
 use crate::cluster::node::model_files::{model_tokenizer, ready_model};
+use super::schemas::Usage;
 use super::sse;
 use super::types::Priority;
 
 /// `POST /v1/completions`. Fields of OpenAI's API this server does not implement are refused
 /// with a 400 naming them, never silently ignored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct CompletionRequest {
     /// Model id.
     pub model: String,
@@ -95,16 +96,6 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
 }
 
-/// `usage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    /// Prompt tokens.
-    pub prompt_tokens: usize,
-    /// Generated tokens.
-    pub completion_tokens: usize,
-    /// Both.
-    pub total_tokens: usize,
-}
 
 impl CompletionRequest {
     /// The prompt's ids and the generation parameters, every field checked.
@@ -211,7 +202,14 @@ pub(super) fn finish_name(r: Option<FinishReason>) -> Value {
     }
 }
 
-/// `POST /v1/completions`.
+/// `POST /v1/completions`: continues a prompt; with `"stream": true`, server-sent events of
+/// [`super::schemas::CompletionResponse`] chunks (the text piece of each step), then `data: [DONE]`.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest,
+    responses((status = 200, description = "The completion (or, streamed, text/event-stream of chunks of this shape)",
+            body = super::schemas::CompletionResponse), (status = 400, description = "A field is wrong: the message names it", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
+        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
+        (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
 pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let mut admitted = Some(Admission::enter(&node, None)?);
     let result = serve(node, body, &mut admitted).await;

@@ -17,7 +17,7 @@ use super::error::ApiError;
 const MAX_INPUTS: usize = 256;
 
 /// `POST /v1/embeddings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingRequest {
     /// Model id.
     pub model: String,
@@ -68,7 +68,12 @@ fn inputs(v: &Value) -> Result<Vec<EmbedInput>, ApiError> {
     })
 }
 
-/// `POST /v1/embeddings`.
+/// `POST /v1/embeddings`: one pooled vector per input.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingRequest,
+    responses((status = 200, description = "The embeddings", body = super::schemas::EmbeddingResponse), (status = 400, description = "A field is wrong: the message names it", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
+        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
+        (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
 pub async fn embeddings(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let mut admitted = Admission::enter(&node, None)?;
     let result = serve(&node, body, &mut admitted).await;

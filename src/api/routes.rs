@@ -11,7 +11,7 @@ use mlmf_actors::peer::accept;
 use crate::cluster::control::control;
 use crate::cluster::infer::{InferOptions, infer};
 use crate::cluster::node::Node;
-use crate::cluster::wire::{ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names};
+use crate::cluster::wire::{ClusterEvent, ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names};
 use crate::config::AffinityKey;
 
 use super::admission::Admission;
@@ -19,6 +19,7 @@ use super::body::read_json;
 use super::error::ApiError;
 use crate::cluster::node::model_files::model_tokenizer;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
+use super::schemas::{ClusterOverview, Deleted, ErrorBody, Events, Health, ModelList, Readiness};
 
 /// Largest number of tokens (batch × sequence) one request may carry.
 pub const MAX_TOKENS: usize = 1 << 16;
@@ -35,10 +36,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/chat/completions", web::post().to(super::chat::chat_completions))
         .route("/v1/embeddings", web::post().to(super::embeddings::embeddings))
         .route("/v1/cluster", web::get().to(cluster))
+        .route("/v1/events", web::get().to(events))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
+        .route("/metrics", web::get().to(super::metrics::metrics))
         .route("/v1/peer", web::get().to(accept))
+        .route("/", web::get().to(super::dashboard::dashboard))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::new(404, "not_found", "no such route"))
         }));
@@ -49,7 +52,11 @@ fn json<T: serde::Serialize>(status: u16, v: &T) -> HttpResponse {
     HttpResponse::build(status).json(v)
 }
 
-async fn load(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+/// Loads a model: plans it, places its shard replicas and starts loading them.
+#[utoipa::path(post, path = "/v1/models", tag = "models", request_body = LoadRequest,
+    responses((status = 202, description = "Loading began", body = ModelStatus), (status = 400, description = "A field is wrong: the message names it", body = ErrorBody),
+        (status = 409, description = "A model by that id exists", body = ErrorBody)))]
+pub(crate) async fn load(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let req: LoadRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     let msg = LoadModel {
         id: req.id,
@@ -63,7 +70,10 @@ async fn load(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse,
     Ok(json(202, &status))
 }
 
-async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+/// Every model, in mlmf's shape (`models`) and OpenAI's (`object`, `data`).
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses((status = 200, description = "The models", body = ModelList)))]
+pub(crate) async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let models: Vec<ModelStatus> = control(&node, names::LIST_MODELS, &()).await?;
     // OpenAI's shape (`object`, `data`) beside mlmf's own (`models`).
     let data: Vec<serde_json::Value> = models
@@ -76,18 +86,31 @@ async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     Ok(json(200, &serde_json::json!({ "object": "list", "data": data, "models": models })))
 }
 
-async fn status(node: web::Data<Node>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// One model: plan, placement, per replica progress.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, description = "The model", body = ModelStatus),
+        (status = 404, description = "No such model", body = ErrorBody)))]
+pub(crate) async fn status(node: web::Data<Node>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let s: ModelStatus = control(&node, names::MODEL_STATUS, &id.into_inner()).await?;
     Ok(json(200, &s))
 }
 
-async fn unload(node: web::Data<Node>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// Unloads a model from every node.
+#[utoipa::path(delete, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, description = "Unloaded", body = Deleted),
+        (status = 404, description = "No such model", body = ErrorBody)))]
+pub(crate) async fn unload(node: web::Data<Node>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let () = control(&node, names::UNLOAD_MODEL, &id).await?;
     Ok(json(200, &serde_json::json!({ "deleted": id })))
 }
 
-async fn migrate(node: web::Data<Node>, id: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+/// Moves one replica of a shard to another node (load, switch routes, drain, unload).
+#[utoipa::path(post, path = "/v1/models/{id}/migrate", tag = "models", request_body = MigrateRequest,
+    params(("id" = String, Path, description = "Model id")),
+    responses((status = 202, description = "The migration began", body = ModelStatus), (status = 400, description = "A field is wrong: the message names it", body = ErrorBody),
+        (status = 404, description = "No such model", body = ErrorBody)))]
+pub(crate) async fn migrate(node: web::Data<Node>, id: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let req: MigrateRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     let msg = Migrate { model: id.into_inner(), shard: req.shard, from: req.from, to: req.to };
     let status: ModelStatus = control(&node, names::MIGRATE, &msg).await?;
@@ -101,7 +124,15 @@ fn valid_output(name: &str, layers: usize) -> bool {
     }
 }
 
-async fn infer_route(
+/// One forward pass through the model's stages: token ids (or text) in, tensors out.
+#[utoipa::path(post, path = "/v1/models/{id}/infer", tag = "inference", request_body = InferRequest,
+    params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, description = "The outputs", body = InferResponse), (status = 400, description = "A field is wrong: the message names it", body = ErrorBody),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The model is loading, or no route could serve it", body = ErrorBody),
+        (status = 504, description = "No answer within the deadline", body = ErrorBody)))]
+pub(crate) async fn infer_route(
     node: web::Data<Node>,
     id: web::Path<String>,
     http: actix_web::HttpRequest,
@@ -191,7 +222,10 @@ async fn serve_infer(
     })
 }
 
-async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+/// The members, their state, phi and stats, the coordinator and the cluster's health.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
+    responses((status = 200, description = "The cluster", body = ClusterOverview)))]
+pub(crate) async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let s: ClusterStatus = control(&node, names::CLUSTER_STATUS, &()).await?;
     let health = if s.nodes.iter().all(|n| n.node.state == MemberState::Up) {
         "healthy"
@@ -205,11 +239,27 @@ async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     Ok(json(200, &v))
 }
 
-async fn healthz(node: web::Data<Node>) -> HttpResponse {
+/// The coordinator's last events (at most 200, oldest first): audited operations (joins,
+/// loads, downs, migrations, ...) and the alerts it raised, noticed or resolved.
+#[utoipa::path(get, path = "/v1/events", tag = "cluster",
+    responses((status = 200, description = "The events", body = Events)))]
+pub(crate) async fn events(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let events: Vec<ClusterEvent> = control(&node, names::RECENT_EVENTS, &()).await?;
+    Ok(json(200, &serde_json::json!({ "events": events })))
+}
+
+/// Liveness: the process answers. Needs no key.
+#[utoipa::path(get, path = "/healthz", tag = "cluster", security(()),
+    responses((status = 200, description = "Alive", body = Health)))]
+pub(crate) async fn healthz(node: web::Data<Node>) -> HttpResponse {
     json(200, &serde_json::json!({"status": "ok", "node": node.id}))
 }
 
-async fn readyz(node: web::Data<Node>) -> HttpResponse {
+/// Readiness: the node has joined a cluster. Needs no key.
+#[utoipa::path(get, path = "/readyz", tag = "cluster", security(()),
+    responses((status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not joined yet", body = ErrorBody)))]
+pub(crate) async fn readyz(node: web::Data<Node>) -> HttpResponse {
     if node.joined.load(Ordering::Acquire) {
         json(200, &serde_json::json!({"ready": true, "node": node.id, "coordinator": node.is_coordinator()}))
     } else {
@@ -217,45 +267,3 @@ async fn readyz(node: web::Data<Node>) -> HttpResponse {
     }
 }
 
-async fn metrics(node: web::Data<Node>) -> HttpResponse {
-    let view = node.view();
-    let id = node.id.replace('"', "");
-    let mut extra = String::new();
-    extra.push_str("# HELP mlmf_shards_loaded Shard replicas loaded on this node.\n# TYPE mlmf_shards_loaded gauge\n");
-    extra.push_str(&format!("mlmf_shards_loaded{{node=\"{id}\"}} {}\n", node.shards.len()));
-    extra.push_str("# HELP mlmf_in_flight Stage runs in progress on this node.\n# TYPE mlmf_in_flight gauge\n");
-    extra.push_str(&format!("mlmf_in_flight{{node=\"{id}\"}} {}\n", node.in_flight.load(Ordering::Relaxed)));
-    extra.push_str("# HELP mlmf_node_up Whether each member is up (1), suspect (0.5) or down (0), as this node's view has it.\n# TYPE mlmf_node_up gauge\n");
-    for n in &view.nodes {
-        let v = match n.state {
-            MemberState::Up => 1.0,
-            MemberState::Suspect => 0.5,
-            MemberState::Down => 0.0,
-            MemberState::Leaving => 0.25,
-        };
-        extra.push_str(&format!("mlmf_node_up{{node=\"{id}\",member=\"{}\"}} {v}\n", n.info.id.replace('"', "")));
-    }
-    extra.push_str(
-        "# HELP mlmf_shard_in_flight Messages a shard replica is computing.\n# TYPE mlmf_shard_in_flight gauge\n",
-    );
-    extra.push_str("# HELP mlmf_shard_queued Messages waiting for a shard replica.\n# TYPE mlmf_shard_queued gauge\n");
-    extra.push_str("# HELP mlmf_shard_latency_ms Time per message at a shard replica (p50, p99; bucket bounds).\n# TYPE mlmf_shard_latency_ms gauge\n");
-    for ((model, shard), l) in node.shards.entries() {
-        let s = l.stats(&model, shard);
-        let labels = format!("node=\"{id}\",model=\"{}\",shard=\"{shard}\"", model.replace('"', ""));
-        extra.push_str(&format!("mlmf_shard_in_flight{{{labels}}} {}\n", s.in_flight));
-        extra.push_str(&format!("mlmf_shard_queued{{{labels}}} {}\n", s.queued));
-        extra.push_str(&format!("mlmf_shard_latency_ms{{{labels},quantile=\"0.5\"}} {}\n", s.p50_ms));
-        extra.push_str(&format!("mlmf_shard_latency_ms{{{labels},quantile=\"0.99\"}} {}\n", s.p99_ms));
-    }
-    extra.push_str("# HELP mlmf_kv_cache_bytes Bytes of the KV caches of the sequences this node serves.\n# TYPE mlmf_kv_cache_bytes gauge\n");
-    extra.push_str(&format!("mlmf_kv_cache_bytes{{node=\"{id}\"}} {}\n", node.kv.bytes()));
-    extra.push_str("# HELP mlmf_kv_cache_evictions_total KV caches dropped to stay within the byte budget.\n# TYPE mlmf_kv_cache_evictions_total counter\n");
-    extra.push_str(&format!(
-        "mlmf_kv_cache_evictions_total{{node=\"{id}\"}} {}\n",
-        node.kv.evicted.load(Ordering::Relaxed)
-    ));
-    extra.push_str("# HELP mlmf_models_ready Models ready to serve.\n# TYPE mlmf_models_ready gauge\n");
-    extra.push_str(&format!("mlmf_models_ready{{node=\"{id}\"}} {}\n", view.models.len()));
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics.render(&node.id, &extra))
-}

@@ -13,6 +13,10 @@ use crate::cluster::peer_handler;
 use super::error::ApiError;
 use super::routes;
 
+/// Paths that need no key: the probes, the API's description, its reference page and the
+/// dashboard's page (what they show is read with the key).
+const PUBLIC: [&str; 5] = ["/", "/healthz", "/readyz", "/openapi.json", "/docs"];
+
 /// Builds the node's server on `listener` (not yet running).
 pub fn serve(
     node: Node,
@@ -34,6 +38,8 @@ pub fn serve(
                     None => true,
                     // The peer route checks the same key itself, before the upgrade.
                     Some(_) if req.path() == "/v1/peer" => true,
+                    // Probes and the public description of the API carry no secret.
+                    Some(_) if PUBLIC.contains(&req.path()) => true,
                     Some(key) => req
                         .headers()
                         .get(actix_web::http::header::AUTHORIZATION)
@@ -50,6 +56,7 @@ pub fn serve(
                 }
             })
             .configure(routes::configure)
+            .configure(super::openapi::configure)
     })
     .workers(workers)
     .disable_signals();

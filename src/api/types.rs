@@ -9,7 +9,7 @@ use crate::model::ModelInput;
 use super::error::ApiError;
 
 /// `POST /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadRequest {
     /// Model id.
@@ -40,7 +40,7 @@ fn one() -> usize {
 }
 
 /// `POST /v1/models/{id}/migrate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateRequest {
     /// Shard id.
@@ -52,7 +52,7 @@ pub struct MigrateRequest {
 }
 
 /// Request priority: at every shard, waiting requests are admitted high first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Ahead of normal and low.
@@ -65,7 +65,7 @@ pub enum Priority {
 }
 
 /// `POST /v1/models/{id}/infer`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InferRequest {
     /// Text, tokenized with the model's tokenizer into one sequence (instead of `input_ids`).
@@ -107,7 +107,7 @@ impl Priority {
 }
 
 /// One output tensor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TensorJson {
     /// Shape.
     pub shape: Vec<usize>,
@@ -116,7 +116,7 @@ pub struct TensorJson {
 }
 
 /// The answer to an inference request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InferResponse {
     /// Model id.
     pub model: String,

@@ -81,6 +81,8 @@ pub async fn generate(
     mut on_step: impl FnMut(&Step) -> bool,
 ) -> Result<Generation, GenerateError> {
     let seq_id = fastrand::u64(..);
+    let start = std::time::Instant::now();
+    let mut first_token: Option<std::time::Instant> = None;
     let eos = tok.as_ref().map(|t| t.eos.clone()).unwrap_or_default();
     let mut seq = Sequence::new(req.prompt.clone(), req.params.clone(), eos, tok.is_some());
     let mut route: Option<Vec<StageRoute>> = None;
@@ -148,6 +150,7 @@ pub async fn generate(
                     }
                 };
                 node.metrics.generated_tokens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                first_token.get_or_insert_with(std::time::Instant::now);
                 if !on_step(&step) {
                     tracing::info!(request_id, "the client went away; the sequence stops");
                     break;
@@ -175,6 +178,11 @@ pub async fn generate(
         }
     }
     release(node, &req.model, seq_id, &used);
+    if let Some(first) = first_token {
+        let later = seq.generated().len().saturating_sub(1);
+        let per_token = (later > 0).then(|| first.elapsed().as_secs_f64() / later as f64);
+        node.metrics.generation(&req.model, (first - start).as_secs_f64(), per_token);
+    }
     outcome?;
     let prompt_scores = prompt_scores.unwrap_or_default();
     Ok(Generation { sequence: seq, replays, nodes: used.into_iter().collect(), prompt_scores })

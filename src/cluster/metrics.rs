@@ -62,6 +62,10 @@ pub struct Metrics {
     pub errors: AtomicU64,
     /// Tokens generated for the sequences this node holds.
     pub generated_tokens: AtomicU64,
+    /// Time to first token of the sequences this node held, by model.
+    ttft: Mutex<BTreeMap<String, Histogram>>,
+    /// Mean time per output token after the first, per sequence, by model.
+    tpot: Mutex<BTreeMap<String, Histogram>>,
 }
 
 fn label(s: &str) -> String {
@@ -78,6 +82,16 @@ impl Metrics {
         *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((model.to_string(), status)).or_default() += 1;
         if let Some(s) = seconds {
             self.latency.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(s);
+        }
+    }
+
+    /// Records a finished sequence of `model`: its time to first token, and (when it made
+    /// more than one) its mean time per later token.
+    pub fn generation(&self, model: &str, first_token_s: f64, per_token_s: Option<f64>) {
+        let model = if model.len() > 64 { "(long)" } else { model };
+        self.ttft.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(first_token_s);
+        if let Some(t) = per_token_s {
+            self.tpot.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(t);
         }
     }
 
@@ -102,21 +116,24 @@ impl Metrics {
         for ((m, s), v) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "mlmf_requests_total{{node=\"{n}\",model=\"{}\",status=\"{s}\"}} {v}", label(m));
         }
-        out.push_str("# HELP mlmf_request_duration_seconds Latency of successful inference requests.\n");
-        out.push_str("# TYPE mlmf_request_duration_seconds histogram\n");
-        for (m, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let m = label(m);
-            for (b, c) in BUCKETS.iter().zip(h.counts) {
-                let _ =
-                    writeln!(out, "mlmf_request_duration_seconds_bucket{{node=\"{n}\",model=\"{m}\",le=\"{b}\"}} {c}");
+        let histograms = [
+            ("mlmf_request_duration_seconds", "Latency of successful inference requests.", &self.latency),
+            (
+                "mlmf_time_to_first_token_seconds",
+                "Time from a generation's start to its first token (prefill and one step), by model.",
+                &self.ttft,
+            ),
+            (
+                "mlmf_time_per_output_token_seconds",
+                "Mean time per generated token after the first, one observation per sequence, by model.",
+                &self.tpot,
+            ),
+        ];
+        for (name, help, by_model) in histograms {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (m, h) in by_model.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                write_histogram(&mut out, name, &format!("node=\"{n}\",model=\"{}\"", label(m)), h);
             }
-            let _ = writeln!(
-                out,
-                "mlmf_request_duration_seconds_bucket{{node=\"{n}\",model=\"{m}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "mlmf_request_duration_seconds_sum{{node=\"{n}\",model=\"{m}\"}} {}", h.sum);
-            let _ = writeln!(out, "mlmf_request_duration_seconds_count{{node=\"{n}\",model=\"{m}\"}} {}", h.count);
         }
         for (name, help, v) in [
             ("mlmf_peer_bytes_sent_total", "Bytes sent to peers.", &self.bytes_sent),
@@ -138,6 +155,16 @@ impl Metrics {
         out.push_str(extra);
         out
     }
+}
+
+/// The `_bucket`, `_sum` and `_count` lines of one histogram with `labels`.
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (b, c) in BUCKETS.iter().zip(h.counts) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use super::error::GenerateError;
 const MAX_RENDERED: usize = 4 << 20;
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant`, ...
     pub role: String,

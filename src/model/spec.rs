@@ -11,7 +11,7 @@ use super::error::LoadError;
 
 /// One Megatron-style slice of every block: `rank` of `degree` equal parts of the attention
 /// heads (and key/value heads) and of the MLP's inner columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TensorSlice {
     /// Which part, `0..degree`.
     pub rank: usize,
@@ -39,12 +39,22 @@ impl TensorSlice {
     }
 }
 
+/// How a range of blocks is written in JSON: `start` included, `end` excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LayerRange {
+    /// First block.
+    pub start: usize,
+    /// One past the last block.
+    pub end: usize,
+}
+
 /// What a stage holds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageSpec {
     /// The token (and position) embeddings.
     pub embeddings: bool,
     /// The blocks, by index; may be empty.
+    #[schema(value_type = LayerRange)]
     pub layers: Range<usize>,
     /// The final norm and LM head (decoders) or the pooler (BERT).
     pub head: bool,

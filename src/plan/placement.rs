@@ -14,7 +14,7 @@ use super::error::PlanError;
 use super::shard_plan::ShardPlan;
 
 /// The kind of compute device a node offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// CPU only.
@@ -39,7 +39,7 @@ pub struct NodeInventory {
 }
 
 /// How to choose among eligible nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlacementStrategy {
     /// Most free memory left after placing (spreads bytes evenly).
@@ -52,7 +52,7 @@ pub enum PlacementStrategy {
 }
 
 /// A shard's device constraint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DevicePreference {
     /// Any node.
@@ -65,7 +65,7 @@ pub enum DevicePreference {
 }
 
 /// What to place and how.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlacementRequest {
     /// The scoring strategy.
     pub strategy: PlacementStrategy,
@@ -89,7 +89,7 @@ impl Default for PlacementRequest {
 }
 
 /// One replica of one shard on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Assignment {
     /// Shard id.
     pub shard: usize,
@@ -100,7 +100,7 @@ pub struct Assignment {
 }
 
 /// The result: every replica's node, and the memory each node takes on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Placement {
     /// Sorted by shard, then replica.
     pub assignments: Vec<Assignment>,

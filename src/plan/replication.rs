@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// When a replicated model is ready to serve.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplicationMode {
     /// Every replica of every shard is loaded.

@@ -12,7 +12,7 @@ use super::partition::balanced;
 use super::strategy::ShardingStrategy;
 
 /// One shard: a stage, or one tensor-parallel member of a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShardSpec {
     /// Position in [`ShardPlan::shards`].
     pub id: usize,
@@ -49,7 +49,7 @@ impl ShardSpec {
 }
 
 /// A model cut into stages; each stage is one shard or a tensor-parallel group of shards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShardPlan {
     /// The strategy that made it.
     pub strategy: String,

@@ -3,6 +3,8 @@
 
 pub mod http;
 pub mod nodes;
+pub mod browser;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -65,6 +65,11 @@ pub struct Coordinator {
     pub(super) took_over_from: Vec<String>,
     /// Its term: 0 for the first coordinator, one more for each takeover.
     pub(super) term: u64,
+    /// The last audited operations and alerts, newest last (`GET /v1/events`).
+    pub(super) recent: std::cell::RefCell<std::collections::VecDeque<crate::cluster::wire::ClusterEvent>>,
+    /// The alerts it has fired and not resolved, `(rule, key)`: only those make a `resolved`
+    /// event (the health checks resolve every rule that does not hold, every time).
+    pub(super) firing: std::cell::RefCell<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// Stop coordinating: a coordinator of a newer term has taken over.
@@ -109,6 +114,8 @@ impl Coordinator {
             push_scheduled: false,
             took_over_from,
             term,
+            recent: Default::default(),
+            firing: Default::default(),
         }
     }
 
@@ -239,18 +246,25 @@ impl Coordinator {
     }
 
     pub(super) fn fire(&self, rule: &str, key: &str, severity: Severity, summary: String) {
+        if self.firing.borrow_mut().insert((rule.to_string(), key.to_string())) {
+            self.record("alert", rule, None, Some(key), &summary);
+        }
         if let Some(a) = &self.alerts {
             a.do_send(Fire { rule: rule.into(), key: key.into(), severity, summary });
         }
     }
 
     pub(super) fn notice(&self, rule: &str, key: &str, summary: String) {
+        self.record("notice", rule, None, Some(key), &summary);
         if let Some(a) = &self.alerts {
             a.do_send(Notice(Fire { rule: rule.into(), key: key.into(), severity: Severity::Info, summary }));
         }
     }
 
     pub(super) fn resolve(&self, rule: &str, key: &str) {
+        if self.firing.borrow_mut().remove(&(rule.to_string(), key.to_string())) {
+            self.record("resolved", rule, None, Some(key), "");
+        }
         if let Some(a) = &self.alerts {
             a.do_send(Resolve { rule: rule.into(), key: key.into() });
         }

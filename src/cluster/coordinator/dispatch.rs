@@ -11,6 +11,7 @@ use crate::cluster::node::ControlMessage;
 use crate::cluster::wire::{self, ApiError, names};
 
 use super::actor::Coordinator;
+use super::audit::RecentEventsMsg;
 use super::members::{ClusterStatusMsg, HeartbeatMsg, JoinMsg, LeaveMsg};
 use super::models::{ListModelsMsg, LoadModelMsg, ModelStatusMsg, ProgressMsg, UnloadModelMsg};
 use super::shards::MigrateMsg;
@@ -47,6 +48,7 @@ async fn dispatch(c: &Addr<Coordinator>, name: &str, payload: &[u8]) -> Result<V
         }
         names::LIST_MODELS => enc(Ok(c.send(ListModelsMsg).await.map_err(mailbox)?)),
         names::CLUSTER_STATUS => enc(Ok(c.send(ClusterStatusMsg).await.map_err(mailbox)?)),
+        names::RECENT_EVENTS => enc(Ok(c.send(RecentEventsMsg).await.map_err(mailbox)?)),
         names::PROGRESS => {
             c.do_send(ProgressMsg(wire::from_bytes(payload)?));
             wire::to_bytes(&())

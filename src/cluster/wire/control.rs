@@ -24,7 +24,7 @@ pub struct LoadModel {
 }
 
 /// A model's lifecycle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelState {
     /// Shards are loading.
@@ -39,7 +39,7 @@ pub enum ModelState {
 }
 
 /// One replica's loading progress.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShardProgress {
     /// Shard id.
     pub shard: usize,
@@ -58,7 +58,7 @@ pub struct ShardProgress {
 }
 
 /// A model as `GET /v1/models/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelStatus {
     /// Model id.
     pub id: String,
@@ -154,4 +154,23 @@ impl ModelStatus {
 /// A node actor loads a replica when told to.
 impl actix::Message for LoadShard {
     type Result = Result<ShardLoaded, String>;
+}
+
+/// Something the coordinator recorded: an audited operation or an alert it raised, resolved
+/// or noticed. The last ones are kept in memory for `GET /v1/events` (the audit log file,
+/// when configured, keeps them all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterEvent {
+    /// Unix milliseconds.
+    pub time_ms: u64,
+    /// `audit`, `alert`, `notice` or `resolved`.
+    pub kind: String,
+    /// The audited operation (`join`, `load`, `down`, ...) or the alert rule.
+    pub name: String,
+    /// The model concerned.
+    pub model: Option<String>,
+    /// The node concerned (or the alert's key).
+    pub node: Option<String>,
+    /// The outcome, or the alert's summary.
+    pub detail: String,
 }

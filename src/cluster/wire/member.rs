@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::DeviceKind;
 
 /// A node as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     /// Node id (unique in the cluster).
     pub id: String,
@@ -21,7 +21,7 @@ pub struct NodeInfo {
 }
 
 /// A node's liveness as the health monitor sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
     /// Heartbeats arrive.
@@ -35,7 +35,7 @@ pub enum MemberState {
 }
 
 /// Resource stats a heartbeat carries.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStats {
     /// Total memory of the machine.
     pub memory_total: u64,
@@ -66,7 +66,7 @@ pub struct NodeStats {
 }
 
 /// One shard replica's load and latency on its node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShardStats {
     /// Model id.
     pub model: String,

@@ -46,7 +46,7 @@ pub struct HeartbeatAck {
 }
 
 /// Per node in `GET /v1/cluster`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     /// Who, where, liveness.
     pub node: NodeView,
@@ -62,7 +62,7 @@ pub struct NodeStatus {
 }
 
 /// `GET /v1/cluster`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     /// The coordinator's node id.
     pub coordinator: String,

@@ -26,6 +26,8 @@ pub const MODEL_STATUS: &str = "ModelStatus";
 pub const LIST_MODELS: &str = "ListModels";
 /// `()` → [`super::ClusterStatus`].
 pub const CLUSTER_STATUS: &str = "ClusterStatus";
+/// The coordinator's recent events (`()` → `Vec<ClusterEvent>`).
+pub const RECENT_EVENTS: &str = "RecentEvents";
 /// [`super::LoadShard`] → [`super::ShardLoaded`].
 pub const LOAD_SHARD: &str = "LoadShard";
 /// [`super::UnloadShard`] → `()`.

@@ -10,7 +10,7 @@ use super::control::ModelStatus;
 use super::member::{MemberState, NodeInfo};
 
 /// A node in the view.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeView {
     /// Who and where.
     pub info: NodeInfo,

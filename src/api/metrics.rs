@@ -1,0 +1,95 @@
+//! `GET /metrics`: the node's counters and histograms ([`crate::cluster::metrics`]) and the
+//! gauges read off its state now, in Prometheus' text format: every family one group of
+//! lines under its `# HELP` and `# TYPE`, names prefixed `mlmf_`, base units (`_seconds`,
+//! `_bytes`), counters ending in `_total`, and label values bounded by the cluster's own
+//! members, models and shards.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use actix_web::HttpResponse;
+use actix_web::web;
+
+use crate::cluster::node::Node;
+use crate::cluster::wire::MemberState;
+
+/// One metric family being written: its header, then its samples.
+struct Family(String);
+
+impl Family {
+    fn new(name: &str, kind: &str, help: &str) -> Family {
+        Family(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"))
+    }
+
+    fn sample(&mut self, name_and_labels: std::fmt::Arguments<'_>, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name_and_labels} {value}");
+    }
+}
+
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Prometheus text exposition of this node's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "cluster",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(node: web::Data<Node>) -> HttpResponse {
+    let view = node.view();
+    let id = quote(&node.id);
+    let gauge = |name: &str, help: &str, v: f64| {
+        let mut f = Family::new(name, "gauge", help);
+        f.sample(format_args!("{name}{{node=\"{id}\"}}"), v);
+        f.0
+    };
+    let mut families = vec![
+        gauge("mlmf_shards_loaded", "Shard replicas loaded on this node.", node.shards.len() as f64),
+        gauge("mlmf_in_flight", "Stage runs in progress on this node.", node.in_flight.load(Ordering::Relaxed) as f64),
+        gauge(
+            "mlmf_http_in_flight",
+            "Inference requests admitted on this node and not yet answered (streams until their end).",
+            node.http_in_flight.load(Ordering::Relaxed) as f64,
+        ),
+        gauge("mlmf_kv_cache_bytes", "Bytes of the KV caches of the sequences this node serves.", node.kv.bytes() as f64),
+        gauge("mlmf_models_ready", "Models ready to serve.", view.models.len() as f64),
+    ];
+    let mut evictions =
+        Family::new("mlmf_kv_cache_evictions_total", "counter", "KV caches dropped to stay within the byte budget.");
+    evictions.sample(format_args!("mlmf_kv_cache_evictions_total{{node=\"{id}\"}}"), node.kv.evicted.load(Ordering::Relaxed));
+    families.push(evictions.0);
+    let mut up = Family::new(
+        "mlmf_node_up",
+        "gauge",
+        "Whether each member is up (1), leaving (0.25), suspect (0.5) or down (0), as this node's view has it.",
+    );
+    for n in &view.nodes {
+        let v = match n.state {
+            MemberState::Up => 1.0,
+            MemberState::Suspect => 0.5,
+            MemberState::Down => 0.0,
+            MemberState::Leaving => 0.25,
+        };
+        up.sample(format_args!("mlmf_node_up{{node=\"{id}\",member=\"{}\"}}", quote(&n.info.id)), v);
+    }
+    families.push(up.0);
+    let mut in_flight = Family::new("mlmf_shard_in_flight", "gauge", "Messages a shard replica is computing.");
+    let mut queued = Family::new("mlmf_shard_queued", "gauge", "Messages waiting for a shard replica (its queue depth).");
+    let mut latency = Family::new(
+        "mlmf_shard_latency_seconds",
+        "gauge",
+        "Time per message at a shard replica (p50, p99; bucket bounds).",
+    );
+    let mut latency_ms =
+        Family::new("mlmf_shard_latency_ms", "gauge", "Deprecated: mlmf_shard_latency_seconds in milliseconds.");
+    for ((model, shard), l) in node.shards.entries() {
+        let s = l.stats(&model, shard);
+        let labels = format!("node=\"{id}\",model=\"{}\",shard=\"{shard}\"", quote(&model));
+        in_flight.sample(format_args!("mlmf_shard_in_flight{{{labels}}}"), s.in_flight);
+        queued.sample(format_args!("mlmf_shard_queued{{{labels}}}"), s.queued);
+        for (q, ms) in [("0.5", s.p50_ms), ("0.99", s.p99_ms)] {
+            latency.sample(format_args!("mlmf_shard_latency_seconds{{{labels},quantile=\"{q}\"}}"), ms / 1e3);
+            latency_ms.sample(format_args!("mlmf_shard_latency_ms{{{labels},quantile=\"{q}\"}}"), ms);
+        }
+    }
+    families.extend([in_flight.0, queued.0, latency.0, latency_ms.0]);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics.render(&node.id, &families.concat()))
+}

@@ -1,0 +1,242 @@
+//! What operators' tools read, checked by those tools on real node processes:
+//! `/openapi.json` by an OpenAPI 3.1 validator (`openapi-spec-validator`), every route of
+//! the server found in it, and real answers of every kind validated against its schemas
+//! (`jsonschema`, Draft 2020-12); `/metrics` parsed by Prometheus' own Python client parser,
+//! its names and label sets conventional and bounded. The tools come from
+//! `scripts/setup-test-tools.sh`.
+
+mod common;
+
+use common::fixture;
+use common::http::{bearer, get_text, post_json};
+use common::nodes::*;
+use serde_json::{Value, json};
+
+const VALIDATE: &str = r##"
+import json, sys
+from openapi_spec_validator import validate
+from jsonschema import Draft202012Validator
+doc = json.load(open(sys.argv[1]))
+validate(doc)
+answers = json.load(open(sys.argv[2]))
+errors = []
+for name, instance in answers:
+    schema = {"$ref": "#/components/schemas/" + name, "components": doc["components"]}
+    for e in Draft202012Validator(schema).iter_errors(instance):
+        errors.append(f"{name}: {e.message} at {list(e.absolute_path)}")
+print(json.dumps({"openapi": doc["openapi"], "errors": errors,
+                  "paths": {p: sorted(ops) for p, ops in doc["paths"].items()},
+                  "schemes": sorted(doc["components"]["securitySchemes"])}))
+"##;
+
+const PARSE_METRICS: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+families = []
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    families.append({"name": f.name, "type": f.type, "help": f.documentation,
+                     "samples": [[s.name, s.labels, s.value] for s in f.samples]})
+print(json.dumps(families))
+"#;
+
+/// `(METHOD, path)` of every route `src/api/routes.rs` registers, in OpenAPI's spelling.
+fn registered_routes() -> Vec<(String, String)> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/routes.rs")).unwrap();
+    let mut out = Vec::new();
+    for part in src.split(".route(\"").skip(1) {
+        let path = &part[..part.find('"').unwrap()];
+        let method = part.split("web::").nth(1).and_then(|m| m.split('(').next()).unwrap();
+        out.push((method.to_string(), path.to_string()));
+    }
+    assert!(out.len() >= 15, "{out:?}");
+    out
+}
+
+fn write_temp(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_openapi_document_validates_lists_every_route_and_describes_real_answers() {
+    let Some(python) = common::tools::python("the_openapi_document_validates_lists_every_route_and_describes_real_answers")
+    else {
+        return;
+    };
+    let cluster = Cluster::start("openapi", 2, |_| String::new());
+    let (addr, key) = (cluster.nodes[0].addr.clone(), bearer(&cluster.key));
+    block_on(serve_model(&cluster.client(0), 2, "g", &fixture("gpt2_tiny"), "layer:2", 1));
+    // The description and its page need no key.
+    let (status, doc) = get_text(&addr, "", "/openapi.json");
+    assert_eq!(status, 200);
+    let (status, page) = get_text(&addr, "", "/docs");
+    assert!(status == 200 && page.contains("/openapi.json"), "{status}");
+    // Real answers of each described kind.
+    let get = |path: &str| -> Value { serde_json::from_str(&get_text(&addr, &key, path).1).unwrap() };
+    let post = |path: &str, body: Value| -> Value {
+        let (status, v) = post_json(&addr, &key, path, &body);
+        assert!(status < 500, "{path}: {v}");
+        v
+    };
+    let mut answers = vec![
+        ("ModelList", get("/v1/models")),
+        ("ModelStatus", get("/v1/models/g")),
+        ("ClusterOverview", get("/v1/cluster")),
+        ("Health", get("/healthz")),
+        ("Readiness", get("/readyz")),
+        ("ErrorBody", get("/v1/models/nope")),
+        ("InferResponse", post("/v1/models/g/infer", json!({"input_ids": [[464, 968, 758]]}))),
+        ("ErrorBody", post("/v1/completions", json!({"model": "g", "prompt": "x", "top_p": 7}))),
+        (
+            "CompletionResponse",
+            post(
+                "/v1/completions",
+                json!({"model": "g", "prompt": "The cluster", "max_tokens": 4, "logprobs": 2, "return_token_ids": true}),
+            ),
+        ),
+        ("CompletionResponse", post("/v1/completions", json!({"model": "g", "prompt": "The", "max_tokens": 0, "echo": true, "logprobs": 1}))),
+        ("EmbeddingResponse", post("/v1/embeddings", json!({"model": "g", "input": ["a", "b"]}))),
+        ("EmbeddingResponse", post("/v1/embeddings", json!({"model": "g", "input": "a", "encoding_format": "base64"}))),
+    ];
+    let mut events = common::http::Events::open(
+        &addr,
+        &key,
+        "/v1/completions",
+        &json!({"model": "g", "prompt": "The cluster", "max_tokens": 3, "stream": true}),
+    );
+    while let Some(data) = events.next_data().filter(|d| d != "[DONE]") {
+        answers.push(("CompletionResponse", serde_json::from_str(&data).unwrap()));
+    }
+    let dir = tempfile::Builder::new().prefix("mlmf-test-openapi-").tempdir().unwrap();
+    let doc_file = write_temp(dir.path(), "openapi.json", &doc);
+    let answers_file = write_temp(dir.path(), "answers.json", &serde_json::to_string(&answers).unwrap());
+    let got = common::tools::run_json(&python, VALIDATE, &[&doc_file, &answers_file]);
+    assert_eq!(got["openapi"], "3.1.0");
+    assert_eq!(got["errors"], json!([]), "answers that do not match their schema");
+    assert_eq!(got["schemes"], json!(["cluster_key"]));
+    for (method, path) in registered_routes() {
+        let ops = &got["paths"][&path];
+        assert!(
+            ops.as_array().is_some_and(|o| o.iter().any(|m| m == method.as_str())),
+            "{method} {path} is served but not in /openapi.json: {}",
+            got["paths"]
+        );
+    }
+}
+
+#[test]
+fn metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labels() {
+    let Some(python) = common::tools::python("metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labels")
+    else {
+        return;
+    };
+    let cluster = Cluster::start("metrics", 2, |_| String::new());
+    let (addr, key) = (cluster.nodes[0].addr.clone(), bearer(&cluster.key));
+    block_on(serve_model(&cluster.client(0), 2, "g", &fixture("gpt2_tiny"), "pipeline:2", 1));
+    for body in [json!({"model": "g", "prompt": "The cluster", "max_tokens": 5}), json!({"model": "zz", "prompt": "x"})] {
+        post_json(&addr, &key, "/v1/completions", &body);
+    }
+    post_json(&addr, &key, "/v1/models/g/infer", &json!({"input_ids": [[1, 2, 3]]}));
+    post_json(&addr, &key, "/v1/models/random-name-1/infer", &json!({"input_ids": [[1, 2, 3]]}));
+    let (status, text) = get_text(&addr, &key, "/metrics");
+    assert_eq!(status, 200);
+    let dir = tempfile::Builder::new().prefix("mlmf-test-metrics-").tempdir().unwrap();
+    let file = write_temp(dir.path(), "metrics.txt", &text);
+    let families = common::tools::run_json(&python, PARSE_METRICS, &[&file]);
+    let families = families.as_array().unwrap();
+    let names: Vec<&str> = families.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    // Every family once (the parser merges none: the text groups each one).
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "a family appears twice: {names:?}");
+    for f in families {
+        let (name, kind) = (f["name"].as_str().unwrap(), f["type"].as_str().unwrap());
+        assert!(name.starts_with("mlmf_"), "{name}");
+        assert!(!f["help"].as_str().unwrap().is_empty(), "{name} has no HELP");
+        assert!(matches!(kind, "counter" | "gauge" | "histogram"), "{name}: {kind}");
+        if name != "mlmf_shard_latency_ms" {
+            assert!(!name.ends_with("_ms") && !name.contains("_ms_"), "{name}: use base units (seconds)");
+        }
+        for s in f["samples"].as_array().unwrap() {
+            let sample = s[0].as_str().unwrap();
+            match kind {
+                "counter" => assert!(sample.ends_with("_total") || sample.ends_with("_created"), "{sample}"),
+                "histogram" => assert!(
+                    ["_bucket", "_sum", "_count", "_created"].iter().any(|x| sample.ends_with(x)),
+                    "{sample}"
+                ),
+                _ => {}
+            }
+            // Labels name only what the cluster itself has: never a client's model name.
+            if let Some(m) = s[1]["model"].as_str() {
+                assert!(m == "g" || m == "(unknown)", "{sample} has model label {m:?}");
+            }
+        }
+    }
+    for want in [
+        "mlmf_requests",
+        "mlmf_request_duration_seconds",
+        "mlmf_time_to_first_token_seconds",
+        "mlmf_time_per_output_token_seconds",
+        "mlmf_generated_tokens",
+        "mlmf_kv_cache_bytes",
+        "mlmf_shard_queued",
+        "mlmf_http_in_flight",
+        "mlmf_shard_latency_seconds",
+    ] {
+        assert!(names.contains(&want), "no {want} in {names:?}");
+    }
+    // Every series the Grafana dashboard in deploy/ queries is one this node exports.
+    let samples: std::collections::BTreeSet<&str> =
+        families.iter().flat_map(|f| f["samples"].as_array().unwrap()).map(|s| s[0].as_str().unwrap()).collect();
+    let dashboard: Value = serde_json::from_slice(
+        &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/mlmf-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| w.starts_with("mlmf_")) {
+                assert!(samples.contains(word), "the Grafana dashboard queries {word}, which the node does not export");
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 12, "{queried}");
+    let ttft = families.iter().find(|f| f["name"] == "mlmf_time_to_first_token_seconds").unwrap();
+    let count = ttft["samples"].as_array().unwrap().iter().find(|s| s[0] == "mlmf_time_to_first_token_seconds_count");
+    assert_eq!(count.map(|s| s[2].as_f64().unwrap()), Some(1.0), "one sequence generated");
+}
+
+/// `deploy/`: the Kubernetes manifests pass `kubernetes-validate --strict` (the Kubernetes
+/// 1.37 schemas, offline), the node TOML in their ConfigMap is one `mlmf node` accepts, and
+/// the entrypoint is valid shell. (The Grafana dashboard is checked against live series in
+/// the metrics test.)
+#[test]
+fn the_deployment_files_validate() {
+    let Some(python) = common::tools::python("the_deployment_files_validate") else {
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifests = root.join("deploy/k8s/mlmf.yaml");
+    let validate = python.with_file_name("kubernetes-validate");
+    let out = std::process::Command::new(&validate).arg("--strict").arg(&manifests).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubernetes-validate:\n{said}");
+    for kind in ["configmap/", "service/mlmf", "statefulset/mlmf", "poddisruptionbudget/mlmf"] {
+        assert!(said.contains(kind), "{kind} not validated:\n{said}");
+    }
+    // The ConfigMap's node.toml, as the node reads it.
+    let yaml = std::fs::read_to_string(&manifests).unwrap();
+    let block = yaml.split("node.toml: |\n").nth(1).unwrap().split("\n---").next().unwrap();
+    let toml: String = block.lines().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
+    let dir = tempfile::Builder::new().prefix("mlmf-test-deploy-").tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, toml).unwrap();
+    mlmf::config::NodeConfig::from_file(&file).unwrap_or_else(|e| panic!("the ConfigMap's node.toml: {e}"));
+    let sh = std::process::Command::new("sh").arg("-n").arg(root.join("deploy/entrypoint.sh")).status().unwrap();
+    assert!(sh.success(), "deploy/entrypoint.sh is not valid shell");
+}
