@@ -4,9 +4,12 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a log file or collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = match mlmf::cli::Cli::try_parse() {
         Ok(cli) => cli,

@@ -240,3 +240,53 @@ fn the_deployment_files_validate() {
     let sh = std::process::Command::new("sh").arg("-n").arg(root.join("deploy/entrypoint.sh")).status().unwrap();
     assert!(sh.success(), "deploy/entrypoint.sh is not valid shell");
 }
+
+/// A client's W3C `traceparent` joins its request to the client's trace: the stages of a
+/// three-stage pipeline on three node processes log their spans under that trace id, the
+/// answer names it, and a request without one gets a fresh trace of its own.
+#[test]
+fn a_trace_id_from_traceparent_reaches_every_stage_on_every_node() {
+    let dir = tempfile::Builder::new().prefix("mlmf-test-trace-").tempdir().unwrap();
+    let key = common::nodes::key_file(dir.path(), "a cluster key for the tracing test");
+    let logs: Vec<std::path::PathBuf> = (0..3).map(|i| dir.path().join(format!("node{i}.log"))).collect();
+    let first = spawn_logged(None, &key, &logs[0]);
+    let others: Vec<Node> = logs[1..].iter().map(|l| spawn_logged(Some(&first.addr), &key, l)).collect();
+    let client = mlmf::client::ClusterClient::new(&first.addr, Some(mlmf_actors::auth::ClusterKey::from_file(&key).unwrap()));
+    block_on(serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 1));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = json!({"input_ids": [[464, 968, 758]]}).to_string();
+    let request = |traceparent: Option<&str>| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&first.addr).unwrap();
+        let extra = traceparent.map(|t| format!("traceparent: {t}\r\n")).unwrap_or_default();
+        write!(
+            s,
+            "POST /v1/models/g/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            bearer(&key),
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+    };
+    let answer = request(Some(&format!("00-{trace}-00f067aa0ba902b7-01")));
+    assert!(answer.to_lowercase().contains(&format!("traceparent: 00-{trace}-")), "{answer}");
+    let fresh = request(None);
+    let fresh_trace = fresh.to_lowercase().split("traceparent: 00-").nth(1).map(|t| t[..32].to_string()).unwrap();
+    assert_ne!(fresh_trace, trace);
+    // Each node ran one stage of the traced request, under its trace id.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for log in &logs {
+        loop {
+            let text = std::fs::read_to_string(log).unwrap();
+            if text.lines().any(|l| l.contains(&format!("trace_id={trace}")) && l.contains("stage ran")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} has no stage of trace {trace}:\n{text}", log.display());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    drop((others, first));
+}

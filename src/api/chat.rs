@@ -19,6 +19,8 @@ use super::error::ApiError;
 use super::logprobs::chat_content;
 use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::sse;
+use super::trace_context::{trace_of, with_trace};
+use crate::cluster::trace::TraceId;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
@@ -32,19 +34,25 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
         (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
         (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
         (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
-pub async fn chat_completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn chat_completions(
+    node: web::Data<Node>,
+    http: actix_web::HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let mut admitted = Some(Admission::enter(&node, None)?);
-    let result = serve(node, body, &mut admitted).await;
+    let trace = trace_of(&http);
+    let result = serve(node, body, trace, &mut admitted).await;
     if let Some(a) = admitted.as_mut() {
         a.end(&result);
     }
-    result
+    with_trace(result, trace)
 }
 
 /// Answers a chat completion; a streamed one takes `admitted` into the task that streams it.
 async fn serve(
     node: web::Data<Node>,
     body: web::Payload,
+    trace: TraceId,
     admitted: &mut Option<Admission>,
 ) -> Result<HttpResponse, ApiError> {
     let body: Value = read_json(body, node.cfg.requests.max_body_bytes).await?;
@@ -101,6 +109,7 @@ async fn serve(
         session: req.session_id.clone(),
         priority: req.priority.unwrap_or_default().rank(),
         echo: false,
+        trace,
     };
     let (id, created, request_id) = (format!("chatcmpl-{:016x}", fastrand::u64(..)), now_s(), fastrand::u64(..));
     if !req.stream {

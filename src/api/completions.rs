@@ -21,6 +21,8 @@ use super::logprobs::Logprobs;
 use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::schemas::Usage;
 use super::sse;
+use super::trace_context::{trace_of, with_trace};
+use crate::cluster::trace::TraceId;
 use super::types::Priority;
 
 /// `POST /v1/completions`. Fields of OpenAI's API this server does not implement are refused
@@ -210,19 +212,25 @@ pub(super) fn finish_name(r: Option<FinishReason>) -> Value {
         (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
         (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
         (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
-pub async fn completions(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn completions(
+    node: web::Data<Node>,
+    http: actix_web::HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let mut admitted = Some(Admission::enter(&node, None)?);
-    let result = serve(node, body, &mut admitted).await;
+    let trace = trace_of(&http);
+    let result = serve(node, body, trace, &mut admitted).await;
     if let Some(a) = admitted.as_mut() {
         a.end(&result);
     }
-    result
+    with_trace(result, trace)
 }
 
 /// Answers a completion; a streamed one takes `admitted` into the task that streams it.
 async fn serve(
     node: web::Data<Node>,
     body: web::Payload,
+    trace: TraceId,
     admitted: &mut Option<Admission>,
 ) -> Result<HttpResponse, ApiError> {
     let req: CompletionRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
@@ -241,6 +249,7 @@ async fn serve(
         session: req.session_id.clone(),
         priority: req.priority.unwrap_or_default().rank(),
         echo: req.echo,
+        trace,
     };
     let request_id = fastrand::u64(..);
     let with_logprobs = req.logprobs.as_ref().is_some_and(|v| !v.is_null());

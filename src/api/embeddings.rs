@@ -12,6 +12,8 @@ use crate::cluster::node::Node;
 use super::admission::Admission;
 use super::body::read_json;
 use super::error::ApiError;
+use super::trace_context::{trace_of, with_trace};
+use crate::cluster::trace::TraceId;
 
 /// Most inputs one request may embed.
 const MAX_INPUTS: usize = 256;
@@ -74,14 +76,19 @@ fn inputs(v: &Value) -> Result<Vec<EmbedInput>, ApiError> {
         (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
         (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
         (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
-pub async fn embeddings(node: web::Data<Node>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn embeddings(
+    node: web::Data<Node>,
+    http: actix_web::HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let mut admitted = Admission::enter(&node, None)?;
-    let result = serve(&node, body, &mut admitted).await;
+    let trace = trace_of(&http);
+    let result = serve(&node, body, trace, &mut admitted).await;
     admitted.end(&result);
-    result
+    with_trace(result, trace)
 }
 
-async fn serve(node: &Node, body: web::Payload, admitted: &mut Admission) -> Result<HttpResponse, ApiError> {
+async fn serve(node: &Node, body: web::Payload, trace: TraceId, admitted: &mut Admission) -> Result<HttpResponse, ApiError> {
     let req: EmbeddingRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     admitted.model(&req.model);
     let base64 = match req.encoding_format.as_deref() {
@@ -89,7 +96,7 @@ async fn serve(node: &Node, body: web::Payload, admitted: &mut Admission) -> Res
         Some("base64") => true,
         Some(_) => return Err(bad("encoding_format", "must be \"float\" or \"base64\"")),
     };
-    let done = embed(node, &req.model, inputs(&req.input)?, fastrand::u64(..)).await?;
+    let done = embed(node, &req.model, inputs(&req.input)?, fastrand::u64(..), trace).await?;
     let width = done.embeddings.first().map(Vec::len).unwrap_or(0);
     if let Some(d) = req.dimensions.filter(|&d| d != width as u64) {
         return Err(bad("dimensions", format!("this model's embeddings have {width} dimensions, not {d}")));

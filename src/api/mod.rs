@@ -19,6 +19,7 @@ pub mod routes;
 pub mod schemas;
 pub mod serve;
 pub mod sse;
+pub mod trace_context;
 pub mod types;
 
 pub use error::ApiError;

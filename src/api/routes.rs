@@ -16,6 +16,8 @@ use crate::config::AffinityKey;
 
 use super::admission::Admission;
 use super::body::read_json;
+use super::trace_context::{trace_of, with_trace};
+use crate::cluster::trace::TraceId;
 use super::error::ApiError;
 use crate::cluster::node::model_files::model_tokenizer;
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
@@ -142,9 +144,10 @@ pub(crate) async fn infer_route(
     let start = Instant::now();
     let mut admitted = Admission::enter(&node, Some(&model))?;
     let client_ip = http.peer_addr().map(|a| a.ip().to_string());
-    let result = serve_infer(&node, &model, body, start, client_ip).await;
+    let trace = trace_of(&http);
+    let result = serve_infer(&node, &model, body, start, client_ip, trace).await;
     admitted.end(&result);
-    result.map(|r| json(200, &r))
+    with_trace(result.map(|r| json(200, &r)), trace)
 }
 
 async fn serve_infer(
@@ -153,6 +156,7 @@ async fn serve_infer(
     body: web::Payload,
     start: Instant,
     client_ip: Option<String>,
+    trace: TraceId,
 ) -> Result<InferResponse, ApiError> {
     let mut req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     if let Some(text) = req.text.take() {
@@ -189,9 +193,10 @@ async fn serve_infer(
             AffinityKey::Model => Some(model.to_string()),
         },
         priority: req.priority.unwrap_or_default().rank(),
+        trace,
         ..InferOptions::default()
     };
-    let span = tracing::info_span!("infer", request_id = format!("{request_id:016x}"), %model);
+    let span = tracing::info_span!("infer", trace_id = %trace, request_id = format!("{request_id:016x}"), %model);
     let served = match infer(node, model, input, opts, request_id).instrument(span).await {
         Ok(s) => s,
         // A request racing an unload: say the model is gone rather than that routes failed.

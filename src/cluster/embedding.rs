@@ -53,6 +53,7 @@ pub async fn embed(
     model: &str,
     inputs: Vec<EmbedInput>,
     request_id: u64,
+    trace: super::trace::TraceId,
 ) -> Result<Embedded, EmbedError> {
     let cfg = ready_model(node, model).map_err(EmbedError::Model)?;
     let tok = model_tokenizer(node, model).map_err(EmbedError::Model)?;
@@ -79,7 +80,7 @@ pub async fn embed(
             return Err(EmbedError::Input(format!("input {index} is empty")));
         }
         out.tokens += ids.len();
-        let opts = InferOptions { outputs: Some(vec!["last_hidden_state".into()]), ..InferOptions::default() };
+        let opts = InferOptions { outputs: Some(vec!["last_hidden_state".into()]), trace, ..InferOptions::default() };
         let served = infer(node, model, ModelInput::single(&ids), opts, request_id).await?;
         let states = served.outputs.tensors.get("last_hidden_state").ok_or(EmbedError::NoHiddenState)?;
         let width = states.shape.last().copied().unwrap_or(0);

@@ -37,6 +37,8 @@ pub struct GenerateRequest {
     /// Score the prompt too: the log-probability of every prompt token after the ones before
     /// it (the first prefill then returns every position's logits).
     pub echo: bool,
+    /// The W3C trace every step belongs to.
+    pub trace: super::trace::TraceId,
 }
 
 /// A token's log-probability and the most likely tokens at its position.
@@ -108,6 +110,7 @@ pub async fn generate(
             max_attempts: if replay { None } else { Some(1) },
             deadline: None,
             block_outputs: false,
+            trace: req.trace,
         };
         match infer(node, &req.model, ModelInput::single(&input), opts, request_id).await {
             Ok(served) => {

@@ -47,6 +47,8 @@ pub struct InferOptions {
     pub avoid: Vec<String>,
     /// Routes to try at most; the node's configured number when absent.
     pub max_attempts: Option<usize>,
+    /// The W3C trace the request belongs to.
+    pub trace: super::trace::TraceId,
 }
 
 /// A served request.
@@ -170,6 +172,7 @@ pub async fn infer(
             blocks: Vec::new(),
             processed_by: Vec::new(),
             kv: opts.kv,
+            trace: opts.trace,
         };
         let attempt_left = node.cfg.attempt_timeout().min(left);
         let sent = tokio::time::timeout(attempt_left, send_stage(node, &first, header, Vec::new())).await;
@@ -282,7 +285,20 @@ fn tp_bytes(node: &Node, out: TpOutput) -> Result<Vec<u8>, StageFailure> {
 
 /// Runs this node's stage of a request, then hands the result on: to the next stage, or to
 /// the node that took the request.
-pub async fn run_stage(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) -> Result<(), StageFailure> {
+pub async fn run_stage(node: &Node, header: ForwardHeader, hidden: Vec<u8>) -> Result<(), StageFailure> {
+    use tracing::Instrument;
+    let span = tracing::info_span!("stage", trace_id = %header.trace, request_id = %format!("{:016x}", header.request_id),
+        model = %header.model, stage = header.stage);
+    async move {
+        let ran = run_stage_here(node, header, hidden).await;
+        tracing::debug!(ok = ran.is_ok(), "stage ran");
+        ran
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_stage_here(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>) -> Result<(), StageFailure> {
     let _guard = InFlight::new(node);
     node.metrics.stages.fetch_add(1, Ordering::Relaxed);
     let members = header.route.get(header.stage).cloned().unwrap_or_default();

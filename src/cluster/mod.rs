@@ -29,6 +29,7 @@ pub mod node_actor;
 pub mod peer_handler;
 pub mod shard;
 pub mod shard_messages;
+pub mod trace;
 pub mod wire;
 
 pub use shard::{Forward, RestartPolicy, ShardActor, ShardError, ShardHandle, StageOutput, TpOutput, TpStep};

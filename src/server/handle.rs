@@ -46,7 +46,7 @@ impl RunningNode {
     /// truncation), computed by the cluster.
     pub async fn embed(&self, model: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let inputs = texts.iter().map(|t| EmbedInput::Text(t.to_string())).collect();
-        Ok(embed(&self.node, model, inputs, fastrand::u64(..)).await?.embeddings)
+        Ok(embed(&self.node, model, inputs, fastrand::u64(..), crate::cluster::trace::TraceId::random()).await?.embeddings)
     }
 }
 
@@ -67,6 +67,7 @@ async fn stream(
         session: None,
         priority: Priority::default().rank(),
         echo: false,
+        trace: crate::cluster::trace::TraceId::random(),
     };
     generate(node, gen_req, tok, fastrand::u64(..), |step| tx.send(Ok(GeneratedPiece::of(step))).is_ok()).await?;
     Ok(())

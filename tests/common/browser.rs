@@ -148,9 +148,10 @@ impl Page {
         }
     }
 
-    /// Opens `url`.
+    /// Opens `url` and waits until its document has loaded.
     pub async fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
+        self.wait_for(&format!("location.href === {url:?} && document.readyState === 'complete'"), 30).await;
     }
 
     /// The value of JavaScript expression `js` (awaited when it is a promise).
@@ -162,11 +163,13 @@ impl Page {
         r["result"]["value"].clone()
     }
 
-    /// Waits (up to `secs`) until `js` evaluates to `true`.
+    /// Waits (up to `secs`) until `js` evaluates to `true` (an exception counts as not yet:
+    /// the element may not be there).
     pub async fn wait_for(&mut self, js: &str, secs: u64) {
         let start = Instant::now();
         loop {
-            if self.eval(js).await == json!(true) {
+            let r = self.call("Runtime.evaluate", json!({"expression": js, "returnByValue": true})).await;
+            if r["result"]["value"] == json!(true) {
                 return;
             }
             let page = self.eval("document.body ? document.body.innerText : ''").await;

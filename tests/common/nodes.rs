@@ -39,6 +39,19 @@ pub fn key_file(dir: &Path, key: &str) -> PathBuf {
     f
 }
 
+/// As [`spawn`], logging at `RUST_LOG=mlmf=debug` into the file `log`.
+pub fn spawn_logged(join: Option<&str>, key: &Path, log: &Path) -> Node {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlmf"));
+    cmd.args(["node", "--listen", &addr, "--cluster-key-file"]).arg(key).env("RUST_LOG", "mlmf=debug");
+    if let Some(j) = join {
+        cmd.args(["--join", j]);
+    }
+    let file = std::fs::File::create(log).unwrap();
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    Node { child, addr }
+}
+
 pub fn spawn(join: Option<&str>, key: &Path, extra: &[&str]) -> Node {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlmf"));

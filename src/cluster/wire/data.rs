@@ -61,6 +61,8 @@ pub struct ForwardHeader {
     pub processed_by: Vec<String>,
     /// A generation step, whose stages continue the sequence's KV caches.
     pub kv: Option<KvStep>,
+    /// The W3C trace the request belongs to (every stage's span carries it).
+    pub trace: crate::cluster::trace::TraceId,
 }
 
 /// Why a stage could not run, and whether another route could.
