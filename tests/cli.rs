@@ -1,5 +1,6 @@
 //! The `mlmf` binary: `run` writes outputs matching the references, bad input exits
-//! non-zero with a one-line reason, `inspect` prints the plan.
+//! non-zero with a one-line reason, `inspect` prints the plan, completions and man pages, the
+//! client commands' JSON and `status --watch`.
 
 mod common;
 
@@ -117,4 +118,60 @@ fn inspect_prints_architecture_sizes_and_plan() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["plan"]["shards"].as_array().unwrap().len(), 4);
     assert_eq!(v["layout"]["layers"].as_array().unwrap().len(), 4);
+}
+
+/// Shell completions and man pages come from the command line's own definition.
+#[test]
+fn completions_and_man_pages_are_generated_from_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = mlmf().args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success() && text.contains("generate") && text.contains("embed"), "{shell}: {text}");
+    }
+    let out = mlmf().arg("man").output().unwrap();
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success() && page.contains(".TH mlmf"), "{page}");
+    let dir = tempfile::Builder::new().prefix("mlmf-cli-man-").tempdir().unwrap();
+    assert!(mlmf().args(["man", "--out-dir"]).arg(dir.path()).status().unwrap().success());
+    for page in ["mlmf.1", "mlmf-serve.1", "mlmf-generate.1", "mlmf-status.1"] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    fails_with(&["completions", "tcsh"], "tcsh");
+}
+
+/// The client commands against a running node: `load --json` and `status --json` print the
+/// API's JSON, and `status --watch` redraws its table until stopped.
+#[test]
+fn client_commands_print_json_and_status_watches() {
+    let cluster = common::nodes::Cluster::start("cli-status", 1, |_| String::new());
+    let (addr, key) = (cluster.nodes[0].addr.as_str(), cluster.key.to_str().unwrap());
+    let target = ["--addr", addr, "--cluster-key-file", key];
+    let out = mlmf()
+        .arg("load")
+        .args(target)
+        .args(["--id", "g", "--model"])
+        .arg(fixture("gpt2_tiny"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((status["id"].as_str(), status["status"].as_str()), (Some("g"), Some("ready")), "{status}");
+    let out = mlmf().arg("status").args(target).arg("--json").output().unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["cluster"]["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(all["models"][0]["id"], "g");
+    let mut watch = mlmf()
+        .arg("status")
+        .args(target)
+        .args(["--watch", "--interval-ms", "200"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("\x1b[2J").count() >= 3, "{text}");
+    assert!(text.contains("MODEL") && text.lines().any(|l| l.starts_with("g ") && l.contains("ready")), "{text}");
 }

@@ -525,4 +525,18 @@ fn streams_hold_their_place_in_flight_and_every_route_is_counted_per_model() {
     assert!(count("g", 200) >= 4, "{metrics}");
     assert!(count("(unknown)", 429) == 3 && count("(unknown)", 404) == 1, "{metrics}");
     assert!(!metrics.contains("no-such-model"), "a client's model name became a label");
+    // A client that leaves mid-stream gives its place back: nothing stays counted in flight.
+    let mut leaving = Events::open(&addr, &key, "/v1/completions", &long);
+    leaving.next_data().unwrap();
+    drop(leaving);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = common::http::get_text(&addr, &key, "/metrics");
+        let line = metrics.lines().find(|l| l.starts_with("mlmf_http_in_flight{")).unwrap().to_string();
+        if line.ends_with(" 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still counted in flight: {line}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -78,6 +78,9 @@ pub struct LoadArgs {
     /// Return at once instead of showing progress until ready.
     #[arg(long)]
     pub no_wait: bool,
+    /// Print the model's status as JSON (when it is ready, or at once with --no-wait).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `mlmf infer`.
@@ -115,6 +118,15 @@ pub struct StatusArgs {
     /// Show one model instead of the cluster.
     #[arg(long)]
     pub id: Option<String>,
+    /// Print JSON: `{"cluster", "models"}`, or the model's status.
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+    /// Redraw the table every `--interval-ms` until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Refresh interval of `--watch`.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub interval_ms: u64,
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
@@ -159,13 +171,16 @@ pub fn load(a: LoadArgs) -> Result<(), String> {
     };
     block_on(async move {
         let s = client.load(&req).await.map_err(|e| e.to_string())?;
-        println!("{}: {} shards, {} replicas placed", s.id, s.plan.shards.len(), s.placement.assignments.len());
-        if a.no_wait {
-            return Ok(());
+        if !a.json {
+            println!("{}: {} shards, {} replicas placed", s.id, s.plan.shards.len(), s.placement.assignments.len());
         }
-        let s = wait_with_bar(&client, &a.id).await?;
-        let pulled = s.progress.iter().filter(|p| p.pulled).count();
-        println!("{}: ready ({} replicas, {pulled} pulled from peers)", s.id, s.progress.len());
+        let s = if a.no_wait { s } else { wait_with_bar(&client, &a.id).await? };
+        if a.json {
+            println!("{}", serde_json::to_string(&s).map_err(|e| e.to_string())?);
+        } else if !a.no_wait {
+            let pulled = s.progress.iter().filter(|p| p.pulled).count();
+            println!("{}: ready ({} replicas, {pulled} pulled from peers)", s.id, s.progress.len());
+        }
         Ok(())
     })
 }
@@ -207,35 +222,83 @@ pub fn infer(a: InferArgs) -> Result<(), String> {
 pub fn status(a: StatusArgs) -> Result<(), String> {
     let client = a.target.client()?;
     block_on(async move {
-        if let Some(id) = a.id {
-            let s = client.model(&id).await.map_err(|e| e.to_string())?;
+        if let Some(id) = &a.id {
+            let s = client.model(id).await.map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
             return Ok(());
         }
-        let c = client.cluster().await.map_err(|e| e.to_string())?;
-        println!(
-            "cluster {} (coordinator {}, view {})",
-            c["health"].as_str().unwrap_or("?"),
-            c["coordinator"],
-            c["version"]
-        );
-        for n in c["nodes"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<22} {:<8} phi {:>5.2}  cpu {:>5.1}%  mem {:>6} MiB  shards {}",
-                n["node"]["info"]["id"].as_str().unwrap_or("?"),
-                n["node"]["state"].as_str().unwrap_or("?"),
-                n["phi"].as_f64().unwrap_or(0.0),
-                n["stats"]["cpu_percent"].as_f64().unwrap_or(0.0),
-                n["stats"]["process_memory"].as_u64().unwrap_or(0) >> 20,
-                n["shards"]
-                    .as_array()
-                    .map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default(),
-            );
+        loop {
+            let c = client.cluster().await.map_err(|e| e.to_string())?;
+            let models = client.models().await.map_err(|e| e.to_string())?;
+            if a.json {
+                println!("{}", serde_json::json!({"cluster": c, "models": models}));
+                return Ok(());
+            }
+            let table = status_table(&c, &models);
+            if !a.watch {
+                print!("{table}");
+                return Ok(());
+            }
+            // Clear the screen and draw again from its top.
+            print!("\x1b[2J\x1b[H{table}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
         }
-        for m in client.models().await.map_err(|e| e.to_string())? {
-            println!("  model {:<12} {:?} strategy {} x{}", m.id, m.status, m.strategy, m.replication);
-        }
-        Ok(())
     })
+}
+
+/// The cluster's nodes and models as an aligned table.
+fn status_table(c: &serde_json::Value, models: &[crate::cluster::wire::ModelStatus]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cluster {} (coordinator {}, view {})",
+        c["health"].as_str().unwrap_or("?"),
+        c["coordinator"].as_str().unwrap_or("?"),
+        c["version"]
+    );
+    let _ = writeln!(
+        out,
+        "{:<22} {:<8} {:>6} {:>6} {:>9} {:>9} {:>9}  shards",
+        "NODE", "STATE", "PHI", "CPU%", "MEM MiB", "KV MiB", "IN FLIGHT"
+    );
+    for n in c["nodes"].as_array().into_iter().flatten() {
+        let s = &n["stats"];
+        let _ = writeln!(
+            out,
+            "{:<22} {:<8} {:>6.2} {:>6.1} {:>9} {:>9.1} {:>9}  {}",
+            n["node"]["info"]["id"].as_str().unwrap_or("?"),
+            n["node"]["state"].as_str().unwrap_or("?"),
+            n["phi"].as_f64().unwrap_or(0.0),
+            s["cpu_percent"].as_f64().unwrap_or(0.0),
+            s["process_memory"].as_u64().unwrap_or(0) >> 20,
+            s["kv_cache_bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64,
+            s["in_flight"].as_u64().unwrap_or(0),
+            n["shards"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
+        );
+    }
+    let _ = writeln!(out, "{:<22} {:<10} {:<14} {:>8} {:>7}", "MODEL", "STATUS", "STRATEGY", "REPLICAS", "LOADED");
+    for m in models {
+        let (loaded, total) = m.progress.iter().fold((0u64, 0u64), |(l, t), p| (l + p.loaded, t + p.total));
+        let status = match &m.status {
+            crate::cluster::wire::ModelState::Loading => "loading".to_string(),
+            crate::cluster::wire::ModelState::Ready => "ready".to_string(),
+            crate::cluster::wire::ModelState::Failed { reason } => format!("failed: {reason}"),
+        };
+        let _ = writeln!(
+            out,
+            "{:<22} {:<10} {:<14} {:>8} {:>6.0}%",
+            m.id,
+            status,
+            m.strategy,
+            m.replication,
+            100.0 * loaded as f64 / total.max(1) as f64
+        );
+    }
+    out
 }

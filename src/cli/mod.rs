@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod node_cmd;
 pub mod run;
 pub mod serve;
+pub mod shell;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,10 @@ pub enum Command {
     Infer(client_cmds::InferArgs),
     /// Show a running cluster's nodes and models, or one model.
     Status(client_cmds::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (or write every page with --out-dir).
+    Man(shell::ManArgs),
 }
 
 /// Runs the parsed command; errors come back as one line.
@@ -55,5 +60,7 @@ pub fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Generate(a) => generate::generate(a),
         Command::Embed(a) => embed::embed(a),
         Command::Status(a) => client_cmds::status(a),
+        Command::Completions(a) => shell::completions(a),
+        Command::Man(a) => shell::man(a),
     }
 }
