@@ -12,13 +12,14 @@ use mlmf_actors::auth::ClusterKey;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = std::env::args().nth(1).unwrap_or_else(|| "tests/fixtures/gpt2_tiny".into());
-    let key: String = (0..32).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+    // A fresh key from the operating system's CSPRNG.
+    let (key, _text) = ClusterKey::generate()?;
     let config = DistributedConfigBuilder::new()
         .sharding(ShardingStrategy::PipelineSharding { num_stages: 3 })
         .device_placement(DevicePlacementConfig::gpu_optimized())
         .load_balancing(LoadBalancingConfig::resource_based())
         .fault_tolerance(FaultToleranceConfig::high_availability())
-        .cluster_key(ClusterKey::new(key.as_bytes())?)
+        .cluster_key(key)
         .build()?;
     actix_web::rt::System::new().block_on(async {
         let addresses = ["127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"];

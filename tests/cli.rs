@@ -139,6 +139,17 @@ fn completions_and_man_pages_are_generated_from_the_commands() {
     fails_with(&["completions", "tcsh"], "tcsh");
 }
 
+/// A node that anyone on the network could reach refuses to start without a key and TLS
+/// (before it binds anything), unless told `--insecure`.
+#[test]
+fn a_node_on_a_public_address_needs_a_key_and_tls() {
+    fails_with(&["node", "--listen", "0.0.0.0:0"], "refusing to listen on 0.0.0.0:0 without a cluster key or TLS");
+    let dir = tempfile::Builder::new().prefix("mlmf-cli-insecure-").tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "a cluster key long enough for the test").unwrap();
+    fails_with(&["node", "--listen", "0.0.0.0:0", "--cluster-key-file", key.to_str().unwrap()], "without TLS");
+}
+
 /// The client commands against a running node: `load --json` and `status --json` print the
 /// API's JSON, and `status --watch` redraws its table until stopped.
 #[test]

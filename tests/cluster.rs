@@ -290,6 +290,52 @@ fn serve_starts_a_tls_cluster_loads_the_model_and_says_how_to_call_it() {
         serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
     let text = format!("{:?}", refs["prompts"][0]["new_text"].as_str().unwrap());
     assert!(stdout.contains("completion of \"The cluster will load the model\"") && stdout.contains(&text), "{stdout}");
+    // Its key and TLS files lived in a private directory of their own, gone once it exited.
+    let dir = key_dir(&stdout);
+    assert!(dir.file_name().unwrap().to_str().unwrap().starts_with("mlmf-serve-"), "{}", dir.display());
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
+/// The directory of the key file `mlmf serve` names on its `cluster key:` line.
+fn key_dir(stdout: &str) -> std::path::PathBuf {
+    let line = stdout.lines().find(|l| l.starts_with("cluster key: ")).expect("a cluster key line");
+    let key = line.trim_start_matches("cluster key: ").split_whitespace().next().unwrap();
+    std::path::Path::new(key).parent().unwrap().to_path_buf()
+}
+
+/// Ctrl-C stops `mlmf serve` cleanly: the nodes stop, the private directory (0700, with the
+/// key and the TLS private key) is removed, and it exits 0.
+#[test]
+fn serve_interrupted_removes_its_private_directory() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["serve", "--model", fixture("gpt2_tiny").to_str().unwrap(), "--nodes", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "serve ended early:\n{seen}");
+        seen.push_str(&line);
+        if line.starts_with("completion of") {
+            break;
+        }
+    }
+    let dir = key_dir(&seen);
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    let key_mode = std::fs::metadata(dir.join("cluster.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let key = std::fs::read_to_string(dir.join("cluster.key")).unwrap();
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!dir.exists(), "{} is still there after Ctrl-C", dir.display());
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub enum KeyError {
     /// The key is too short to be a secret.
     #[error("cluster key must be at least {MIN_KEY_BYTES} bytes, got {0}")]
     TooShort(usize),
+    /// The operating system's random source failed.
+    #[error("no random bytes from the operating system: {0}")]
+    Random(String),
 }
 
 /// A shared cluster secret.
@@ -31,6 +34,19 @@ pub enum KeyError {
 pub struct ClusterKey(Zeroizing<Vec<u8>>);
 
 impl ClusterKey {
+    /// A fresh key of 32 bytes from the operating system's CSPRNG, and its text (64 hex
+    /// digits) to write into a key file; both are wiped from memory when dropped.
+    pub fn generate() -> Result<(ClusterKey, Zeroizing<String>), KeyError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
+        let mut text = Zeroizing::new(String::with_capacity(64));
+        for b in bytes.iter() {
+            use std::fmt::Write;
+            let _ = write!(text, "{b:02x}");
+        }
+        Ok((ClusterKey::new(text.as_bytes())?, text))
+    }
+
     /// A key from bytes (surrounding whitespace removed).
     pub fn new(bytes: &[u8]) -> Result<ClusterKey, KeyError> {
         let trimmed = bytes.trim_ascii();
@@ -69,6 +85,16 @@ impl std::fmt::Debug for ClusterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_keys_are_hex_of_32_random_bytes_and_differ() {
+        let (a, text_a) = ClusterKey::generate().unwrap();
+        let (_, text_b) = ClusterKey::generate().unwrap();
+        assert_eq!(text_a.len(), 64);
+        assert!(text_a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(*text_a, *text_b);
+        assert!(a.verify(text_a.as_bytes()));
+    }
 
     #[test]
     fn verify_and_redaction() {

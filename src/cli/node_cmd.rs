@@ -19,6 +19,9 @@ pub struct NodeArgs {
     /// The `host:port` others reach this node at (when it listens on 0.0.0.0, say).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Allow a non-loopback --listen without a cluster key or without TLS.
+    #[arg(long)]
+    pub insecure: bool,
     /// File holding the cluster key (at least 16 bytes).
     #[arg(long)]
     pub cluster_key_file: Option<PathBuf>,
@@ -72,6 +75,7 @@ impl NodeArgs {
         if self.advertise.is_some() {
             cfg.advertise = self.advertise.clone();
         }
+        cfg.insecure |= self.insecure;
         if self.cluster_key_file.is_some() {
             cfg.cluster_key_file = self.cluster_key_file.clone();
         }

@@ -64,10 +64,16 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
     }
     let model = std::path::absolute(&a.model).map_err(|e| format!("{}: {e}", a.model.display()))?;
     crate::model::Checkpoint::open(&model).map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!("mlmf-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // A fresh directory only this user can read (0700, a random name), removed when serve
+    // returns: on a node's exit, with --exit-when-ready, and on Ctrl-C or SIGTERM.
+    let private = tempfile::Builder::new()
+        .prefix("mlmf-serve-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .map_err(|e| format!("a private directory for the key and TLS files: {e}"))?;
+    let dir = private.path().to_path_buf();
     let key_file = dir.join("cluster.key");
-    let key_text: String = (0..32).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+    let (key, key_text) = ClusterKey::generate().map_err(|e| e.to_string())?;
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -76,8 +82,8 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         .open(&key_file)
         .and_then(|mut f| f.write_all(key_text.as_bytes()))
         .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let key = ClusterKey::new(key_text.as_bytes()).map_err(|e| e.to_string())?;
     drop(key_text);
+    let stop = stop_on_signal()?;
     // The links between nodes (and the HTTP API on the same port) use TLS with a fresh CA.
     let tls = mlmf_actors::tls::self_signed(&dir.join("tls"), false).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -177,13 +183,43 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
     if a.exit_when_ready {
         return Ok(());
     }
-    // Serve until a node dies or we are interrupted (the nodes exit with us).
+    // Serve until a node dies or we are interrupted; the nodes stop and the private
+    // directory goes when this returns.
     loop {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            eprintln!("stopping the nodes");
+            return Ok(());
+        }
         for (i, c) in nodes.0.iter_mut().enumerate() {
             if let Ok(Some(status)) = c.try_wait() {
                 return Err(format!("node {i} exited ({status})"));
             }
         }
     }
+}
+
+/// A flag raised by Ctrl-C (SIGINT) or SIGTERM, so that serve returns and cleans up instead
+/// of dying with its key files on disk.
+fn stop_on_signal() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, String> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raised = std::sync::Arc::clone(&flag);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("mlmf-serve-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                raised.store(true, std::sync::atomic::Ordering::Release);
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(flag)
 }

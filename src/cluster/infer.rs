@@ -154,10 +154,16 @@ pub async fn infer(
             }
             Err(e) => return Err(InferError::Failed { attempts: attempt - 1, last: e.to_string(), node: last_node }),
         };
+        // A user's balancer may answer anything: a route with a stage of no member is refused.
+        let Some(first) = route.first().and_then(|s| s.first()).map(|m| m.1.clone()) else {
+            return Err(InferError::Failed { attempts: attempt - 1, last: "the balancer picked an empty route".into(), node: last_node });
+        };
+        if route.iter().any(Vec::is_empty) {
+            return Err(InferError::Failed { attempts: attempt - 1, last: "the balancer picked a route with an empty stage".into(), node: last_node });
+        }
         let delivery = fastrand::u64(..);
         let (tx, rx) = tokio::sync::oneshot::channel();
         node.pending.insert(delivery, tx);
-        let first = route[0][0].1.clone();
         let header = ForwardHeader {
             request_id,
             delivery,

@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// A member to join; none makes this node the coordinator.
     pub join: Option<String>,
+    /// Listen on a non-loopback address without a cluster key or without TLS (refused
+    /// otherwise: anyone who reaches the port could drive the cluster, or read its traffic).
+    pub insecure: bool,
     /// Node id; the listen address when absent.
     pub node_id: Option<String>,
     /// File holding the cluster key (required of peers and HTTP clients when set).
@@ -101,6 +104,7 @@ impl Default for NodeConfig {
             listen: "127.0.0.1:7070".into(),
             advertise: None,
             join: None,
+            insecure: false,
             node_id: None,
             cluster_key_file: None,
             model_roots: Vec::new(),
@@ -188,6 +192,15 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Whether `listen` names a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+    pub fn listens_on_loopback(&self) -> bool {
+        let host = match self.listen.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => self.listen.as_str(),
+        };
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The node id.
     pub fn id(&self) -> String {
         self.node_id.clone().unwrap_or_else(|| self.listen.clone())
@@ -201,5 +214,17 @@ impl NodeConfig {
     /// A request's deadline.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.requests.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_listen_addresses_are_told_apart() {
+        let on = |listen: &str| NodeConfig { listen: listen.into(), ..NodeConfig::default() }.listens_on_loopback();
+        assert!(on("127.0.0.1:7070") && on("127.0.0.9:1") && on("[::1]:7070") && on("localhost:7070"));
+        assert!(!on("0.0.0.0:7070") && !on("[::]:7070") && !on("10.0.0.5:7070") && !on("node-a.example:7070"));
     }
 }

@@ -81,6 +81,17 @@ pub async fn start_with(
     balancer: Option<actix::Recipient<PickRoute>>,
 ) -> Result<RunningNode, NodeError> {
     cfg.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+    if !cfg.insecure && !cfg.listens_on_loopback() && (key.is_none() || cfg.tls.is_none()) {
+        return Err(NodeError::Config(format!(
+            "refusing to listen on {} without {}: anyone who reaches it could use the cluster (give a cluster key and TLS, or --insecure)",
+            cfg.listen,
+            match (key.is_none(), cfg.tls.is_none()) {
+                (true, true) => "a cluster key or TLS",
+                (true, false) => "a cluster key",
+                _ => "TLS",
+            }
+        )));
+    }
     let device = match &cfg.device {
         Some(d) => crate::model::device_by_name(d).map_err(NodeError::Config)?,
         None => crate::model::default_device(),
