@@ -60,7 +60,7 @@ pub fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Generate(a) => generate::generate(a),
         Command::Embed(a) => embed::embed(a),
         Command::Status(a) => client_cmds::status(a),
-        Command::Completions(a) => shell::completions(a),
-        Command::Man(a) => shell::man(a),
+        Command::Completions(a) => shell::completions(a, <Cli as clap::CommandFactory>::command()),
+        Command::Man(a) => shell::man(a, <Cli as clap::CommandFactory>::command()),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory};
+use clap::Args;
 
 /// Arguments of `mlmf completions`.
 #[derive(Debug, Args)]
@@ -22,16 +22,14 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-/// Prints the completion script of `a.shell`.
-pub fn completions(a: CompletionsArgs) -> Result<(), String> {
-    let mut cmd = super::Cli::command();
+/// Prints the completion script of `a.shell` for the command line `cmd`.
+pub fn completions(a: CompletionsArgs, mut cmd: clap::Command) -> Result<(), String> {
     clap_complete::generate(a.shell, &mut cmd, "mlmf", &mut std::io::stdout());
     Ok(())
 }
 
-/// Prints `mlmf.1`, or writes every page into `--out-dir`.
-pub fn man(a: ManArgs) -> Result<(), String> {
-    let cmd = super::Cli::command();
+/// Prints `mlmf.1` of the command line `cmd`, or writes every page into `--out-dir`.
+pub fn man(a: ManArgs, cmd: clap::Command) -> Result<(), String> {
     match a.out_dir {
         None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()).map_err(|e| e.to_string()),
         Some(dir) => {
