@@ -155,6 +155,7 @@ fn a_node_on_a_public_address_needs_a_key_and_tls() {
 #[test]
 fn client_commands_print_json_and_status_watches() {
     let cluster = common::nodes::Cluster::start("cli-status", 1, |_| String::new());
+    common::nodes::block_on(common::nodes::wait_members(&cluster.client(0), 1));
     let (addr, key) = (cluster.nodes[0].addr.as_str(), cluster.key.to_str().unwrap());
     let target = ["--addr", addr, "--cluster-key-file", key];
     let out = mlmf()

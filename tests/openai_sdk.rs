@@ -109,3 +109,54 @@ fn the_openai_python_sdk_completes_streams_chats_and_embeds() {
     assert_eq!(got["embeddings_float"][0], got["embeddings"][0]);
     assert_eq!(got["not_found"], 404);
 }
+
+const SERVE_SCRIPT: &str = r#"
+import json, sys
+import httpx2, openai
+addr, key, ca, prompt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+c = openai.OpenAI(base_url=f"https://{addr}/v1", api_key=key, max_retries=0, timeout=60,
+                  http_client=httpx2.Client(verify=ca))
+pieces = [ch.choices[0].text for ch in c.completions.create(model="default", prompt=prompt, max_tokens=24,
+                                                              temperature=0, stream=True)]
+print(json.dumps({"pieces": pieces}))
+"#;
+
+/// The same SDK pointed at `mlmf serve`, over its TLS with the CA it prints, as the README
+/// says: the streamed completion is the reference text.
+#[test]
+fn the_openai_python_sdk_streams_from_mlmf_serve_over_tls() {
+    use std::io::BufRead;
+    let Some(python) = common::tools::python("the_openai_python_sdk_streams_from_mlmf_serve_over_tls") else {
+        return;
+    };
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["serve", "--model", fixture("gpt2_tiny").to_str().unwrap(), "--nodes", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(serve.stdout.take().unwrap());
+    let (mut addr, mut key, mut ca) = (String::new(), String::new(), String::new());
+    let mut seen = String::new();
+    while ca.is_empty() || addr.is_empty() {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "serve ended early:\n{seen}");
+        seen.push_str(&line);
+        if let Some(rest) = line.split(" at https://").nth(1) {
+            addr = rest.trim().to_string();
+        }
+        if let Some(rest) = line.strip_prefix("cluster key: ") {
+            let mut words = rest.split_whitespace();
+            key = std::fs::read_to_string(words.next().unwrap()).unwrap().trim().to_string();
+            ca = words.nth(1).unwrap().to_string();
+        }
+    }
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
+    let p = &refs["prompts"][0];
+    let got = common::tools::run_json(&python, SERVE_SCRIPT, &[&addr, &key, &ca, p["prompt"].as_str().unwrap()]);
+    let text: String = got["pieces"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    assert_eq!(text, p["new_text"].as_str().unwrap());
+    let _ = std::process::Command::new("kill").args(["-INT", &serve.id().to_string()]).status();
+    assert!(serve.wait().unwrap().success());
+}
