@@ -130,7 +130,8 @@ fn main() {
             per_position as f64 / 1024.0
         ));
         if let Some(r) = torch.as_ref().map(|t| &t["results"][key]) {
-            let (tp, td) = (r["prefill_ms"].as_f64().unwrap_or(f64::NAN), r["decode_ms_per_step"].as_f64().unwrap_or(f64::NAN));
+            let (tp, td) =
+                (r["prefill_ms"].as_f64().unwrap_or(f64::NAN), r["decode_ms_per_step"].as_f64().unwrap_or(f64::NAN));
             versus.push(format!(
                 "| {name}, {prompt} / {steps} | {tp:.1} ms | {prefill:.1} ms | {td:.2} ms ({:.0} tok/s) | {one:.2} ms ({:.0} tok/s) | {:.2}x |",
                 1e3 / td,
@@ -155,7 +156,9 @@ fn main() {
         return;
     };
     println!("\nagainst PyTorch {} generate (same run, {} threads)", torch["torch"], torch["threads"]);
-    println!("| model, prompt / new tokens | PyTorch prefill | mlmf prefill | PyTorch decode per token | mlmf decode per token | mlmf tok/s / PyTorch tok/s |");
+    println!(
+        "| model, prompt / new tokens | PyTorch prefill | mlmf prefill | PyTorch decode per token | mlmf decode per token | mlmf tok/s / PyTorch tok/s |"
+    );
     println!("|---|---|---|---|---|---|");
     for r in versus {
         println!("{r}");

@@ -188,9 +188,8 @@ impl ClusterClient {
         let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
         for item in v["data"].as_array().into_iter().flatten() {
             let slot = item["index"].as_u64().and_then(|i| out.get_mut(i as usize));
-            let vector: Option<Vec<f32>> = item["embedding"]
-                .as_array()
-                .and_then(|e| e.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
+            let vector: Option<Vec<f32>> =
+                item["embedding"].as_array().and_then(|e| e.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
             if let (Some(slot), Some(vector)) = (slot, vector) {
                 *slot = Some(vector);
             }

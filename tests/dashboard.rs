@@ -28,7 +28,8 @@ fn the_dashboard_shows_the_cluster_live_in_a_real_browser() {
     let members = status["nodes"].as_array().unwrap();
     let ids: Vec<String> = members.iter().map(|n| n["node"]["info"]["id"].as_str().unwrap().to_string()).collect();
     let victim = members.iter().find(|n| n["node"]["info"]["id"] != status["coordinator"]).unwrap();
-    let victim_index = cluster.nodes.iter().position(|n| n.addr == victim["node"]["info"]["addr"].as_str().unwrap()).unwrap();
+    let victim_index =
+        cluster.nodes.iter().position(|n| n.addr == victim["node"]["info"]["addr"].as_str().unwrap()).unwrap();
     let victim = victim["node"]["info"]["id"].as_str().unwrap().to_string();
     let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let mut cluster = cluster;

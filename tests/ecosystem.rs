@@ -60,7 +60,8 @@ fn write_temp(dir: &std::path::Path, name: &str, text: &str) -> String {
 
 #[test]
 fn the_openapi_document_validates_lists_every_route_and_describes_real_answers() {
-    let Some(python) = common::tools::python("the_openapi_document_validates_lists_every_route_and_describes_real_answers")
+    let Some(python) =
+        common::tools::python("the_openapi_document_validates_lists_every_route_and_describes_real_answers")
     else {
         return;
     };
@@ -95,7 +96,13 @@ fn the_openapi_document_validates_lists_every_route_and_describes_real_answers()
                 json!({"model": "g", "prompt": "The cluster", "max_tokens": 4, "logprobs": 2, "return_token_ids": true}),
             ),
         ),
-        ("CompletionResponse", post("/v1/completions", json!({"model": "g", "prompt": "The", "max_tokens": 0, "echo": true, "logprobs": 1}))),
+        (
+            "CompletionResponse",
+            post(
+                "/v1/completions",
+                json!({"model": "g", "prompt": "The", "max_tokens": 0, "echo": true, "logprobs": 1}),
+            ),
+        ),
         ("EmbeddingResponse", post("/v1/embeddings", json!({"model": "g", "input": ["a", "b"]}))),
         ("EmbeddingResponse", post("/v1/embeddings", json!({"model": "g", "input": "a", "encoding_format": "base64"}))),
     ];
@@ -127,14 +134,16 @@ fn the_openapi_document_validates_lists_every_route_and_describes_real_answers()
 
 #[test]
 fn metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labels() {
-    let Some(python) = common::tools::python("metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labels")
+    let Some(python) =
+        common::tools::python("metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labels")
     else {
         return;
     };
     let cluster = Cluster::start("metrics", 2, |_| String::new());
     let (addr, key) = (cluster.nodes[0].addr.clone(), bearer(&cluster.key));
     block_on(serve_model(&cluster.client(0), 2, "g", &fixture("gpt2_tiny"), "pipeline:2", 1));
-    for body in [json!({"model": "g", "prompt": "The cluster", "max_tokens": 5}), json!({"model": "zz", "prompt": "x"})] {
+    for body in [json!({"model": "g", "prompt": "The cluster", "max_tokens": 5}), json!({"model": "zz", "prompt": "x"})]
+    {
         post_json(&addr, &key, "/v1/completions", &body);
     }
     post_json(&addr, &key, "/v1/models/g/infer", &json!({"input_ids": [[1, 2, 3]]}));
@@ -163,10 +172,9 @@ fn metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labe
             let sample = s[0].as_str().unwrap();
             match kind {
                 "counter" => assert!(sample.ends_with("_total") || sample.ends_with("_created"), "{sample}"),
-                "histogram" => assert!(
-                    ["_bucket", "_sum", "_count", "_created"].iter().any(|x| sample.ends_with(x)),
-                    "{sample}"
-                ),
+                "histogram" => {
+                    assert!(["_bucket", "_sum", "_count", "_created"].iter().any(|x| sample.ends_with(x)), "{sample}")
+                }
                 _ => {}
             }
             // Labels name only what the cluster itself has: never a client's model name.
@@ -251,7 +259,8 @@ fn a_trace_id_from_traceparent_reaches_every_stage_on_every_node() {
     let logs: Vec<std::path::PathBuf> = (0..3).map(|i| dir.path().join(format!("node{i}.log"))).collect();
     let first = spawn_logged(None, &key, &logs[0]);
     let others: Vec<Node> = logs[1..].iter().map(|l| spawn_logged(Some(&first.addr), &key, l)).collect();
-    let client = mlmf::client::ClusterClient::new(&first.addr, Some(mlmf_actors::auth::ClusterKey::from_file(&key).unwrap()));
+    let client =
+        mlmf::client::ClusterClient::new(&first.addr, Some(mlmf_actors::auth::ClusterKey::from_file(&key).unwrap()));
     block_on(serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 1));
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let body = json!({"input_ids": [[464, 968, 758]]}).to_string();

@@ -155,8 +155,7 @@ fn a_running_node_generates_and_embeds_in_this_process() {
 #[test]
 fn chat_templates_render_as_transformers_renders_them() {
     use mlmf::generate::{ChatMessage, render_chat};
-    let refs: Value =
-        serde_json::from_slice(&std::fs::read(common::fixture("chat_templates.json")).unwrap()).unwrap();
+    let refs: Value = serde_json::from_slice(&std::fs::read(common::fixture("chat_templates.json")).unwrap()).unwrap();
     let conversations: Vec<Vec<ChatMessage>> = serde_json::from_value(refs["conversations"].clone()).unwrap();
     let cases = refs["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);

@@ -70,7 +70,8 @@ fn the_openai_python_sdk_completes_streams_chats_and_embeds() {
         serde_json::from_slice(&std::fs::read(fixture("gpt2_tiny").join("generation.json")).unwrap()).unwrap();
     let p = &refs["prompts"][0];
     let key = std::fs::read_to_string(&cluster.key).unwrap();
-    let got = common::tools::run_json(&python, SCRIPT, &[&cluster.nodes[1].addr, key.trim(), p["prompt"].as_str().unwrap()]);
+    let got =
+        common::tools::run_json(&python, SCRIPT, &[&cluster.nodes[1].addr, key.trim(), p["prompt"].as_str().unwrap()]);
     assert_eq!(got["models"], json!(["chat", "g"]));
     let want = p["new_text"].as_str().unwrap();
     assert_eq!(got["text"], want);
@@ -85,7 +86,8 @@ fn the_openai_python_sdk_completes_streams_chats_and_embeds() {
     let rendered = "<|im_start|>user\nWhen a node fails?<|im_end|>\n<|im_start|>assistant\n";
     let tok = mlmf::generate::TextTokenizer::require(chat_dir.path()).unwrap();
     let runner =
-        mlmf::exec::LocalRunner::load(chat_dir.path(), &"none".parse().unwrap(), &mlmf::model::default_device()).unwrap();
+        mlmf::exec::LocalRunner::load(chat_dir.path(), &"none".parse().unwrap(), &mlmf::model::default_device())
+            .unwrap();
     let params = mlmf::generate::GenerationParams {
         max_tokens: 12,
         sampling: mlmf::generate::SamplingParams::greedy(),

@@ -7,9 +7,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+
 use crate::cluster::node::Node;
+use crate::cluster::trace::TraceId;
 
 use super::error::ApiError;
+use super::trace_context::{trace_of, with_trace};
 
 /// The metrics label of a request for a model that is not ready (bounded: arbitrary names
 /// from clients never become labels).
@@ -32,14 +37,17 @@ impl Admission {
     pub fn enter(node: &Node, model: Option<&str>) -> Result<Admission, ApiError> {
         node.requests.fetch_add(1, Ordering::Relaxed);
         let taken = node.http_in_flight.fetch_add(1, Ordering::AcqRel);
-        let mut admitted =
-            Admission { node: node.clone(), label: None, start: Instant::now(), status: 429 };
+        let mut admitted = Admission { node: node.clone(), label: None, start: Instant::now(), status: 429 };
         if let Some(m) = model {
             admitted.model(m);
         }
         let limit = node.cfg.requests.max_in_flight;
         if taken >= limit {
-            let e = ApiError::new(429, "overloaded", format!("{taken} requests in flight on this node (limit {limit}); retry later"));
+            let e = ApiError::new(
+                429,
+                "overloaded",
+                format!("{taken} requests in flight on this node (limit {limit}); retry later"),
+            );
             admitted.status = e.status;
             return Err(e);
         }
@@ -66,6 +74,23 @@ impl Admission {
     pub fn take(slot: &mut Option<Admission>) -> Result<Admission, ApiError> {
         slot.take().ok_or_else(|| ApiError::new(500, "internal", "the request was not admitted"))
     }
+}
+
+/// The frame of an OpenAI-compatible route: the request admitted (or a 429), its trace taken
+/// from `http`, `serve` run with both (a streamed answer takes the admission out of the slot
+/// into its task), the outcome recorded, and the answer's `traceparent` set.
+pub async fn admitted(
+    node: &Node,
+    http: &HttpRequest,
+    serve: impl for<'a> FnOnce(TraceId, &'a mut Option<Admission>) -> LocalBoxFuture<'a, Result<HttpResponse, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let mut slot = Some(Admission::enter(node, None)?);
+    let trace = trace_of(http);
+    let result = serve(trace, &mut slot).await;
+    if let Some(a) = slot.as_mut() {
+        a.end(&result);
+    }
+    with_trace(result, trace)
 }
 
 impl Drop for Admission {

@@ -12,15 +12,15 @@ use crate::cluster::generation::{GenerateRequest, generate};
 use crate::cluster::node::Node;
 use crate::generate::{ChatMessage, Step, render_chat};
 
-use super::admission::Admission;
+use super::admission::{Admission, admitted};
 use super::body::read_json;
 use super::completions::{CompletionRequest, finish_name, now_s, usage};
 use super::error::ApiError;
 use super::logprobs::chat_content;
-use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::sse;
-use super::trace_context::{trace_of, with_trace};
+use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use crate::cluster::trace::TraceId;
+use futures_util::FutureExt;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
@@ -39,13 +39,8 @@ pub async fn chat_completions(
     http: actix_web::HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let mut admitted = Some(Admission::enter(&node, None)?);
-    let trace = trace_of(&http);
-    let result = serve(node, body, trace, &mut admitted).await;
-    if let Some(a) = admitted.as_mut() {
-        a.end(&result);
-    }
-    with_trace(result, trace)
+    let n = node.clone();
+    admitted(&n, &http, move |trace, slot| serve(node, body, trace, slot).boxed_local()).await
 }
 
 /// Answers a chat completion; a streamed one takes `admitted` into the task that streams it.

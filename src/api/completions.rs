@@ -14,16 +14,16 @@ use crate::cluster::generation::{GenerateRequest, generate};
 use crate::cluster::node::Node;
 use crate::generate::{FinishReason, GenerationParams, SamplingParams, Step, TextTokenizer};
 
-use super::admission::Admission;
+use super::admission::{Admission, admitted};
 use super::body::read_json;
 use super::error::ApiError;
 use super::logprobs::Logprobs;
-use crate::cluster::node::model_files::{model_tokenizer, ready_model};
 use super::schemas::Usage;
 use super::sse;
-use super::trace_context::{trace_of, with_trace};
-use crate::cluster::trace::TraceId;
 use super::types::Priority;
+use crate::cluster::node::model_files::{model_tokenizer, ready_model};
+use crate::cluster::trace::TraceId;
+use futures_util::FutureExt;
 
 /// `POST /v1/completions`. Fields of OpenAI's API this server does not implement are refused
 /// with a 400 naming them, never silently ignored.
@@ -97,7 +97,6 @@ fn one() -> f64 {
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_request", format!("{field}: {message}"))
 }
-
 
 impl CompletionRequest {
     /// The prompt's ids and the generation parameters, every field checked.
@@ -217,13 +216,8 @@ pub async fn completions(
     http: actix_web::HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let mut admitted = Some(Admission::enter(&node, None)?);
-    let trace = trace_of(&http);
-    let result = serve(node, body, trace, &mut admitted).await;
-    if let Some(a) = admitted.as_mut() {
-        a.end(&result);
-    }
-    with_trace(result, trace)
+    let n = node.clone();
+    admitted(&n, &http, move |trace, slot| serve(node, body, trace, slot).boxed_local()).await
 }
 
 /// Answers a completion; a streamed one takes `admitted` into the task that streams it.

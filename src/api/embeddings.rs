@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use crate::cluster::embedding::{EmbedInput, embed};
 use crate::cluster::node::Node;
 
-use super::admission::Admission;
+use super::admission::{Admission, admitted};
 use super::body::read_json;
 use super::error::ApiError;
-use super::trace_context::{trace_of, with_trace};
 use crate::cluster::trace::TraceId;
+use futures_util::FutureExt;
 
 /// Most inputs one request may embed.
 const MAX_INPUTS: usize = 256;
@@ -81,22 +81,26 @@ pub async fn embeddings(
     http: actix_web::HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let mut admitted = Admission::enter(&node, None)?;
-    let trace = trace_of(&http);
-    let result = serve(&node, body, trace, &mut admitted).await;
-    admitted.end(&result);
-    with_trace(result, trace)
+    let n = node.clone();
+    admitted(&n, &http, move |trace, slot| serve(node, body, trace, slot).boxed_local()).await
 }
 
-async fn serve(node: &Node, body: web::Payload, trace: TraceId, admitted: &mut Admission) -> Result<HttpResponse, ApiError> {
+async fn serve(
+    node: web::Data<Node>,
+    body: web::Payload,
+    trace: TraceId,
+    slot: &mut Option<Admission>,
+) -> Result<HttpResponse, ApiError> {
     let req: EmbeddingRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    admitted.model(&req.model);
+    if let Some(a) = slot.as_mut() {
+        a.model(&req.model);
+    }
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
         Some(_) => return Err(bad("encoding_format", "must be \"float\" or \"base64\"")),
     };
-    let done = embed(node, &req.model, inputs(&req.input)?, fastrand::u64(..), trace).await?;
+    let done = embed(&node, &req.model, inputs(&req.input)?, fastrand::u64(..), trace).await?;
     let width = done.embeddings.first().map(Vec::len).unwrap_or(0);
     if let Some(d) = req.dimensions.filter(|&d| d != width as u64) {
         return Err(bad("dimensions", format!("this model's embeddings have {width} dimensions, not {d}")));

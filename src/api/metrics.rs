@@ -49,12 +49,19 @@ pub(crate) async fn metrics(node: web::Data<Node>) -> HttpResponse {
             "Inference requests admitted on this node and not yet answered (streams until their end).",
             node.http_in_flight.load(Ordering::Relaxed) as f64,
         ),
-        gauge("mlmf_kv_cache_bytes", "Bytes of the KV caches of the sequences this node serves.", node.kv.bytes() as f64),
+        gauge(
+            "mlmf_kv_cache_bytes",
+            "Bytes of the KV caches of the sequences this node serves.",
+            node.kv.bytes() as f64,
+        ),
         gauge("mlmf_models_ready", "Models ready to serve.", view.models.len() as f64),
     ];
     let mut evictions =
         Family::new("mlmf_kv_cache_evictions_total", "counter", "KV caches dropped to stay within the byte budget.");
-    evictions.sample(format_args!("mlmf_kv_cache_evictions_total{{node=\"{id}\"}}"), node.kv.evicted.load(Ordering::Relaxed));
+    evictions.sample(
+        format_args!("mlmf_kv_cache_evictions_total{{node=\"{id}\"}}"),
+        node.kv.evicted.load(Ordering::Relaxed),
+    );
     families.push(evictions.0);
     let mut up = Family::new(
         "mlmf_node_up",
@@ -72,7 +79,8 @@ pub(crate) async fn metrics(node: web::Data<Node>) -> HttpResponse {
     }
     families.push(up.0);
     let mut in_flight = Family::new("mlmf_shard_in_flight", "gauge", "Messages a shard replica is computing.");
-    let mut queued = Family::new("mlmf_shard_queued", "gauge", "Messages waiting for a shard replica (its queue depth).");
+    let mut queued =
+        Family::new("mlmf_shard_queued", "gauge", "Messages waiting for a shard replica (its queue depth).");
     let mut latency = Family::new(
         "mlmf_shard_latency_seconds",
         "gauge",

@@ -20,10 +20,8 @@ impl Modify for BearerKey {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme("cluster_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
-        api.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-            "cluster_key",
-            Vec::<String>::new(),
-        )]);
+        api.security =
+            Some(vec![utoipa::openapi::security::SecurityRequirement::new("cluster_key", Vec::<String>::new())]);
     }
 }
 

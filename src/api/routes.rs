@@ -11,17 +11,19 @@ use mlmf_actors::peer::accept;
 use crate::cluster::control::control;
 use crate::cluster::infer::{InferOptions, infer};
 use crate::cluster::node::Node;
-use crate::cluster::wire::{ClusterEvent, ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names};
+use crate::cluster::wire::{
+    ClusterEvent, ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names,
+};
 use crate::config::AffinityKey;
 
 use super::admission::Admission;
 use super::body::read_json;
-use super::trace_context::{trace_of, with_trace};
-use crate::cluster::trace::TraceId;
 use super::error::ApiError;
-use crate::cluster::node::model_files::model_tokenizer;
-use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 use super::schemas::{ClusterOverview, Deleted, ErrorBody, Events, Health, ModelList, Readiness};
+use super::trace_context::{trace_of, with_trace};
+use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
+use crate::cluster::node::model_files::model_tokenizer;
+use crate::cluster::trace::TraceId;
 
 /// Largest number of tokens (batch × sequence) one request may carry.
 pub const MAX_TOKENS: usize = 1 << 16;
@@ -112,7 +114,11 @@ pub(crate) async fn unload(node: web::Data<Node>, id: web::Path<String>) -> Resu
     params(("id" = String, Path, description = "Model id")),
     responses((status = 202, description = "The migration began", body = ModelStatus), (status = 400, description = "A field is wrong: the message names it", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody)))]
-pub(crate) async fn migrate(node: web::Data<Node>, id: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn migrate(
+    node: web::Data<Node>,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     let req: MigrateRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
     let msg = Migrate { model: id.into_inner(), shard: req.shard, from: req.from, to: req.to };
     let status: ModelStatus = control(&node, names::MIGRATE, &msg).await?;
@@ -271,4 +277,3 @@ pub(crate) async fn readyz(node: web::Data<Node>) -> HttpResponse {
         json(503, &ApiError::new(503, "not_ready", "this node has not joined a cluster yet").body())
     }
 }
-

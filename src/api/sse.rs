@@ -24,7 +24,11 @@ pub fn error_event(e: &ApiError) -> String {
 
 /// Ends a stream into `tx` as its generation ended: an error event when it failed, then
 /// `[DONE]`; `admitted` records 200, the failure's status, or (the client went away) none.
-pub fn finish<T>(tx: &tokio::sync::mpsc::UnboundedSender<String>, result: Result<T, ApiError>, admitted: &mut Admission) {
+pub fn finish<T>(
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+    result: Result<T, ApiError>,
+    admitted: &mut Admission,
+) {
     if let Err(e) = &result {
         let _ = tx.send(error_event(e));
     }

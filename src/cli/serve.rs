@@ -210,7 +210,8 @@ fn stop_on_signal() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Str
         .spawn(move || {
             runtime.block_on(async {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+                else {
                     return;
                 };
                 tokio::select! {

@@ -63,7 +63,9 @@ pub async fn embed(
     for (index, input) in inputs.into_iter().enumerate() {
         let ids = match input {
             EmbedInput::Text(t) => {
-                let tok = tok.as_ref().ok_or_else(|| EmbedError::Input("this model has no tokenizer: send token ids".into()))?;
+                let tok = tok
+                    .as_ref()
+                    .ok_or_else(|| EmbedError::Input("this model has no tokenizer: send token ids".into()))?;
                 let mut ids = tok.encode_with_special_tokens(&t).map_err(|e| EmbedError::Input(e.to_string()))?;
                 crate::generate::Pooling::truncate_text(&mut ids, limit);
                 ids

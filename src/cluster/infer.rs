@@ -156,10 +156,18 @@ pub async fn infer(
         };
         // A user's balancer may answer anything: a route with a stage of no member is refused.
         let Some(first) = route.first().and_then(|s| s.first()).map(|m| m.1.clone()) else {
-            return Err(InferError::Failed { attempts: attempt - 1, last: "the balancer picked an empty route".into(), node: last_node });
+            return Err(InferError::Failed {
+                attempts: attempt - 1,
+                last: "the balancer picked an empty route".into(),
+                node: last_node,
+            });
         };
         if route.iter().any(Vec::is_empty) {
-            return Err(InferError::Failed { attempts: attempt - 1, last: "the balancer picked a route with an empty stage".into(), node: last_node });
+            return Err(InferError::Failed {
+                attempts: attempt - 1,
+                last: "the balancer picked a route with an empty stage".into(),
+                node: last_node,
+            });
         }
         let delivery = fastrand::u64(..);
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -89,7 +89,12 @@ impl Metrics {
     /// more than one) its mean time per later token.
     pub fn generation(&self, model: &str, first_token_s: f64, per_token_s: Option<f64>) {
         let model = if model.len() > 64 { "(long)" } else { model };
-        self.ttft.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(first_token_s);
+        self.ttft
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(model.to_string())
+            .or_default()
+            .observe(first_token_s);
         if let Some(t) = per_token_s {
             self.tpot.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(t);
         }

@@ -175,7 +175,8 @@ impl SimpleDistributedManager {
         let mut nodes: Vec<LocalNode> = Vec::new();
         for (i, listen) in addrs.iter().enumerate() {
             // The builder's node config for every node, each with its own address and id.
-            let node_id = config.node.node_id.as_ref().map(|id| if addrs.len() > 1 { format!("{id}-{i}") } else { id.clone() });
+            let node_id =
+                config.node.node_id.as_ref().map(|id| if addrs.len() > 1 { format!("{id}-{i}") } else { id.clone() });
             let mut cfg = NodeConfig {
                 listen: listen.clone(),
                 join: nodes.first().map(|n| n.addr.clone()),

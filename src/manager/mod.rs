@@ -8,9 +8,9 @@ pub mod error;
 pub mod generation;
 pub mod local;
 
+pub use crate::generate::{GeneratedPiece, GenerationRequest};
 pub use deployment::{
     DevicePlacementConfig, DistributedConfig, DistributedConfigBuilder, FaultToleranceConfig, LoadBalancingConfig,
 };
 pub use error::DeployError;
-pub use crate::generate::{GeneratedPiece, GenerationRequest};
 pub use local::{InferenceRequest, InferenceResponse, Priority, SimpleDistributedManager, TensorJson};

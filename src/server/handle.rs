@@ -46,7 +46,9 @@ impl RunningNode {
     /// truncation), computed by the cluster.
     pub async fn embed(&self, model: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let inputs = texts.iter().map(|t| EmbedInput::Text(t.to_string())).collect();
-        Ok(embed(&self.node, model, inputs, fastrand::u64(..), crate::cluster::trace::TraceId::random()).await?.embeddings)
+        Ok(embed(&self.node, model, inputs, fastrand::u64(..), crate::cluster::trace::TraceId::random())
+            .await?
+            .embeddings)
     }
 }
 

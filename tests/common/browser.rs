@@ -156,7 +156,8 @@ impl Page {
 
     /// The value of JavaScript expression `js` (awaited when it is a promise).
     pub async fn eval(&mut self, js: &str) -> Value {
-        let r = self.call("Runtime.evaluate", json!({"expression": js, "returnByValue": true, "awaitPromise": true})).await;
+        let r =
+            self.call("Runtime.evaluate", json!({"expression": js, "returnByValue": true, "awaitPromise": true})).await;
         if let Some(e) = r.get("exceptionDetails") {
             panic!("{js}: {e}");
         }

@@ -1,9 +1,9 @@
 //! Shared helpers of the integration tests: the reference fixtures and tolerant comparison.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
 pub mod nodes;
-pub mod browser;
 pub mod tools;
 
 use std::collections::BTreeMap;

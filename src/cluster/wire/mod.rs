@@ -20,7 +20,8 @@ pub mod weights;
 
 pub use codec::{from_bytes, pack, to_bytes, unpack};
 pub use control::{
-    ClusterEvent, LoadModel, LoadShard, Migrate, ModelState, ModelStatus, Progress, ShardLoaded, ShardProgress, UnloadShard,
+    ClusterEvent, LoadModel, LoadShard, Migrate, ModelState, ModelStatus, Progress, ShardLoaded, ShardProgress,
+    UnloadShard,
 };
 pub use data::{Deliver, ForwardHeader, KvStep, PartialHeader, ReleaseSequence, StageFailure, StageRoute, Sublayer};
 pub use error::ApiError;
