@@ -54,6 +54,36 @@ impl Target {
     }
 }
 
+/// Where a text command runs: on a model folder in this process (`--model`, cut by
+/// `--strategy` on `--device`), or on a running cluster (`--id`, at `--addr`).
+#[derive(Debug, Args)]
+pub struct ModelSource {
+    /// Model directory (config.json, *.safetensors, tokenizer.json): run in this process.
+    #[arg(long, conflicts_with = "id")]
+    pub model: Option<PathBuf>,
+    /// Model id on a running cluster (see --addr): run there.
+    #[arg(long, required_unless_present = "model")]
+    pub id: Option<String>,
+    /// The cluster (with --id).
+    #[command(flatten)]
+    pub target: Target,
+    /// none | layer:K | pipeline:S | tensor:D (with --model).
+    #[arg(long, default_value = "none")]
+    pub strategy: String,
+    /// Compute device (with --model): default, flex (cpu), ndarray, wgpu, cuda.
+    #[arg(long, default_value = "default")]
+    pub device: String,
+}
+
+impl ModelSource {
+    /// The model in `dir` loaded in this process as `--strategy` and `--device` say.
+    pub fn runner(&self, dir: &std::path::Path) -> Result<crate::exec::LocalRunner, String> {
+        let device = crate::model::device_by_name(&self.device)?;
+        let strategy = self.strategy.parse().map_err(|e| format!("{e}"))?;
+        crate::exec::LocalRunner::load(dir, &strategy, &device).map_err(|e| e.to_string())
+    }
+}
+
 /// Arguments of `mlmf load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {

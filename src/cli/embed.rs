@@ -3,57 +3,41 @@
 //! the model cut by `--strategy`), or by a running cluster with `--id M` (its
 //! `/v1/embeddings`).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 
-use crate::exec::LocalRunner;
 use crate::generate::{Pooling, TextTokenizer};
 
-use super::client_cmds::Target;
+use super::client_cmds::ModelSource;
 
 /// Arguments of `mlmf embed`.
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Model directory (config.json, *.safetensors, tokenizer.json): embed in this process.
-    #[arg(long, conflicts_with = "id")]
-    pub model: Option<PathBuf>,
-    /// Model id on a running cluster (see --addr): embed there.
-    #[arg(long, required_unless_present = "model")]
-    pub id: Option<String>,
-    /// The cluster (with --id).
+    /// Where it runs.
     #[command(flatten)]
-    pub target: Target,
+    pub source: ModelSource,
     /// A text to embed (repeat for several).
     #[arg(long, required = true)]
     pub text: Vec<String>,
-    /// none | layer:K | pipeline:S | tensor:D (with --model).
-    #[arg(long, default_value = "none")]
-    pub strategy: String,
-    /// Compute device (with --model): default, flex (cpu), ndarray, wgpu, cuda.
-    #[arg(long, default_value = "default")]
-    pub device: String,
 }
 
 /// Runs the command.
 pub fn embed(a: EmbedArgs) -> Result<(), String> {
     let start = Instant::now();
-    let vectors = match &a.model {
+    let vectors = match &a.source.model {
         Some(dir) => {
             let tok = TextTokenizer::require(dir).map_err(|e| e.to_string())?;
             let pooling = Pooling::load(dir).map_err(|e| e.to_string())?;
-            let device = crate::model::device_by_name(&a.device)?;
-            let strategy = a.strategy.parse().map_err(|e| format!("{e}"))?;
-            let runner = LocalRunner::load(dir, &strategy, &device).map_err(|e| e.to_string())?;
+            let runner = a.source.runner(dir)?;
             a.text
                 .iter()
                 .map(|t| runner.embed_text(&tok, &pooling, t).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?
         }
         None => {
-            let id = a.id.clone().unwrap_or_default();
-            let client = a.target.client()?;
+            let id = a.source.id.clone().unwrap_or_default();
+            let client = a.source.target.client()?;
             let texts: Vec<&str> = a.text.iter().map(String::as_str).collect();
             actix_web::rt::System::new().block_on(client.embeddings(&id, &texts)).map_err(|e| e.to_string())?
         }

@@ -3,29 +3,21 @@
 //! or by a running cluster with `--id M` (its `/v1/completions`, streamed).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
 
-use crate::exec::LocalRunner;
 use crate::generate::{GenerationParams, SamplingParams, TextTokenizer};
 
-use super::client_cmds::Target;
+use super::client_cmds::ModelSource;
 
 /// Arguments of `mlmf generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Model directory (config.json, *.safetensors, tokenizer.json): generate in this process.
-    #[arg(long, conflicts_with = "id")]
-    pub model: Option<PathBuf>,
-    /// Model id on a running cluster (see --addr): generate there.
-    #[arg(long, required_unless_present = "model")]
-    pub id: Option<String>,
-    /// The cluster (with --id).
+    /// Where it runs.
     #[command(flatten)]
-    pub target: Target,
+    pub source: ModelSource,
     /// The prompt.
     #[arg(long)]
     pub prompt: String,
@@ -44,12 +36,6 @@ pub struct GenerateArgs {
     /// Seed of the sampler.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// none | layer:K | pipeline:S | tensor:D (with --model).
-    #[arg(long, default_value = "none")]
-    pub strategy: String,
-    /// Compute device (with --model): default, flex (cpu), ndarray, wgpu, cuda.
-    #[arg(long, default_value = "default")]
-    pub device: String,
 }
 
 /// Runs the command.
@@ -65,12 +51,10 @@ pub fn generate(a: GenerateArgs) -> Result<(), String> {
     params.validate().map_err(|e| e.to_string())?;
     let start = Instant::now();
     let mut out = std::io::stdout();
-    let (tokens, finish) = match &a.model {
+    let (tokens, finish) = match &a.source.model {
         Some(dir) => {
             let tok = TextTokenizer::require(dir).map_err(|e| e.to_string())?;
-            let device = crate::model::device_by_name(&a.device)?;
-            let strategy = a.strategy.parse().map_err(|e| format!("{e}"))?;
-            let runner = LocalRunner::load(dir, &strategy, &device).map_err(|e| e.to_string())?;
+            let runner = a.source.runner(dir)?;
             let prompt = tok.encode(&a.prompt).map_err(|e| e.to_string())?;
             let done = runner
                 .generate(&prompt, params, Some(&tok), |step| {
@@ -85,8 +69,8 @@ pub fn generate(a: GenerateArgs) -> Result<(), String> {
             (done.sequence.generated().len(), finish.to_string())
         }
         None => {
-            let id = a.id.clone().unwrap_or_default();
-            let client = a.target.client()?;
+            let id = a.source.id.clone().unwrap_or_default();
+            let client = a.source.target.client()?;
             let body = json!({"model": id, "prompt": a.prompt, "max_tokens": a.max_tokens,
                 "temperature": a.temperature, "top_p": a.top_p, "top_k": a.top_k, "seed": a.seed, "stream": true});
             let mut n = 0;
