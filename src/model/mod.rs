@@ -38,10 +38,11 @@ pub use spec::{StageSpec, TensorSlice};
 pub use stage::Stage;
 
 /// The device mlmf computes on when none is named: the first GPU backend compiled in
-/// (`cuda`, then `wgpu`), else burn's pure-Rust `flex` CPU backend.
+/// (`cuda` when the NVIDIA driver is there, then `wgpu`), else burn's pure-Rust `flex` CPU
+/// backend.
 pub fn default_device() -> burn::tensor::Device {
     #[cfg(feature = "cuda")]
-    {
+    if cuda_driver_present() {
         return burn::tensor::Device::cuda(0);
     }
     #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
@@ -50,6 +51,17 @@ pub fn default_device() -> burn::tensor::Device {
     }
     #[allow(unreachable_code)]
     burn::tensor::Device::flex()
+}
+
+/// Whether the NVIDIA driver library can be loaded (burn's CUDA backend panics on first use
+/// without it, so the devices are chosen only when it is there).
+#[cfg(feature = "cuda")]
+fn cuda_driver_present() -> bool {
+    ["libcuda.so.1", "libcuda.so"].iter().any(|name| {
+        // SAFETY: loading the system's driver library runs its initialisers, as cudarc's own
+        // loading of the same library would; nothing of it is called here.
+        unsafe { libloading::Library::new(name) }.is_ok()
+    })
 }
 
 /// A device by name: `default`, `flex` (or `cpu`), `ndarray`, `wgpu`, `cuda`. A backend not
@@ -65,7 +77,9 @@ pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, String> {
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => burn::tensor::Device::wgpu(Default::default()),
         #[cfg(feature = "cuda")]
-        Backend::Cuda => burn::tensor::Device::cuda(0),
+        Backend::Cuda if cuda_driver_present() => burn::tensor::Device::cuda(0),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => return Err("device cuda: no NVIDIA driver here (libcuda.so cannot be loaded)".into()),
         // Backend::parse refuses the backends this build lacks.
         #[allow(unreachable_patterns)]
         other => return Err(format!("device {other:?} is not compiled in")),
