@@ -70,6 +70,13 @@ impl Admission {
         };
     }
 
+    /// Names the model of the admission in `slot` (see [`Admission::model`]).
+    pub fn name_model(slot: &mut Option<Admission>, model: &str) {
+        if let Some(a) = slot.as_mut() {
+            a.model(model);
+        }
+    }
+
     /// The admission in `slot`, taken by a task that streams the answer.
     pub fn take(slot: &mut Option<Admission>) -> Result<Admission, ApiError> {
         slot.take().ok_or_else(|| ApiError::new(500, "internal", "the request was not admitted"))

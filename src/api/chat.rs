@@ -30,10 +30,7 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
 /// completion; streamed as `chat.completion.chunk` deltas.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = super::schemas::ChatCompletionRequest,
     responses((status = 200, description = "The answer (or, streamed, text/event-stream of chat.completion.chunk)",
-            body = super::schemas::ChatCompletionResponse), (status = 400, description = "A field is wrong: the message names it", body = super::schemas::ErrorBody),
-        (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
-        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
-        (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
+            body = super::schemas::ChatCompletionResponse), super::schemas::OpenAiErrors))]
 pub async fn chat_completions(
     node: web::Data<Node>,
     http: actix_web::HttpRequest,
@@ -81,9 +78,7 @@ async fn serve(
         obj.insert("max_tokens".into(), m);
     }
     let model = obj.get("model").and_then(Value::as_str).ok_or_else(|| bad("model", "is required"))?.to_string();
-    if let Some(a) = admitted.as_mut() {
-        a.model(&model);
-    }
+    Admission::name_model(admitted, &model);
     let cfg = ready_model(&node, &model)?;
     let tok = model_tokenizer(&node, &model)?.ok_or_else(|| bad("model", format!("{model:?} has no tokenizer")))?;
     let template = tok.chat_template.as_deref().ok_or_else(|| {

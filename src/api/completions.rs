@@ -207,10 +207,7 @@ pub(super) fn finish_name(r: Option<FinishReason>) -> Value {
 /// [`super::schemas::CompletionResponse`] chunks (the text piece of each step), then `data: [DONE]`.
 #[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest,
     responses((status = 200, description = "The completion (or, streamed, text/event-stream of chunks of this shape)",
-            body = super::schemas::CompletionResponse), (status = 400, description = "A field is wrong: the message names it", body = super::schemas::ErrorBody),
-        (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
-        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
-        (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
+            body = super::schemas::CompletionResponse), super::schemas::OpenAiErrors))]
 pub async fn completions(
     node: web::Data<Node>,
     http: actix_web::HttpRequest,
@@ -228,9 +225,7 @@ async fn serve(
     admitted: &mut Option<Admission>,
 ) -> Result<HttpResponse, ApiError> {
     let req: CompletionRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    if let Some(a) = admitted.as_mut() {
-        a.model(&req.model);
-    }
+    Admission::name_model(admitted, &req.model);
     let cfg = ready_model(&node, &req.model)?;
     let tok = model_tokenizer(&node, &req.model)?;
     let (prompt, params) = req.to_params(tok.as_deref(), cfg.vocab_size, cfg.max_positions)?;

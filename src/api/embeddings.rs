@@ -72,10 +72,7 @@ fn inputs(v: &Value) -> Result<Vec<EmbedInput>, ApiError> {
 
 /// `POST /v1/embeddings`: one pooled vector per input.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingRequest,
-    responses((status = 200, description = "The embeddings", body = super::schemas::EmbeddingResponse), (status = 400, description = "A field is wrong: the message names it", body = super::schemas::ErrorBody),
-        (status = 404, description = "No such ready model", body = super::schemas::ErrorBody),
-        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::ErrorBody),
-        (status = 503, description = "No route could serve it", body = super::schemas::ErrorBody)))]
+    responses((status = 200, description = "The embeddings", body = super::schemas::EmbeddingResponse), super::schemas::OpenAiErrors))]
 pub async fn embeddings(
     node: web::Data<Node>,
     http: actix_web::HttpRequest,
@@ -92,9 +89,7 @@ async fn serve(
     slot: &mut Option<Admission>,
 ) -> Result<HttpResponse, ApiError> {
     let req: EmbeddingRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    if let Some(a) = slot.as_mut() {
-        a.model(&req.model);
-    }
+    Admission::name_model(slot, &req.model);
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

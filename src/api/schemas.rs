@@ -278,3 +278,21 @@ pub struct Usage {
     /// Both.
     pub total_tokens: usize,
 }
+
+/// The errors every OpenAI-compatible route may answer, each as an [`ErrorBody`].
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description for the OpenAPI document, never built
+pub enum OpenAiErrors {
+    /// A field is wrong: the message names it
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// No such ready model
+    #[response(status = 404)]
+    NotFound(#[to_schema] ErrorBody),
+    /// Too many requests in flight on this node; see Retry-After
+    #[response(status = 429)]
+    Overloaded(#[to_schema] ErrorBody),
+    /// No route could serve it
+    #[response(status = 503)]
+    Unavailable(#[to_schema] ErrorBody),
+}
