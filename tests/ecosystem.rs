@@ -299,3 +299,164 @@ fn a_trace_id_from_traceparent_reaches_every_stage_on_every_node() {
     }
     drop((others, first));
 }
+
+/// An OTLP/HTTP collector on 127.0.0.1: keeps every `/v1/traces` body, decoded by the
+/// OpenTelemetry protocol's own protobuf types.
+fn otlp_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>) {
+    use prost::Message;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                let store = store.clone();
+                actix_web::App::new().route(
+                    "/v1/traces",
+                    actix_web::web::post().to(move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                        let store = store.clone();
+                        async move {
+                            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+                            assert_eq!(ct, "application/x-protobuf");
+                            let decoded = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+                            store.lock().unwrap().push(decoded);
+                            actix_web::HttpResponse::Ok().content_type("application/x-protobuf").finish()
+                        }
+                    }),
+                )
+            })
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            tx.send(server.addrs()[0].to_string()).unwrap();
+            server.run().await.unwrap();
+        })
+    });
+    (rx.recv().unwrap(), got)
+}
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+/// One exported span: its resource's `service.instance.id`, name, ids and parent.
+#[derive(Debug, Clone)]
+struct Exported {
+    node: String,
+    service: String,
+    name: String,
+    trace: String,
+    span: String,
+    parent: String,
+}
+
+fn exported(requests: &[ExportTraceServiceRequest]) -> Vec<Exported> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut out = Vec::new();
+    for r in requests {
+        for rs in &r.resource_spans {
+            let attr = |k: &str| {
+                rs.resource.iter().flat_map(|r| &r.attributes).find(|a| a.key == k).and_then(|a| a.value.clone()).map(
+                    |v| match v.value {
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s,
+                        other => format!("{other:?}"),
+                    },
+                )
+            };
+            let (node, service) =
+                (attr("service.instance.id").unwrap_or_default(), attr("service.name").unwrap_or_default());
+            for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                out.push(Exported {
+                    node: node.clone(),
+                    service: service.clone(),
+                    name: s.name.clone(),
+                    trace: hex(&s.trace_id),
+                    span: hex(&s.span_id),
+                    parent: hex(&s.parent_span_id),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// With `[telemetry] otlp_endpoint` set, every node exports its spans to an OTLP collector:
+/// one request through a three-stage pipeline on three node processes is one trace there,
+/// its request span a child of the client's `traceparent` span and each stage's span a child
+/// of the span that sent it, each named by the node that ran it. A streamed completion (many
+/// steps) is one trace too.
+#[test]
+fn spans_of_one_request_on_three_nodes_reach_an_otlp_collector_as_one_trace() {
+    let (collector, got) = otlp_collector();
+    let cluster = Cluster::start("otlp", 3, |_| format!("[telemetry]\notlp_endpoint = \"http://{collector}\"\n"));
+    let client = cluster.client(0);
+    block_on(serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 1));
+    let key = common::http::bearer(&cluster.key);
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller = "b7ad6b7169203331";
+    let raw = |path: &str, body: &str, traceparent: Option<&str>| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&cluster.nodes[0].addr).unwrap();
+        let extra = traceparent.map(|t| format!("traceparent: {t}\r\n")).unwrap_or_default();
+        write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
+    };
+    let answer_trace = |answer: &str| -> (String, String) {
+        let tp = answer.to_lowercase().split("traceparent: 00-").nth(1).map(|t| t[..49].to_string()).unwrap();
+        (tp[..32].to_string(), tp[33..49].to_string())
+    };
+    let infer = raw(
+        "/v1/models/g/infer",
+        &json!({"input_ids": [[464, 968, 758]]}).to_string(),
+        Some(&format!("00-{trace}-{caller}-01")),
+    );
+    let (infer_trace, request_span) = answer_trace(&infer);
+    assert_eq!(infer_trace, trace);
+    let completion = raw(
+        "/v1/completions",
+        &json!({"model": "g", "prompt": [464, 968, 758], "max_tokens": 3, "stream": true}).to_string(),
+        None,
+    );
+    let (completion_trace, _) = answer_trace(&completion);
+    let nodes: std::collections::BTreeSet<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let spans = exported(&got.lock().unwrap());
+        let of = |t: &str| spans.iter().filter(|s| s.trace == t).cloned().collect::<Vec<_>>();
+        let stage_nodes = |t: &str| {
+            of(t)
+                .iter()
+                .filter(|s| s.name == "stage")
+                .map(|s| s.node.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        if stage_nodes(trace) == nodes && stage_nodes(&completion_trace) == nodes {
+            let traced = of(trace);
+            let request = traced.iter().find(|s| s.name == "request").expect("the request's span");
+            assert_eq!(request.parent, caller, "the request span continues the client's span");
+            assert_eq!(request.span, request_span, "the answer's traceparent names the request span");
+            assert_eq!(request.node, cluster.nodes[0].addr);
+            let ids: std::collections::BTreeSet<&str> = traced.iter().map(|s| s.span.as_str()).collect();
+            for s in traced.iter().filter(|s| s.name == "stage") {
+                assert!(
+                    ids.contains(s.parent.as_str()),
+                    "stage span {s:?} has a parent outside the trace: {traced:#?}"
+                );
+                assert_eq!(s.service, "mlmf");
+            }
+            // The stages form a chain: each one's parent is the stage before it (or the
+            // request's own spans on the first node).
+            assert_eq!(traced.iter().filter(|s| s.name == "stage").count(), 3, "{traced:#?}");
+            let completion_spans = of(&completion_trace);
+            assert!(completion_spans.iter().filter(|s| s.name == "stage").count() >= 9, "{completion_spans:#?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector has no whole trace; it has {} spans: {spans:#?}",
+            spans.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

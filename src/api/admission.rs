@@ -14,7 +14,7 @@ use crate::cluster::node::Node;
 use crate::cluster::trace::TraceId;
 
 use super::error::ApiError;
-use super::trace_context::{trace_of, with_trace};
+use super::trace_context::{request_span, with_trace};
 
 /// The metrics label of a request for a model that is not ready (bounded: arbitrary names
 /// from clients never become labels).
@@ -92,12 +92,12 @@ pub async fn admitted(
     serve: impl for<'a> FnOnce(TraceId, &'a mut Option<Admission>) -> LocalBoxFuture<'a, Result<HttpResponse, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
     let mut slot = Some(Admission::enter(node, None)?);
-    let trace = trace_of(http);
-    let result = serve(trace, &mut slot).await;
+    let (span, trace) = request_span(http);
+    let result = tracing::Instrument::instrument(serve(trace, &mut slot), span.clone()).await;
     if let Some(a) = slot.as_mut() {
         a.end(&result);
     }
-    with_trace(result, trace)
+    with_trace(result, trace, &span)
 }
 
 impl Drop for Admission {

@@ -122,7 +122,8 @@ async fn serve(
     let node = node.into_inner();
     let prompt_len = prompt.len();
     let mut admitted = Admission::take(admitted)?;
-    actix_web::rt::spawn(async move {
+    // The stream runs in the request's span, which stays open until the last event.
+    let stream = async move {
         let chunk_tok = Arc::clone(&tok);
         let chunk = |delta: Value, step: Option<&Step>, generated: usize| {
             let finish = finish_name(step.and_then(|s| s.finish));
@@ -145,6 +146,7 @@ async fn serve(
         })
         .await;
         sse::finish(&tx, result.map_err(ApiError::from), &mut admitted);
-    });
+    };
+    actix_web::rt::spawn(tracing::Instrument::instrument(stream, tracing::Span::current()));
     Ok(sse::response(rx))
 }

@@ -287,7 +287,9 @@ async fn serve(
     let (model, with_ids) = (req.model.clone(), req.return_token_ids);
     let shape = StreamShape { id, created, model, with_ids, with_logprobs };
     let admitted = Admission::take(admitted)?;
-    actix_web::rt::spawn(stream_completion(node, gen_req, tok, request_id, tx, shape, admitted));
+    // The stream runs in the request's span, which stays open until the last event.
+    let stream = stream_completion(node, gen_req, tok, request_id, tx, shape, admitted);
+    actix_web::rt::spawn(tracing::Instrument::instrument(stream, tracing::Span::current()));
     Ok(sse::response(rx))
 }
 

@@ -20,7 +20,7 @@ use super::admission::Admission;
 use super::body::read_json;
 use super::error::ApiError;
 use super::schemas::{ClusterOverview, Deleted, ErrorBody, Events, Health, ModelList, Readiness};
-use super::trace_context::{trace_of, with_trace};
+use super::trace_context::{request_span, with_trace};
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 use crate::cluster::node::model_files::model_tokenizer;
 use crate::cluster::trace::TraceId;
@@ -150,10 +150,10 @@ pub(crate) async fn infer_route(
     let start = Instant::now();
     let mut admitted = Admission::enter(&node, Some(&model))?;
     let client_ip = http.peer_addr().map(|a| a.ip().to_string());
-    let trace = trace_of(&http);
-    let result = serve_infer(&node, &model, body, start, client_ip, trace).await;
+    let (span, trace) = request_span(&http);
+    let result = serve_infer(&node, &model, body, start, client_ip, trace).instrument(span.clone()).await;
     admitted.end(&result);
-    with_trace(result.map(|r| json(200, &r)), trace)
+    with_trace(result.map(|r| json(200, &r)), trace, &span)
 }
 
 async fn serve_infer(

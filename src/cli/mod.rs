@@ -48,6 +48,22 @@ pub enum Command {
     Man(shell::ManArgs),
 }
 
+impl Cli {
+    /// Where this command exports its spans, and the `service.instance.id` they carry: a
+    /// node's `[telemetry]` and id; for the other commands the `OTEL_EXPORTER_OTLP_*`
+    /// variables alone decide.
+    pub fn telemetry(&self) -> Result<(crate::config::TelemetryConfig, String), String> {
+        match &self.command {
+            Command::Node(a) => {
+                let cfg = a.config()?;
+                let id = cfg.node_id.clone().unwrap_or_else(|| cfg.advertise.clone().unwrap_or(cfg.listen.clone()));
+                Ok((cfg.telemetry, id))
+            }
+            _ => Ok((Default::default(), format!("mlmf-{}", std::process::id()))),
+        }
+    }
+}
+
 /// Runs the parsed command; errors come back as one line.
 pub fn dispatch(cli: Cli) -> Result<(), String> {
     match cli.command {

@@ -187,6 +187,7 @@ pub async fn infer(
             processed_by: Vec::new(),
             kv: opts.kv,
             trace: opts.trace,
+            parent: super::trace::SpanParent::of(&tracing::Span::current()),
         };
         let attempt_left = node.cfg.attempt_timeout().min(left);
         let sent = tokio::time::timeout(attempt_left, send_stage(node, &first, header, Vec::new())).await;
@@ -303,7 +304,11 @@ pub async fn run_stage(node: &Node, header: ForwardHeader, hidden: Vec<u8>) -> R
     use tracing::Instrument;
     let span = tracing::info_span!("stage", trace_id = %header.trace, request_id = %format!("{:016x}", header.request_id),
         model = %header.model, stage = header.stage);
+    header.parent.adopt(&span, header.trace);
+    let this = super::trace::SpanParent::of(&span);
     async move {
+        let mut header = header;
+        header.parent = this;
         let ran = run_stage_here(node, header, hidden).await;
         tracing::debug!(ok = ran.is_ok(), "stage ran");
         ran

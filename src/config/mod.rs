@@ -10,6 +10,7 @@ pub mod error;
 pub mod generation;
 pub mod health;
 pub mod node_config;
+pub mod telemetry;
 
 pub use alerts::{AlertConfig, SmtpConfig};
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
@@ -18,3 +19,4 @@ pub use error::ConfigError;
 pub use generation::GenerationConfig;
 pub use health::HealthConfig;
 pub use node_config::{NodeConfig, RequestConfig};
+pub use telemetry::TelemetryConfig;

@@ -13,6 +13,7 @@ use super::balancing::BalancingConfig;
 use super::error::ConfigError;
 use super::generation::GenerationConfig;
 use super::health::HealthConfig;
+use super::telemetry::TelemetryConfig;
 
 /// Request handling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,8 @@ pub struct NodeConfig {
     pub requests: RequestConfig,
     /// KV caches of generations.
     pub generation: GenerationConfig,
+    /// Export of tracing spans (OTLP).
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for NodeConfig {
@@ -123,6 +126,7 @@ impl Default for NodeConfig {
             balancing: Default::default(),
             requests: RequestConfig::default(),
             generation: GenerationConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -185,6 +189,9 @@ impl NodeConfig {
         }
         if self.generation.idle_timeout_ms == 0 {
             return bad("generation.idle_timeout_ms", "must be positive");
+        }
+        if let Some((key, message)) = self.telemetry.problem() {
+            return Err(ConfigError::Invalid { key, message });
         }
         if let Some(d) = &self.device {
             super::device::Backend::parse(d).map_err(|m| ConfigError::Invalid { key: "device", message: m })?;

@@ -5,5 +5,6 @@
 
 pub mod boot;
 pub mod handle;
+pub mod telemetry;
 
 pub use boot::{NodeError, RunningNode, start, start_with, start_with_key};

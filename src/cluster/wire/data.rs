@@ -63,6 +63,9 @@ pub struct ForwardHeader {
     pub kv: Option<KvStep>,
     /// The W3C trace the request belongs to (every stage's span carries it).
     pub trace: crate::cluster::trace::TraceId,
+    /// The span that sent this stage (the request's on the taking node, then the stage
+    /// before's): the parent of this stage's exported span.
+    pub parent: crate::cluster::trace::SpanParent,
 }
 
 /// Why a stage could not run, and whether another route could.
