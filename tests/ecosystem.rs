@@ -105,6 +105,20 @@ fn the_openapi_document_validates_lists_every_route_and_describes_real_answers()
         ),
         ("EmbeddingResponse", post("/v1/embeddings", json!({"model": "g", "input": ["a", "b"]}))),
         ("EmbeddingResponse", post("/v1/embeddings", json!({"model": "g", "input": "a", "encoding_format": "base64"}))),
+        (
+            "V2InferResponse",
+            post(
+                "/v2/models/g/infer",
+                json!({"id": "r1", "inputs": [{"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [464, 968, 758]}]}),
+            ),
+        ),
+        (
+            "V2Error",
+            post(
+                "/v2/models/g/infer",
+                json!({"inputs": [{"name": "input_ids", "shape": [1, 3], "datatype": "FP16", "data": []}]}),
+            ),
+        ),
     ];
     let mut events = common::http::Events::open(
         &addr,

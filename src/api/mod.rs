@@ -1,7 +1,8 @@
 //! The HTTP API every node serves (actix-web, JSON), and the peer websocket on the same port.
 //!
 //! `POST /v1/models` · `GET /v1/models` · `GET|DELETE /v1/models/{id}` ·
-//! `POST /v1/models/{id}/infer` · `POST /v1/completions`, `POST /v1/chat/completions`, `POST /v1/embeddings` (OpenAI's) · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
+//! `POST /v1/models/{id}/infer` (JSON, or a safetensors answer) · the KServe v2 protocol under
+//! `/v2` (binary tensors included) · `POST /v1/completions`, `POST /v1/chat/completions`, `POST /v1/embeddings` (OpenAI's) · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
 //! `GET /metrics` · websocket `/v1/peer`. With a cluster key configured, every request
 //! needs `Authorization: Bearer <key>`.
 
@@ -12,6 +13,7 @@ pub mod completions;
 pub mod dashboard;
 pub mod embeddings;
 pub mod error;
+pub mod kserve;
 pub mod logprobs;
 pub mod metrics;
 pub mod openapi;
@@ -19,6 +21,7 @@ pub mod routes;
 pub mod schemas;
 pub mod serve;
 pub mod sse;
+pub mod tensor_bytes;
 pub mod trace_context;
 pub mod types;
 

@@ -28,17 +28,19 @@ impl Modify for BearerKey {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "mlmf", description = "A node of an mlmf cluster: models, inference, OpenAI-compatible generation and embeddings, the cluster. With a cluster key configured, every route but /healthz, /readyz, /openapi.json, /docs and / needs `Authorization: Bearer <key>`."),
+    info(title = "mlmf", description = "A node of an mlmf cluster: models, inference, OpenAI-compatible generation and embeddings, the cluster. With a cluster key configured, every route but /healthz, /readyz, /v2/health/live, /v2/health/ready, /openapi.json, /docs and / needs `Authorization: Bearer <key>`."),
     paths(
         super::routes::load, super::routes::list, super::routes::status, super::routes::unload,
         super::routes::migrate, super::routes::infer_route, super::routes::cluster, super::routes::events, super::routes::healthz,
         super::routes::readyz, super::metrics::metrics, super::completions::completions,
         super::chat::chat_completions, super::embeddings::embeddings, openapi_json, docs_page, peer,
-        super::dashboard::dashboard,
+        super::dashboard::dashboard, super::kserve::infer, super::kserve::metadata, super::kserve::model_ready,
+        super::kserve::server_metadata, super::kserve::live, super::kserve::ready,
     ),
     modifiers(&BearerKey),
     tags((name = "models", description = "Loading, status, migration"), (name = "inference", description = "Forward passes"),
-        (name = "openai", description = "OpenAI-compatible generation and embeddings"), (name = "cluster", description = "Members, health, metrics"),
+        (name = "openai", description = "OpenAI-compatible generation and embeddings"),
+        (name = "kserve", description = "The KServe v2 / Triton inference protocol, with the binary tensor extension"), (name = "cluster", description = "Members, health, metrics"),
         (name = "meta", description = "This description"))
 )]
 pub struct ApiDoc;

@@ -20,6 +20,7 @@ use super::admission::Admission;
 use super::body::read_json;
 use super::error::ApiError;
 use super::schemas::{ClusterOverview, Deleted, ErrorBody, Events, Health, ModelList, Readiness};
+use super::tensor_bytes::{OCTET_STREAM, safetensors_answer, wants_bytes};
 use super::trace_context::{request_span, with_trace};
 use super::types::{InferRequest, InferResponse, LoadRequest, MigrateRequest, TensorJson};
 use crate::cluster::node::model_files::model_tokenizer;
@@ -39,6 +40,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/completions", web::post().to(super::completions::completions))
         .route("/v1/chat/completions", web::post().to(super::chat::chat_completions))
         .route("/v1/embeddings", web::post().to(super::embeddings::embeddings))
+        .route("/v2", web::get().to(super::kserve::server_metadata))
+        .route("/v2/health/live", web::get().to(super::kserve::live))
+        .route("/v2/health/ready", web::get().to(super::kserve::ready))
+        .route("/v2/models/{id}", web::get().to(super::kserve::metadata))
+        .route("/v2/models/{id}/ready", web::get().to(super::kserve::model_ready))
+        .route("/v2/models/{id}/infer", web::post().to(super::kserve::infer))
         .route("/v1/cluster", web::get().to(cluster))
         .route("/v1/events", web::get().to(events))
         .route("/healthz", web::get().to(healthz))
@@ -135,7 +142,8 @@ fn valid_output(name: &str, layers: usize) -> bool {
 /// One forward pass through the model's stages: token ids (or text) in, tensors out.
 #[utoipa::path(post, path = "/v1/models/{id}/infer", tag = "inference", request_body = InferRequest,
     params(("id" = String, Path, description = "Model id")),
-    responses((status = 200, description = "The outputs", body = InferResponse), (status = 400, description = "A field is wrong: the message names it", body = ErrorBody),
+    responses((status = 200, description = "The outputs: JSON, or with `Accept: application/octet-stream` a safetensors file (F32 tensors by output name; model, request_id, processed_by, attempts and processing_time_ms in its metadata)",
+            content((InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))), (status = 400, description = "A field is wrong: the message names it", body = ErrorBody),
         (status = 404, description = "No such model", body = ErrorBody),
         (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = ErrorBody),
         (status = 503, description = "The model is loading, or no route could serve it", body = ErrorBody),
@@ -153,7 +161,13 @@ pub(crate) async fn infer_route(
     let (span, trace) = request_span(&http);
     let result = serve_infer(&node, &model, body, start, client_ip, trace).instrument(span.clone()).await;
     admitted.end(&result);
-    with_trace(result.map(|r| json(200, &r)), trace, &span)
+    let answer = match result {
+        Ok(r) if wants_bytes(&http) => {
+            safetensors_answer(&r).map(|file| HttpResponse::Ok().content_type(OCTET_STREAM).body(file))
+        }
+        other => other.map(|r| json(200, &r)),
+    };
+    with_trace(answer, trace, &span)
 }
 
 async fn serve_infer(
@@ -164,7 +178,19 @@ async fn serve_infer(
     client_ip: Option<String>,
     trace: TraceId,
 ) -> Result<InferResponse, ApiError> {
-    let mut req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    let req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
+    run_infer(node, model, req, start, client_ip, trace).await
+}
+
+/// One forward pass of a parsed request (from `/v1/models/{id}/infer` or the KServe route).
+pub(crate) async fn run_infer(
+    node: &Node,
+    model: &str,
+    mut req: InferRequest,
+    start: Instant,
+    client_ip: Option<String>,
+    trace: TraceId,
+) -> Result<InferResponse, ApiError> {
     if let Some(text) = req.text.take() {
         if !req.input_ids.is_empty() {
             return Err(ApiError::bad_request("invalid_request", "text: give text or input_ids, not both"));

@@ -279,6 +279,72 @@ pub struct Usage {
     pub total_tokens: usize,
 }
 
+/// A KServe v2 error: the protocol's `error` string, and mlmf's code for it.
+#[derive(Serialize, ToSchema)]
+pub struct V2Error {
+    /// What went wrong, naming the field for a bad request.
+    pub error: String,
+    /// `invalid_request`, `model_not_found`, `overloaded`, ...
+    pub code: String,
+}
+
+/// A KServe v2 tensor: its name, datatype and shape, and its elements (row-major, flat or
+/// nested) unless they travel as bytes (`parameters.binary_data_size`).
+#[derive(Serialize, ToSchema)]
+pub struct V2Tensor {
+    /// `input_ids`, `attention_mask`, `token_type_ids`; or an output's name.
+    pub name: String,
+    /// `INT64` or `INT32` in; `FP32` out.
+    pub datatype: String,
+    /// `[batch, seq]` (or `[seq]`) in; the output's shape out.
+    pub shape: Vec<i64>,
+    /// `binary_data_size`: this tensor's bytes follow the JSON header.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+    /// The elements (numbers, flat or nested row-major), when not binary.
+    pub data: Option<Vec<serde_json::Value>>,
+}
+
+/// An output asked for: `parameters.binary_data` sends it as bytes.
+#[derive(Serialize, ToSchema)]
+pub struct V2RequestedOutput {
+    /// The output's name.
+    pub name: String,
+    /// `binary_data`.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// `POST /v2/models/{id}/infer`'s JSON header.
+#[derive(Serialize, ToSchema)]
+pub struct V2InferRequest {
+    /// Echoed in the answer.
+    pub id: Option<String>,
+    /// `binary_data_output` (every output as bytes unless it says otherwise), `timeout` (µs).
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+    /// The inputs.
+    pub inputs: Vec<V2Tensor>,
+    /// The outputs wanted (all when absent).
+    pub outputs: Option<Vec<V2RequestedOutput>>,
+}
+
+/// `POST /v2/models/{id}/infer`'s JSON header.
+#[derive(Serialize, ToSchema)]
+pub struct V2InferResponse {
+    /// The model.
+    pub model_name: String,
+    /// `1`.
+    pub model_version: String,
+    /// The request's `id`, when it gave one.
+    pub id: Option<String>,
+    /// `request_id`, `processed_by` (comma-separated), `attempts`.
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+    /// The outputs, in the order asked.
+    pub outputs: Vec<V2Tensor>,
+}
+
 /// The errors every OpenAI-compatible route may answer, each as an [`ErrorBody`].
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // a description for the OpenAPI document, never built

@@ -15,7 +15,7 @@ use super::routes;
 
 /// Paths that need no key: the probes, the API's description, its reference page and the
 /// dashboard's page (what they show is read with the key).
-const PUBLIC: [&str; 5] = ["/", "/healthz", "/readyz", "/openapi.json", "/docs"];
+const PUBLIC: [&str; 7] = ["/", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs"];
 
 /// Builds the node's server on `listener` (not yet running).
 pub fn serve(

@@ -1,5 +1,5 @@
 //! The Python of the test-tools venv (`scripts/setup-test-tools.sh`): OpenAI's SDK, the
-//! OpenAPI, JSON Schema and Kubernetes validators, Prometheus' parser.
+//! OpenAPI, JSON Schema and Kubernetes validators, Prometheus' parser, Triton's client.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
