@@ -99,5 +99,25 @@ pub(crate) async fn metrics(node: web::Data<Node>) -> HttpResponse {
         }
     }
     families.extend([in_flight.0, queued.0, latency.0, latency_ms.0]);
+    families.push(gauge(
+        "mlmf_batch_queue_depth",
+        "Forward requests waiting for a batch slot on this node.",
+        node.batches.waiting.load(Ordering::Relaxed) as f64,
+    ));
+    let mut sizes = Family::new(
+        "mlmf_batch_size",
+        "histogram",
+        "Requests per batched forward sent by this node (dynamic batching).",
+    );
+    let buckets = node.batches.size_buckets();
+    for (bound, count) in crate::cluster::batch_queue::SIZE_BUCKETS.iter().zip(buckets) {
+        sizes.sample(format_args!("mlmf_batch_size_bucket{{node=\"{id}\",le=\"{bound}\"}}"), count);
+    }
+    let (batches, batched) =
+        (node.batches.batches.load(Ordering::Relaxed), node.batches.batched.load(Ordering::Relaxed));
+    sizes.sample(format_args!("mlmf_batch_size_bucket{{node=\"{id}\",le=\"+Inf\"}}"), batches);
+    sizes.sample(format_args!("mlmf_batch_size_sum{{node=\"{id}\"}}"), batched);
+    sizes.sample(format_args!("mlmf_batch_size_count{{node=\"{id}\"}}"), batches);
+    families.push(sizes.0);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics.render(&node.id, &families.concat()))
 }

@@ -8,8 +8,9 @@ use tracing::Instrument;
 
 use mlmf_actors::peer::accept;
 
+use crate::cluster::batching::infer_batched;
 use crate::cluster::control::control;
-use crate::cluster::infer::{InferOptions, infer};
+use crate::cluster::infer::InferOptions;
 use crate::cluster::node::Node;
 use crate::cluster::wire::{
     ClusterEvent, ClusterStatus, LoadModel, MemberState, Migrate, ModelState, ModelStatus, names,
@@ -229,7 +230,7 @@ pub(crate) async fn run_infer(
         ..InferOptions::default()
     };
     let span = tracing::info_span!("infer", trace_id = %trace, request_id = format!("{request_id:016x}"), %model);
-    let served = match infer(node, model, input, opts, request_id).instrument(span).await {
+    let served = match infer_batched(node, model, input, opts, request_id).instrument(span).await {
         Ok(s) => s,
         // A request racing an unload: say the model is gone rather than that routes failed.
         Err(e @ crate::cluster::infer::InferError::Failed { .. }) => {

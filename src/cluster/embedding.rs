@@ -6,7 +6,8 @@
 //!
 //! [`RunningNode`]: ../../server/struct.RunningNode.html
 
-use super::infer::{InferError, InferOptions, infer};
+use super::batching::infer_batched;
+use super::infer::{InferError, InferOptions};
 use super::node::Node;
 use super::node::model_files::{model_pooling, model_tokenizer, ready_model};
 use super::wire::ApiError;
@@ -59,7 +60,7 @@ pub async fn embed(
     let tok = model_tokenizer(node, model).map_err(EmbedError::Model)?;
     let pooling = model_pooling(node, model).map_err(EmbedError::Model)?;
     let limit = pooling.limit(cfg.max_positions);
-    let mut out = Embedded { embeddings: Vec::with_capacity(inputs.len()), tokens: 0 };
+    let mut rows: Vec<Vec<u32>> = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.into_iter().enumerate() {
         let ids = match input {
             EmbedInput::Text(t) => {
@@ -81,9 +82,19 @@ pub async fn embed(
         if ids.is_empty() {
             return Err(EmbedError::Input(format!("input {index} is empty")));
         }
-        out.tokens += ids.len();
+        rows.push(ids);
+    }
+    // Every input at once: the batcher packs them (and concurrent requests' inputs) into
+    // as few forwards as its budget allows.
+    let forwards = rows.iter().map(|ids| {
         let opts = InferOptions { outputs: Some(vec!["last_hidden_state".into()]), trace, ..InferOptions::default() };
-        let served = infer(node, model, ModelInput::single(&ids), opts, request_id).await?;
+        infer_batched(node, model, ModelInput::single(ids), opts, request_id)
+    });
+    let served = futures_util::future::join_all(forwards).await;
+    let mut out = Embedded { embeddings: Vec::with_capacity(rows.len()), tokens: 0 };
+    for (ids, served) in rows.iter().zip(served) {
+        let served = served?;
+        out.tokens += ids.len();
         let states = served.outputs.tensors.get("last_hidden_state").ok_or(EmbedError::NoHiddenState)?;
         let width = states.shape.last().copied().unwrap_or(0);
         if width == 0 || states.data.len() != ids.len() * width {

@@ -14,12 +14,15 @@
 
 pub mod alerts;
 pub mod balancer;
+pub mod batch_queue;
+pub mod batching;
 pub mod control;
 pub mod coordinator;
 pub mod embedding;
 pub mod generation;
 pub mod health;
 pub mod infer;
+pub mod infer_types;
 pub mod joining;
 pub mod kv_store;
 pub mod loader;

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod balancing;
+pub mod batching;
 pub mod device;
 pub mod error;
 pub mod generation;
@@ -14,6 +15,7 @@ pub mod telemetry;
 
 pub use alerts::{AlertConfig, SmtpConfig};
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
+pub use batching::BatchingConfig;
 pub use device::Backend;
 pub use error::ConfigError;
 pub use generation::GenerationConfig;

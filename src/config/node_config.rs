@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::AlertConfig;
 use super::balancing::BalancingConfig;
+use super::batching::BatchingConfig;
 use super::error::ConfigError;
 use super::generation::GenerationConfig;
 use super::health::HealthConfig;
@@ -99,6 +100,8 @@ pub struct NodeConfig {
     pub generation: GenerationConfig,
     /// Export of tracing spans (OTLP).
     pub telemetry: TelemetryConfig,
+    /// Dynamic batching of forward requests.
+    pub batching: BatchingConfig,
 }
 
 impl Default for NodeConfig {
@@ -127,6 +130,7 @@ impl Default for NodeConfig {
             requests: RequestConfig::default(),
             generation: GenerationConfig::default(),
             telemetry: TelemetryConfig::default(),
+            batching: BatchingConfig::default(),
         }
     }
 }
@@ -190,7 +194,7 @@ impl NodeConfig {
         if self.generation.idle_timeout_ms == 0 {
             return bad("generation.idle_timeout_ms", "must be positive");
         }
-        if let Some((key, message)) = self.telemetry.problem() {
+        if let Some((key, message)) = self.telemetry.problem().or_else(|| self.batching.problem()) {
             return Err(ConfigError::Invalid { key, message });
         }
         if let Some(d) = &self.device {

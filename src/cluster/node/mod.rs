@@ -73,6 +73,8 @@ pub struct NodeInner {
     pub shards: Registry<(String, usize), LocalShard>,
     /// The KV caches of the sequences this node's shard replicas serve.
     pub kv: Arc<KvStore>,
+    /// Requests waiting to be batched, and what was batched.
+    pub batches: crate::cluster::batch_queue::BatchQueues,
     /// Requests this node took, waiting for their last stage, by attempt id.
     pub pending: DashMap<u64, oneshot::Sender<Deliver>>,
     /// The node actor, which loads shard replicas here.
@@ -120,6 +122,7 @@ impl Node {
             tokenizers: TokenizerCache::default(),
             shards: Registry::default(),
             kv: Arc::new(KvStore::new(&cfg.generation)),
+            batches: Default::default(),
             pending: DashMap::new(),
             loader: OnceLock::new(),
             joined: AtomicBool::new(false),
