@@ -190,11 +190,25 @@ struct Load {
 
 /// `concurrency` clients on two threads, each sending `body` to `url` back to back for `secs`.
 fn load(url: &str, body: Arc<Vec<u8>>, concurrency: usize, secs: f64, key: Option<String>) -> Load {
+    load_with(url, body, concurrency, secs, key, &[])
+}
+
+/// As [`load`], with extra request headers.
+fn load_with(
+    url: &str,
+    body: Arc<Vec<u8>>,
+    concurrency: usize,
+    secs: f64,
+    key: Option<String>,
+    headers: &[(&'static str, String)],
+) -> Load {
+    let headers: Arc<Vec<(&'static str, String)>> = Arc::new(headers.to_vec());
     let threads = 2.min(concurrency);
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (url, body, stop, key) = (url.to_string(), Arc::clone(&body), Arc::clone(&stop), key.clone());
+            let headers = Arc::clone(&headers);
             let per = concurrency / threads + usize::from(t < concurrency % threads);
             std::thread::spawn(move || {
                 block_on(async move {
@@ -202,12 +216,16 @@ fn load(url: &str, body: Arc<Vec<u8>>, concurrency: usize, secs: f64, key: Optio
                     let tasks = (0..per).map(|_| {
                         let (client, url, body, stop, key) =
                             (client.clone(), url.clone(), Arc::clone(&body), Arc::clone(&stop), key.clone());
+                        let headers = Arc::clone(&headers);
                         async move {
                             let mut lat = Vec::new();
                             let mut errors = 0;
                             while !stop.load(Ordering::Relaxed) {
                                 let t = Instant::now();
                                 let mut req = client.post(&url).insert_header(("content-type", "application/json"));
+                                for (k, v) in headers.iter() {
+                                    req = req.insert_header((*k, v.as_str()));
+                                }
                                 if let Some(k) = &key {
                                     req = req.bearer_auth(k);
                                 }
@@ -289,6 +307,89 @@ fn http_throughput() -> Vec<String> {
     rows
 }
 
+/// gpt2_tiny (the Ray Serve anchor's model), 7 tokens in, logits out, at concurrency 1, 8
+/// and 64: dynamic batching off and on, on one node and on a three-stage pipeline of three
+/// nodes; and the same forward answered as bytes (KServe v2 binary) instead of JSON.
+fn batching_throughput() -> Vec<String> {
+    let secs = if quick() { 1.5 } else { 4.0 };
+    let tiny = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
+    let off = NodeConfig {
+        batching: mlmf::config::BatchingConfig { enabled: false, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let setups = [
+        ("1 node, batching off", deploy_with(&tiny, "t", 1, ShardingStrategy::NoSharding, 1, off.clone())),
+        ("1 node, batching on", deploy(&tiny, "t", 1, ShardingStrategy::NoSharding, 1)),
+        (
+            "3-stage pipeline, batching off",
+            deploy_with(&tiny, "t", 3, ShardingStrategy::PipelineSharding { num_stages: 3 }, 1, off),
+        ),
+        (
+            "3-stage pipeline, batching on",
+            deploy(&tiny, "t", 3, ShardingStrategy::PipelineSharding { num_stages: 3 }, 1),
+        ),
+    ];
+    let ids = [811, 950, 92, 828, 382, 686, 220];
+    let json_body =
+        Arc::new(serde_json::to_vec(&serde_json::json!({"input_ids": [ids], "outputs": ["logits"]})).unwrap());
+    let header = serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "input_ids", "shape": [1, 7], "datatype": "INT64", "parameters": {"binary_data_size": 56}}],
+        "outputs": [{"name": "logits", "parameters": {"binary_data": true}}],
+    }))
+    .unwrap();
+    let mut binary = header.clone();
+    binary.extend(ids.iter().flat_map(|i: &i64| i.to_le_bytes()));
+    let binary = Arc::new(binary);
+    let binary_headers = [
+        ("content-type", "application/octet-stream".to_string()),
+        ("inference-header-content-length", header.len().to_string()),
+    ];
+    let mut rows = vec![
+        "| setup | answer | concurrency | req/s | p50 | p99 | errors | vs batching off |".to_string(),
+        "|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    for c in [1, 8, 64] {
+        let mut baseline = f64::NAN;
+        for (name, m) in &setups {
+            let addr = m.client().addr().to_string();
+            let l = load(&format!("http://{addr}/v1/models/t/infer"), Arc::clone(&json_body), c, secs, None);
+            if name.ends_with("batching off") {
+                baseline = l.rps;
+            }
+            rows.push(format!(
+                "| {name} | JSON | {c} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}x |",
+                l.rps,
+                l.p50_ms,
+                l.p99_ms,
+                l.errors,
+                l.rps / baseline
+            ));
+            if name.ends_with("batching on") {
+                let b = load_with(
+                    &format!("http://{addr}/v2/models/t/infer"),
+                    Arc::clone(&binary),
+                    c,
+                    secs,
+                    None,
+                    &binary_headers,
+                );
+                rows.push(format!(
+                    "| {name} | KServe binary | {c} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}x |",
+                    b.rps,
+                    b.p50_ms,
+                    b.p99_ms,
+                    b.errors,
+                    b.rps / baseline
+                ));
+            }
+        }
+    }
+    for (_, m) in setups {
+        m.shutdown();
+    }
+    rows
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -301,6 +402,10 @@ fn main() {
     }
     if which.is_empty() || which == "http" {
         out.extend(http_throughput());
+        out.push(String::new());
+    }
+    if which.is_empty() || which == "batching" {
+        out.extend(batching_throughput());
     }
     println!("\n{}", out.join("\n"));
 }
