@@ -44,6 +44,17 @@ impl Rope {
         }
     }
 
+    /// Tables for one position per row (`[rows, 1, 1, head_dim]`): a batch of decode steps,
+    /// row `i` at position `positions[i]`.
+    pub fn rows(rope: &RopeConfig, head_dim: usize, positions: &[usize], device: &Device) -> Rope {
+        let one = |p: usize| Rope::at(rope, head_dim, p, 1, device);
+        let tables: Vec<Rope> = positions.iter().map(|&p| one(p)).collect();
+        Rope {
+            cos: Tensor::cat(tables.iter().map(|t| t.cos.clone()).collect(), 0),
+            sin: Tensor::cat(tables.iter().map(|t| t.sin.clone()).collect(), 0),
+        }
+    }
+
     /// Rotates `[b, h, seq, d]`: `x * cos + rotate_half(x) * sin`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let d = x.dims()[3];

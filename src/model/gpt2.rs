@@ -160,6 +160,15 @@ impl Embeddings for Gpt2Embeddings {
         let pos = self.wpe.clone().select(0, index_tensor(&positions, device));
         (tokens + pos).reshape([b, l, h])
     }
+
+    fn forward_rows(&self, input: &ModelInput, pasts: &[usize], device: &Device) -> Tensor<3> {
+        let (b, l) = (input.batch, input.seq_len);
+        let h = self.wte.dims()[1];
+        let tokens = self.wte.clone().select(0, index_tensor(&input.input_ids, device));
+        let positions: Vec<u32> = pasts.iter().flat_map(|&p| p as u32..(p + l) as u32).collect();
+        let pos = self.wpe.clone().select(0, index_tensor(&positions, device));
+        (tokens + pos).reshape([b, l, h])
+    }
 }
 
 struct Gpt2Block {

@@ -49,6 +49,27 @@ impl LayerKv {
         self.v = self.v.take().map(|v| v.narrow(2, 0, positions));
     }
 
+    /// The caches of a batch of sequences as one: row `i` holds `rows[i]`'s positions, then
+    /// zeros up to `len` (the longest; the decode context masks them), so that a block
+    /// appends the batch's new keys and values after position `len` for every row.
+    pub fn padded(rows: &[&LayerKv], len: usize) -> LayerKv {
+        let pad = |t: &Option<Tensor<4>>| -> Option<Tensor<4>> {
+            let t = t.clone()?;
+            let [b, h, p, d] = t.dims();
+            Some(if p < len { Tensor::cat(vec![t.clone(), Tensor::zeros([b, h, len - p, d], &t.device())], 2) } else { t })
+        };
+        let k: Option<Vec<Tensor<4>>> = rows.iter().map(|r| pad(&r.k)).collect();
+        let v: Option<Vec<Tensor<4>>> = rows.iter().map(|r| pad(&r.v)).collect();
+        LayerKv { k: k.map(|k| Tensor::cat(k, 0)), v: v.map(|v| Tensor::cat(v, 0)) }
+    }
+
+    /// The keys and values of the newest position (`[b, kv_heads, 1, d]`), if any.
+    pub fn newest(&self) -> Option<(Tensor<4>, Tensor<4>)> {
+        let (k, v) = (self.k.as_ref()?, self.v.as_ref()?);
+        let p = k.dims()[2];
+        Some((k.clone().narrow(2, p - 1, 1), v.clone().narrow(2, p - 1, 1)))
+    }
+
     /// Bytes held (f32 keys and values).
     pub fn bytes(&self) -> u64 {
         let n = |t: &Option<Tensor<4>>| t.as_ref().map(|t| t.dims().iter().product::<usize>()).unwrap_or(0);

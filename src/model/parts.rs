@@ -48,6 +48,12 @@ pub trait Embeddings: Send {
     /// `[batch, seq, hidden]` for a validated input whose first token is at position `past`
     /// (the positions before it are in the cache).
     fn forward(&self, input: &ModelInput, past: usize, device: &Device) -> Tensor<3>;
+
+    /// As [`Embeddings::forward`], row `i` starting at position `pasts[i]` (a batch of decode
+    /// steps of sequences of different lengths). Embeddings without positions ignore them.
+    fn forward_rows(&self, input: &ModelInput, pasts: &[usize], device: &Device) -> Tensor<3> {
+        self.forward(input, pasts.first().copied().unwrap_or(0), device)
+    }
 }
 
 /// What a head produces.

@@ -84,4 +84,21 @@ impl ForwardContext {
         let rope = cfg.rope.as_ref().map(|r| Rope::at(r, cfg.head_dim, past, l, device));
         ForwardContext { mask_bias: tensor(bias, [b, 1, l, t], device), rope, past }
     }
+
+    /// A batch of decode steps (one new token per row), row `i` continuing a cache of
+    /// `pasts[i]` positions. The caches are laid out padded to the longest
+    /// ([`super::kv_cache::LayerKv::padded`]) with the new token after them: row `i` attends
+    /// its own positions and the new one, never the padding. `past` is the padded length.
+    pub fn decoding(cfg: &ModelConfig, pasts: &[usize], device: &Device) -> ForwardContext {
+        let len = pasts.iter().copied().max().unwrap_or(0);
+        let t = len + 1;
+        let mut bias = vec![0.0f32; pasts.len() * t];
+        for (i, &p) in pasts.iter().enumerate() {
+            for j in p..len {
+                bias[i * t + j] = MASKED;
+            }
+        }
+        let rope = cfg.rope.as_ref().map(|r| Rope::rows(r, cfg.head_dim, pasts, device));
+        ForwardContext { mask_bias: tensor(bias, [pasts.len(), 1, 1, t], device), rope, past: len }
+    }
 }

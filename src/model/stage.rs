@@ -86,6 +86,31 @@ impl Stage {
         Ok(emb.forward(input, past, &self.device))
     }
 
+    /// Embeds a batch of decode steps: row `i` one token at position `pasts[i]`.
+    pub fn embed_rows(&self, input: &ModelInput, pasts: &[usize]) -> Result<Tensor<3>, ForwardError> {
+        let emb = self
+            .embeddings
+            .as_ref()
+            .ok_or_else(|| ForwardError::StageMismatch("this stage holds no embeddings".into()))?;
+        input.validate(&self.config)?;
+        if input.batch != pasts.len() || input.seq_len != 1 {
+            return Err(ForwardError::InvalidInput(format!(
+                "a batch of {} decode steps needs {} rows of one token, not {}x{}",
+                pasts.len(),
+                pasts.len(),
+                input.batch,
+                input.seq_len
+            )));
+        }
+        if let Some(p) = pasts.iter().find(|&&p| p + 1 > self.config.max_positions) {
+            return Err(ForwardError::InvalidInput(format!(
+                "{p} cached positions and a new one exceed the model's {} positions",
+                self.config.max_positions
+            )));
+        }
+        Ok(emb.forward_rows(input, pasts, &self.device))
+    }
+
     /// An empty cache for one sequence at this stage.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.blocks.len())
@@ -141,6 +166,40 @@ impl Stage {
         Ok(x)
     }
 
+    /// Runs every block for a batch of decode steps (`x` is `[rows, 1, hidden]`, `ctx` from
+    /// [`ForwardContext::decoding`]), row `i` continuing `caches[i]`, which each gain the
+    /// row's new position.
+    pub fn run_blocks_rows(
+        &self,
+        mut x: Tensor<3>,
+        ctx: &ForwardContext,
+        caches: &mut [KvCache],
+    ) -> Result<Tensor<3>, ForwardError> {
+        if !self.spec.slice.is_whole() {
+            return Err(ForwardError::StageMismatch("a tensor-parallel slice cannot batch decode steps".into()));
+        }
+        if caches.len() != x.dims()[0] || caches.iter().any(|c| c.layers.len() != self.blocks.len()) {
+            return Err(ForwardError::StageMismatch(format!(
+                "{} caches for a batch of {} rows at a stage of {} blocks",
+                caches.len(),
+                x.dims()[0],
+                self.blocks.len()
+            )));
+        }
+        for (n, (_, block)) in self.blocks().enumerate() {
+            let rows: Vec<&super::kv_cache::LayerKv> = caches.iter().map(|c| &c.layers[n]).collect();
+            let mut batch = super::kv_cache::LayerKv::padded(&rows, ctx.past);
+            x = block.forward_kv(x, ctx, Some(&mut batch));
+            let (k, v) = batch
+                .newest()
+                .ok_or_else(|| ForwardError::StageMismatch("a block kept no keys for the batch".into()))?;
+            for (i, c) in caches.iter_mut().enumerate() {
+                c.layers[n].append(k.clone().narrow(0, i, 1), v.clone().narrow(0, i, 1));
+            }
+        }
+        Ok(x)
+    }
+
     /// Applies the head.
     pub fn head(&self, x: Tensor<3>) -> Result<HeadOutput, ForwardError> {
         let head = self.head.as_ref().ok_or_else(|| ForwardError::StageMismatch("this stage holds no head".into()))?;
@@ -157,5 +216,74 @@ impl Stage {
         let ctx = ForwardContext::new(&self.config, input, &self.device);
         let x = self.run_blocks(x, &ctx, trace)?;
         self.head(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::Checkpoint;
+
+    fn logits(stage: &Stage, x: Tensor<3>) -> Vec<f32> {
+        stage.head(x).unwrap().logits.unwrap().into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// Sequences of different lengths stepped together give each the logits (and the
+    /// caches) it gets stepping alone, two steps running.
+    #[test]
+    fn a_batch_of_decode_steps_equals_each_sequence_alone() {
+        for case in ["gpt2_tiny", "llama_tiny"] {
+            let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case);
+            let ckpt = Arc::new(Checkpoint::open(&dir).unwrap());
+            let mapped = ckpt.map().unwrap();
+            let device = burn::tensor::Device::flex();
+            let stage = Stage::load(&mapped, &StageSpec::whole(&ckpt.config), &device).unwrap();
+            let cfg = &stage.config;
+            let prompts: [&[u32]; 3] = [&[5, 9, 12, 40, 7], &[3, 17, 42], &[8, 1, 2, 3, 4, 5, 6, 100]];
+            let mut alone = Vec::new();
+            for p in prompts {
+                let input = ModelInput::single(p);
+                let mut cache = stage.new_cache();
+                let x = stage.embed(&input).unwrap();
+                let ctx = ForwardContext::new(cfg, &input, &device);
+                stage.run_blocks_kv(x, &ctx, None, Some(&mut cache)).unwrap();
+                alone.push(cache);
+            }
+            let mut batched = alone.clone();
+            let mut pasts: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
+            for step in [[11u32, 22, 33], [44, 55, 66]] {
+                let mut want = Vec::new();
+                for (i, &t) in step.iter().enumerate() {
+                    let input = ModelInput::single(&[t]);
+                    let x = stage.embed_at(&input, pasts[i]).unwrap();
+                    let ctx = ForwardContext::continuing(cfg, &input, pasts[i], &device);
+                    let x = stage.run_blocks_kv(x, &ctx, None, Some(&mut alone[i])).unwrap();
+                    want.push(logits(&stage, x));
+                }
+                let input = ModelInput {
+                    batch: 3,
+                    seq_len: 1,
+                    input_ids: step.to_vec(),
+                    attention_mask: None,
+                    token_type_ids: None,
+                };
+                let x = stage.embed_rows(&input, &pasts).unwrap();
+                let ctx = ForwardContext::decoding(cfg, &pasts, &device);
+                let x = stage.run_blocks_rows(x, &ctx, &mut batched).unwrap();
+                let got = logits(&stage, x);
+                let vocab = cfg.vocab_size;
+                for (i, w) in want.iter().enumerate() {
+                    let row = &got[i * vocab..(i + 1) * vocab];
+                    let worst = row.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                    assert!(worst < 1e-4, "{case}: row {i} differs from its sequence alone by {worst}");
+                    assert_eq!(batched[i].positions(), alone[i].positions());
+                }
+                for p in &mut pasts {
+                    *p += 1;
+                }
+            }
+        }
     }
 }
