@@ -151,3 +151,71 @@ fn a_node_killed_while_batches_are_in_flight_costs_no_request() {
     }
     killer.join().unwrap();
 }
+
+fn token_ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+/// Continuous batching: 24 concurrent completions on a three-stage pipeline of three node
+/// processes, greedy and seeded, with prompts of different lengths, different `max_tokens`
+/// (sequences leave the batch at different steps) and staggered starts (they join it mid
+/// way), give the tokens each gives alone: the references of `transformers` for the greedy
+/// ones, the alone run for the sampled ones. Their decode steps shared forwards.
+#[test]
+fn concurrent_generations_share_decode_steps_and_give_the_tokens_they_give_alone() {
+    let cluster = Cluster::start("batching-generate", 3, |_| String::new());
+    let (addr, key) = (cluster.nodes[0].addr.clone(), bearer(&cluster.key));
+    for (id, case) in [("g", "gpt2_tiny"), ("l", "llama_tiny")] {
+        block_on(serve_model(&cluster.client(0), 3, id, &fixture(case), "pipeline:3", 1));
+        let refs: Value =
+            serde_json::from_slice(&std::fs::read(fixture(case).join("generation.json")).unwrap()).unwrap();
+        let prompts = refs["prompts"].as_array().unwrap();
+        let sampled = |p: &Value, seed: u64| {
+            json!({"model": id, "prompt": p["input_ids"], "max_tokens": 20, "temperature": 0.9, "top_k": 40,
+                   "seed": seed, "return_token_ids": true})
+        };
+        let alone: Vec<Vec<u64>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                token_ids(
+                    &post_json(&addr, &key, "/v1/completions", &sampled(p, i as u64 + 7)).1["choices"][0]["token_ids"],
+                )
+            })
+            .collect();
+        let (before, before_single) = batch_counts(&addr, &key);
+        // (body, expected tokens, start delay in ms)
+        let mut jobs: Vec<(Value, Vec<u64>, u64)> = Vec::new();
+        for k in 0..4u64 {
+            for (i, p) in prompts.iter().enumerate() {
+                let n = 8 + 4 * ((k as usize + i) % 5);
+                let want: Vec<u64> = token_ids(&p["new_ids"])[..n].to_vec();
+                jobs.push((
+                    json!({"model": id, "prompt": p["input_ids"], "max_tokens": n, "temperature": 0, "return_token_ids": true}),
+                    want,
+                    k * 15,
+                ));
+                jobs.push((sampled(p, i as u64 + 7), alone[i].clone(), k * 15 + 5));
+            }
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(body, want, delay)| {
+                    let (addr, key) = (&addr, &key);
+                    s.spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_millis(*delay));
+                        let (status, v) = post_json(addr, key, "/v1/completions", body);
+                        assert_eq!(status, 200, "{v}");
+                        assert_eq!(&token_ids(&v["choices"][0]["token_ids"]), want, "{id}: {body}");
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        let (after, after_single) = batch_counts(&addr, &key);
+        assert!(after - before > after_single - before_single, "{id}: no decode step was batched");
+    }
+}

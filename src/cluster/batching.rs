@@ -47,8 +47,50 @@ pub async fn infer_batched(
     let member = Member { input, opts, request_id, deadline: Instant::now() + wait, reply: tx };
     if node.batches.push(model, priority, member, slots) {
         let (node, model) = (node.clone(), model.to_string());
-        actix_web::rt::spawn(async move { drive(&node, &model, priority).await });
+        actix_web::rt::spawn(async move { drive(&node, &model, &model, priority, Kind::Forward).await });
     }
+    answer(rx, wait).await
+}
+
+/// Serves one decode step of a generation (one token continuing its sequence's caches on
+/// its route), batched with the ready steps of other sequences on the same route when
+/// batching is on: continuous batching, each step joining whichever batch leaves next, so
+/// a sequence joins or leaves the batch at any step. Replays (a prefill), prompt scoring
+/// and routes with a tensor-parallel stage step alone.
+pub async fn step_batched(
+    node: &Node,
+    model: &str,
+    input: ModelInput,
+    opts: InferOptions,
+    request_id: u64,
+) -> Result<InferResult, InferError> {
+    let cfg = &node.cfg.batching;
+    let one_token = input.seq_len == 1 && input.batch == 1;
+    let route = match (&opts.route, opts.kv) {
+        (Some(route), Some(k))
+            if cfg.enabled && one_token && k.past > 0 && !k.all_logits && route.iter().all(|s| s.len() == 1) =>
+        {
+            route.clone()
+        }
+        _ => return infer(node, model, input, opts, request_id).await,
+    };
+    let slots = route.len().max(1);
+    let queue = format!("{model}\u{1f}{route:?}");
+    let wait = opts.deadline.unwrap_or_else(|| node.cfg.request_timeout());
+    let (tx, rx) = oneshot::channel();
+    let priority = opts.priority;
+    let member = Member { input, opts, request_id, deadline: Instant::now() + wait, reply: tx };
+    if node.batches.push(&queue, priority, member, slots) {
+        let (node, model) = (node.clone(), model.to_string());
+        actix_web::rt::spawn(async move { drive(&node, &model, &queue, priority, Kind::Decode).await });
+    }
+    answer(rx, wait).await
+}
+
+async fn answer(
+    rx: oneshot::Receiver<Result<InferResult, InferError>>,
+    wait: Duration,
+) -> Result<InferResult, InferError> {
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => {
@@ -58,28 +100,100 @@ pub async fn infer_batched(
     }
 }
 
-/// Holds one forward slot of `(model, priority)`: takes batches until none waits.
-async fn drive(node: &Node, model: &str, priority: u8) {
+/// What a queue batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Whole forwards, padded to the longest.
+    Forward,
+    /// Decode steps of sequences on one route, one row each.
+    Decode,
+}
+
+/// Holds one forward slot of queue `queue` (of `model`): takes batches until none waits.
+async fn drive(node: &Node, model: &str, queue: &str, priority: u8, kind: Kind) {
     let cfg = node.cfg.batching.clone();
-    let mut slot = Slot { node, model, priority, held: true };
+    let mut slot = Slot { node, queue, priority, held: true };
     loop {
         if cfg.batch_wait_us > 0 {
             tokio::time::sleep(Duration::from_micros(cfg.batch_wait_us)).await;
         }
-        let Some(batch) = node.batches.take(model, priority, cfg.max_batch_tokens) else {
+        let Some(batch) = node.batches.take(queue, priority, cfg.max_batch_tokens) else {
             // `take` gave the slot back, atomically with finding the queue empty.
             slot.held = false;
             return;
         };
-        run_batch(node, model, batch).await;
+        match kind {
+            Kind::Forward => run_batch(node, model, batch).await,
+            Kind::Decode => run_steps(node, model, batch).await,
+        }
     }
+}
+
+/// One batched decode step: every member's token as a row, every member's sequence
+/// continued at every stage, each member given its own row of logits.
+async fn run_steps(node: &Node, model: &str, mut batch: Vec<Member>) {
+    if batch.len() == 1 {
+        let m = batch.pop().expect("one member");
+        let answer = infer(node, model, m.input, m.opts, m.request_id).await;
+        let _ = m.reply.send(answer);
+        return;
+    }
+    let now = Instant::now();
+    let deadline = batch.iter().map(|m| m.deadline.saturating_duration_since(now)).max().unwrap_or_default();
+    let first = &batch[0].opts;
+    let opts = InferOptions {
+        outputs: Some(vec!["logits".into()]),
+        session: first.session.clone(),
+        priority: first.priority,
+        kv_batch: batch.iter().filter_map(|m| m.opts.kv).collect(),
+        route: first.route.clone(),
+        max_attempts: Some(1),
+        deadline: Some(deadline.max(Duration::from_millis(1))),
+        trace: first.trace,
+        ..InferOptions::default()
+    };
+    let input = ModelInput {
+        batch: batch.len(),
+        seq_len: 1,
+        input_ids: batch.iter().flat_map(|m| m.input.input_ids.iter().copied()).collect(),
+        attention_mask: None,
+        token_type_ids: None,
+    };
+    let layout = vec![(1, 1); batch.len()];
+    tracing::debug!(model, sequences = batch.len(), "batched decode step");
+    match infer(node, model, input, opts, batch[0].request_id).await {
+        Ok(served) => deliver(batch, &served, split(&served.outputs, &layout, &vec![None; layout.len()])),
+        // A member's cache was missing somewhere (dropped for the budget, expired), or the
+        // batch was refused: every member steps alone, so only that one replays.
+        Err(InferError::Failed { last, .. }) if last.contains("no KV cache of sequence") => {
+            alone(node, model, batch).await
+        }
+        Err(InferError::Invalid(_)) => alone(node, model, batch).await,
+        // The route failed (a node died or froze): every sequence replays elsewhere.
+        Err(e) => fail_all(batch, e),
+    }
+}
+
+fn fail_all(batch: Vec<Member>, e: InferError) {
+    for m in batch {
+        let _ = m.reply.send(Err(e.clone()));
+    }
+}
+
+/// Every member of a batch served by itself.
+async fn alone(node: &Node, model: &str, batch: Vec<Member>) {
+    join_all(batch.into_iter().map(|m| async move {
+        let answer = infer(node, model, m.input, m.opts, m.request_id).await;
+        let _ = m.reply.send(answer);
+    }))
+    .await;
 }
 
 /// A forward slot held by a driver: given back if the driver stops without `take` having
 /// given it back (its task dropped), so the queue is never left without a free slot.
 struct Slot<'a> {
     node: &'a Node,
-    model: &'a str,
+    queue: &'a str,
     priority: u8,
     held: bool,
 }
@@ -87,7 +201,7 @@ struct Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.held {
-            self.node.batches.release(self.model, self.priority);
+            self.node.batches.release(self.queue, self.priority);
         }
     }
 }
@@ -109,39 +223,30 @@ async fn run_batch(node: &Node, model: &str, mut batch: Vec<Member>) {
     tracing::debug!(model, members = batch.len(), rows = input.batch, seq = input.seq_len, "batched forward");
     match infer(node, model, input, opts, request_id).await {
         Ok(served) => {
-            let wanted: Vec<Option<&Vec<String>>> = batch.iter().map(|m| m.opts.outputs.as_ref()).collect();
-            match split(&served.outputs, &layout, &wanted) {
-                Ok(parts) => {
-                    for (m, outputs) in batch.into_iter().zip(parts) {
-                        let (processed_by, route) = (served.processed_by.clone(), served.route.clone());
-                        let _ =
-                            m.reply.send(Ok(InferResult { outputs, processed_by, attempts: served.attempts, route }));
-                    }
-                }
-                Err(e) => {
-                    let last = format!("splitting a batch: {e}");
-                    for m in batch {
-                        let _ = m.reply.send(Err(InferError::Failed {
-                            attempts: served.attempts,
-                            last: last.clone(),
-                            node: String::new(),
-                        }));
-                    }
-                }
-            }
+            let parts = {
+                let wanted: Vec<Option<&Vec<String>>> = batch.iter().map(|m| m.opts.outputs.as_ref()).collect();
+                split(&served.outputs, &layout, &wanted)
+            };
+            deliver(batch, &served, parts);
         }
         // Someone's input was refused after all: everyone again, alone.
-        Err(InferError::Invalid(_)) => {
-            join_all(batch.into_iter().map(|m| async move {
-                let answer = infer(node, model, m.input, m.opts, m.request_id).await;
-                let _ = m.reply.send(answer);
-            }))
-            .await;
+        Err(InferError::Invalid(_)) => alone(node, model, batch).await,
+        Err(e) => fail_all(batch, e),
+    }
+}
+
+/// Each member's part of a served batch (or the reason it could not be cut).
+fn deliver(batch: Vec<Member>, served: &InferResult, parts: Result<Vec<crate::exec::RunOutputs>, String>) {
+    match parts {
+        Ok(parts) => {
+            for (m, outputs) in batch.into_iter().zip(parts) {
+                let (processed_by, route) = (served.processed_by.clone(), served.route.clone());
+                let _ = m.reply.send(Ok(InferResult { outputs, processed_by, attempts: served.attempts, route }));
+            }
         }
         Err(e) => {
-            for m in batch {
-                let _ = m.reply.send(Err(e.clone()));
-            }
+            let last = format!("splitting a batch: {e}");
+            fail_all(batch, InferError::Failed { attempts: served.attempts, last, node: String::new() });
         }
     }
 }

@@ -17,7 +17,8 @@ use crate::generate::sampler::{log_softmax, top_logprobs};
 use crate::generate::{GenerationParams, Sequence, Step, TextTokenizer};
 use crate::model::ModelInput;
 
-use super::infer::{InferError, InferOptions, infer};
+use super::batching::step_batched;
+use super::infer::{InferError, InferOptions};
 use super::node::Node;
 use super::wire::{KvStep, ReleaseSequence, StageRoute};
 
@@ -103,6 +104,7 @@ pub async fn generate(
             session: req.session.clone(),
             priority: req.priority,
             kv: Some(KvStep { seq: seq_id, past, all_logits }),
+            kv_batch: Vec::new(),
             route: route.clone(),
             avoid: avoid.clone(),
             // A step on the sequence's route cannot move: its caches are there. A failure
@@ -112,7 +114,7 @@ pub async fn generate(
             block_outputs: false,
             trace: req.trace,
         };
-        match infer(node, &req.model, ModelInput::single(&input), opts, request_id).await {
+        match step_batched(node, &req.model, ModelInput::single(&input), opts, request_id).await {
             Ok(served) => {
                 used.extend(served.route.iter().flatten().map(|(_, n)| n.clone()));
                 route = Some(served.route);

@@ -125,6 +125,7 @@ pub async fn infer(
             blocks: Vec::new(),
             processed_by: Vec::new(),
             kv: opts.kv,
+            kv_batch: opts.kv_batch.clone(),
             trace: opts.trace,
             parent: super::trace::SpanParent::of(&tracing::Span::current()),
         };
@@ -279,8 +280,20 @@ async fn run_stage_here(node: &Node, mut header: ForwardHeader, hidden: Vec<u8>)
     let prio = header.priority;
     let out = if members.len() == 1 {
         let shard = local_shard(node, &header.model, lead_shard)?;
-        let msg = Forward { input, hidden, block_outputs: header.block_outputs, kv: header.kv };
+        let msg = Forward {
+            input,
+            hidden,
+            block_outputs: header.block_outputs,
+            kv: header.kv,
+            kv_batch: header.kv_batch.clone(),
+        };
         on_shard(node, &shard, prio, msg).await?
+    } else if !header.kv_batch.is_empty() {
+        return Err(StageFailure {
+            node: node.id.clone(),
+            message: "a tensor-parallel stage does not batch decode steps".into(),
+            invalid_request: true,
+        });
     } else {
         tensor_parallel(node, &header, &members, input, hidden).await?
     };

@@ -23,6 +23,9 @@ pub struct InferOptions {
     pub priority: u8,
     /// A generation step: the stages continue the sequence's KV caches.
     pub kv: Option<KvStep>,
+    /// A batch of decode steps, one per input row (one token each), each continuing its own
+    /// sequence's caches (instead of `kv`).
+    pub kv_batch: Vec<KvStep>,
     /// The route to take (the one that holds the sequence's caches) instead of the
     /// balancer's choice.
     pub route: Option<Vec<StageRoute>>,

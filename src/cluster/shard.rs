@@ -158,6 +158,9 @@ impl ShardActor {
             self.stage.as_ref().map_err(|reason| ShardError::Escalated { shard: id, reason: reason.clone() })?;
         let cfg = &stage.config;
         msg.input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
+        if !msg.kv_batch.is_empty() {
+            return self.run_rows(stage, msg);
+        }
         let past = msg.kv.map(|k| k.past).unwrap_or(0);
         let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
             (None, true) => stage.embed_at(&msg.input, past).map_err(|e| invalid(e.to_string()))?,
@@ -194,6 +197,12 @@ impl ShardActor {
         for (i, t) in trace {
             blocks.push((i, HostTensor::from_tensor(t).map_err(|e| invalid(e.to_string()))?));
         }
+        self.finish(stage, x, blocks)
+    }
+
+    /// A stage's result: the activation for the next stage, or the head's outputs.
+    fn finish(&self, stage: &Stage, x: Tensor<3>, blocks: Vec<(usize, HostTensor)>) -> Result<StageOutput, ShardError> {
+        let invalid = |message: String| ShardError::Invalid { shard: self.spec.id, message };
         if !stage.spec.head {
             let bytes = encode(x).map_err(|e| invalid(e.to_string()))?;
             return Ok(StageOutput::Hidden { bytes, blocks });
@@ -204,6 +213,62 @@ impl ShardActor {
             outputs.tensors.insert(format!("block_output.{i}"), t);
         }
         Ok(StageOutput::Final(outputs))
+    }
+
+    /// A batch of decode steps: row `i` one token continuing sequence `kv_batch[i]`'s cache
+    /// here. Every cache is taken first; if one is missing, those taken go back untouched and
+    /// the miss is reported (the batch's members then step alone, and that one replays).
+    fn run_rows(&self, stage: &Stage, msg: &Forward) -> Result<StageOutput, ShardError> {
+        let id = self.spec.id;
+        let invalid = |message: String| ShardError::Invalid { shard: id, message };
+        let steps = &msg.kv_batch;
+        let n = steps.len();
+        if msg.input.batch != n || msg.input.seq_len != 1 || msg.block_outputs {
+            return Err(invalid(format!(
+                "a batch of {n} decode steps takes {n} rows of one token and no block outputs"
+            )));
+        }
+        if steps.iter().any(|k| k.past == 0 || k.all_logits) {
+            return Err(invalid("a batched decode step continues a cache and returns its last logits only".into()));
+        }
+        let pasts: Vec<usize> = steps.iter().map(|k| k.past).collect();
+        let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
+            (None, true) => stage.embed_rows(&msg.input, &pasts).map_err(|e| invalid(e.to_string()))?,
+            (Some(bytes), false) => {
+                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
+                let want = [n, 1, stage.config.hidden_size];
+                if x.dims() != want {
+                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
+                }
+                x
+            }
+            (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
+            (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
+        };
+        let mut keys = Vec::with_capacity(n);
+        let mut caches = Vec::with_capacity(n);
+        for k in steps {
+            let key = self.caches.key(id, k.seq);
+            match self.continued(&key, *k, stage.new_cache()) {
+                Ok(c) => {
+                    keys.push(key);
+                    caches.push(c);
+                }
+                Err(e) => {
+                    for (key, c) in keys.into_iter().zip(caches) {
+                        self.caches.store.put(key, c);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let ctx = ForwardContext::decoding(&stage.config, &pasts, &stage.device);
+        let out = stage.run_blocks_rows(x, &ctx, &mut caches);
+        for (key, c) in keys.into_iter().zip(caches) {
+            self.caches.store.put(key, c);
+        }
+        let x = out.map_err(|e| invalid(e.to_string()))?;
+        self.finish(stage, x, Vec::new())
     }
 
     fn tp(&self, step: TpStep) -> Result<TpOutput, ShardError> {
@@ -403,7 +468,13 @@ mod tests {
         for s in shards {
             match s
                 .addr
-                .send(Forward { input: Arc::clone(&input), hidden: hidden.take(), block_outputs: false, kv: None })
+                .send(Forward {
+                    input: Arc::clone(&input),
+                    hidden: hidden.take(),
+                    block_outputs: false,
+                    kv: None,
+                    kv_batch: Vec::new(),
+                })
                 .await
                 .unwrap()?
             {
@@ -433,7 +504,13 @@ mod tests {
         // A wrong activation is refused with a reason, not a panic.
         let bad = shards[1]
             .addr
-            .send(Forward { input: Arc::clone(&input), hidden: Some(vec![1, 2, 3]), block_outputs: false, kv: None })
+            .send(Forward {
+                input: Arc::clone(&input),
+                hidden: Some(vec![1, 2, 3]),
+                block_outputs: false,
+                kv: None,
+                kv_batch: Vec::new(),
+            })
             .await
             .unwrap();
         assert!(matches!(bad, Err(ShardError::Invalid { .. })), "{bad:?}");

@@ -65,6 +65,8 @@ pub struct Forward {
     pub block_outputs: bool,
     /// A generation step: continue the sequence's cache at this replica.
     pub kv: Option<KvStep>,
+    /// A batch of decode steps, one per input row, each continuing its sequence's cache.
+    pub kv_batch: Vec<KvStep>,
 }
 
 /// What a stage returns.

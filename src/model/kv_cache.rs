@@ -56,7 +56,11 @@ impl LayerKv {
         let pad = |t: &Option<Tensor<4>>| -> Option<Tensor<4>> {
             let t = t.clone()?;
             let [b, h, p, d] = t.dims();
-            Some(if p < len { Tensor::cat(vec![t.clone(), Tensor::zeros([b, h, len - p, d], &t.device())], 2) } else { t })
+            Some(if p < len {
+                Tensor::cat(vec![t.clone(), Tensor::zeros([b, h, len - p, d], &t.device())], 2)
+            } else {
+                t
+            })
         };
         let k: Option<Vec<Tensor<4>>> = rows.iter().map(|r| pad(&r.k)).collect();
         let v: Option<Vec<Tensor<4>>> = rows.iter().map(|r| pad(&r.v)).collect();

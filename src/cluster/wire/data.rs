@@ -63,6 +63,9 @@ pub struct ForwardHeader {
     pub kv: Option<KvStep>,
     /// The W3C trace the request belongs to (every stage's span carries it).
     pub trace: crate::cluster::trace::TraceId,
+    /// A batch of decode steps (one per input row, each continuing its own sequence's
+    /// caches) instead of `kv`.
+    pub kv_batch: Vec<KvStep>,
     /// The span that sent this stage (the request's on the taking node, then the stage
     /// before's): the parent of this stage's exported span.
     pub parent: crate::cluster::trace::SpanParent,
