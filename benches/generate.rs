@@ -5,7 +5,12 @@
 //! in the same run by `tests/fixtures/scripts/bench_generate.py` at the same thread count when
 //! its Python is there (`MLMF_PYTORCH_PYTHON`, or the venv `scripts/bench-generate.sh` makes).
 //!
-//! `RAYON_NUM_THREADS=1 cargo bench --bench generate` (`MLMF_BENCH_QUICK=1` for fewer steps).
+//! Then throughput under concurrency: 1, 4, 16 and 64 streams at once on one node and on a
+//! three-stage pipeline, with continuous batching off and on, against PyTorch's `generate` at
+//! batch 1 and 8.
+//!
+//! `RAYON_NUM_THREADS=1 cargo bench --bench generate` (`MLMF_BENCH_QUICK=1` for fewer steps;
+//! `MLMF_BENCH_ONLY=concurrency` for the concurrency table alone).
 
 mod common;
 
@@ -69,7 +74,7 @@ fn pytorch(threads: &str) -> Option<serde_json::Value> {
     let runs = if quick() { "2" } else { "5" };
     let status = std::process::Command::new(&python)
         .arg(&script)
-        .args(["--threads", threads, "--batches", "1", "--runs", runs, "--json"])
+        .args(["--threads", threads, "--batches", "1,8", "--runs", runs, "--json"])
         .arg(&out)
         .status();
     if !status.is_ok_and(|s| s.success()) {
@@ -107,9 +112,105 @@ fn cluster(dir: &Path, strategy: ShardingStrategy, nodes: usize, prompt: usize, 
     })
 }
 
+/// `(decode, end to end)` tokens per second of `streams` greedy completions of `new` tokens
+/// after `prompt`-token prompts sent at once to `nodes` in-process nodes cut by `strategy`,
+/// continuous batching on or off. Decode: the tokens after each stream's first, over the time
+/// from the last stream's first token to the last stream's end (as PyTorch's figure leaves
+/// the prefill out); end to end: every token over the whole run, prefills included.
+fn concurrent(
+    dir: &Path,
+    strategy: ShardingStrategy,
+    nodes: usize,
+    streams: usize,
+    prompt: usize,
+    new: usize,
+    batching: bool,
+) -> (f64, f64) {
+    let addrs = vec!["127.0.0.1:0"; nodes];
+    let node = NodeConfig {
+        batching: mlmf::config::BatchingConfig { enabled: batching, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let cfg = DistributedConfigBuilder::new().sharding(strategy).node_config(node).build().unwrap();
+    actix_web::rt::System::new().block_on(async {
+        let m = SimpleDistributedManager::deploy(dir, "g", &addrs, cfg).await.unwrap();
+        let body = |s: usize| {
+            let ids: Vec<u32> = (0..prompt as u32).map(|i| (i * 7 + 3 + s as u32 * 13) % 900).collect();
+            json!({"model": "g", "prompt": ids, "max_tokens": new, "temperature": 0, "ignore_eos": true, "stream": true})
+        };
+        let t = Instant::now();
+        let runs = (0..streams).map(|s| {
+            let client = m.client();
+            let b = body(s);
+            async move {
+                let mut first = None;
+                client.completion(&b, |_| {
+                    first.get_or_insert_with(Instant::now);
+                }).await.unwrap();
+                (first.unwrap_or_else(Instant::now), Instant::now())
+            }
+        });
+        let times = futures_util::future::join_all(runs).await;
+        let whole = t.elapsed().as_secs_f64();
+        m.shutdown();
+        let last_first = times.iter().map(|(f, _)| *f).max().unwrap();
+        let last_end = times.iter().map(|(_, e)| *e).max().unwrap();
+        let decode = (last_end - last_first).as_secs_f64().max(1e-9);
+        ((streams * (new - 1)) as f64 / decode, (streams * new) as f64 / whole)
+    })
+}
+
+/// The concurrency table: tokens/s per stream count, batching off and on, one node and a
+/// three-stage pipeline, against PyTorch's batch 1 and 8 decode tokens/s.
+fn concurrency_table(torch: Option<&serde_json::Value>, threads: &str) {
+    let new = if quick() { 16 } else { 64 };
+    println!("
+throughput under concurrency, RAYON_NUM_THREADS={threads} (mlmf: generated tokens/s end to end, prefills included; PyTorch: decode tokens/s of generate)");
+    println!(
+        "| model | streams | 1 node, batching off | 1 node, batching on | pipeline:3 on 3 nodes, off | pipeline:3 on 3 nodes, on | PyTorch batch 1 | PyTorch batch 8 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let small = common::gpt2_small();
+    // 64 streams of the GPT-2-small shape take minutes per cell on one core: 16 unless asked.
+    let most_small = std::env::var("MLMF_BENCH_SMALL_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+    for (name, key, dir, prompt, steps) in [
+        ("gpt2_tiny", "gpt2_tiny/p32_n64", fixture("gpt2_tiny"), 32, new),
+        ("llama_tiny", "llama_tiny/p32_n64", fixture("llama_tiny"), 32, new),
+        ("GPT-2-small shape", "gpt2_small_shape/p128_n32", small, 128, new / 2),
+    ] {
+        let torch_at = |b: usize| {
+            torch.and_then(|t| t["results"][format!("{key}_b{b}")]["decode_tokens_per_s"].as_f64()).unwrap_or(f64::NAN)
+        };
+        let most = if name.starts_with("GPT-2-small") { most_small } else { 64 };
+        for streams in [1, 4, 16, 64].into_iter().filter(|&s| s <= most) {
+            let pipe = ShardingStrategy::PipelineSharding { num_stages: 3 };
+            let cells = [
+                concurrent(&dir, ShardingStrategy::NoSharding, 1, streams, prompt, steps, false),
+                concurrent(&dir, ShardingStrategy::NoSharding, 1, streams, prompt, steps, true),
+                concurrent(&dir, pipe.clone(), 3, streams, prompt, steps, false),
+                concurrent(&dir, pipe, 3, streams, prompt, steps, true),
+            ];
+            let cell = |(d, e): (f64, f64)| format!("{d:.0} ({e:.0})");
+            println!(
+                "| {name} | {streams} | {} | {} | {} | {} | {:.0} | {:.0} |",
+                cell(cells[0]),
+                cell(cells[1]),
+                cell(cells[2]),
+                cell(cells[3]),
+                torch_at(1),
+                torch_at(8)
+            );
+        }
+    }
+}
+
 fn main() {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let torch = pytorch(&threads);
+    if std::env::var("MLMF_BENCH_ONLY").is_ok_and(|v| v == "concurrency") {
+        concurrency_table(torch.as_ref(), &threads);
+        return;
+    }
     let new = if quick() { 16 } else { 64 };
     let small = common::gpt2_small();
     let mut rows = Vec::new();
@@ -150,6 +251,7 @@ fn main() {
     for r in rows {
         println!("{r}");
     }
+    concurrency_table(torch.as_ref(), &threads);
     let Some(torch) = torch else {
         println!("\n(no PyTorch in this run: set MLMF_PYTORCH_PYTHON or run scripts/bench-generate.sh)");
         println!("time to first token, GPT-2-small shape, 1000-token prompt: mlmf {ttft:.0} ms");

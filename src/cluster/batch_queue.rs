@@ -59,6 +59,8 @@ pub struct BatchQueues {
     pub batches: AtomicU64,
     /// Requests they carried.
     pub batched: AtomicU64,
+    /// Woken on every push (a decode batch gathering its sequences waits on it).
+    pub pushed: tokio::sync::Notify,
 }
 
 impl BatchQueues {
@@ -69,6 +71,7 @@ impl BatchQueues {
         let q = queues.entry((model.to_string(), priority)).or_default();
         q.waiting.push_back(member);
         self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.pushed.notify_waiters();
         if q.in_flight < slots.max(1) {
             q.in_flight += 1;
             return true;
@@ -115,6 +118,12 @@ impl BatchQueues {
             }
         }
         Some(batch)
+    }
+
+    /// Requests waiting in `(queue, priority)`.
+    pub fn waiting_in(&self, queue: &str, priority: u8) -> usize {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.get(&(queue.to_string(), priority)).map(|q| q.waiting.len()).unwrap_or(0)
     }
 
     /// Gives back a slot of `(model, priority)` whose driver stopped early (the members

@@ -113,8 +113,11 @@ enum Kind {
 async fn drive(node: &Node, model: &str, queue: &str, priority: u8, kind: Kind) {
     let cfg = node.cfg.batching.clone();
     let mut slot = Slot { node, queue, priority, held: true };
+    let mut last = 0;
     loop {
-        if cfg.batch_wait_us > 0 {
+        if kind == Kind::Decode && last > 1 {
+            gather(node, queue, priority, last, Duration::from_micros(cfg.decode_wait_us)).await;
+        } else if cfg.batch_wait_us > 0 {
             tokio::time::sleep(Duration::from_micros(cfg.batch_wait_us)).await;
         }
         let Some(batch) = node.batches.take(queue, priority, cfg.max_batch_tokens) else {
@@ -122,9 +125,28 @@ async fn drive(node: &Node, model: &str, queue: &str, priority: u8, kind: Kind) 
             slot.held = false;
             return;
         };
+        last = batch.len();
         match kind {
             Kind::Forward => run_batch(node, model, batch).await,
             Kind::Decode => run_steps(node, model, batch).await,
+        }
+    }
+}
+
+/// Waits (at most `wait`) until `expected` steps queue in `queue`: the sequences of the batch
+/// just answered sample their next token and come back at slightly different moments, and a
+/// batch leaving with the first of them would split the rest into small ones. A sequence that
+/// finished does not come back: the wait then ends at `wait`, once.
+async fn gather(node: &Node, queue: &str, priority: u8, expected: usize, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        // Created before the check: a push between the check and the wait still wakes it.
+        let pushed = node.batches.pushed.notified();
+        if node.batches.waiting_in(queue, priority) >= expected {
+            return;
+        }
+        if tokio::time::timeout_at(until, pushed).await.is_err() {
+            return;
         }
     }
 }

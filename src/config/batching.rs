@@ -20,11 +20,20 @@ pub struct BatchingConfig {
     /// them queue and go together in the next batch. 0: one per pipeline stage of the model
     /// (every stage busy, none idle waiting for the next batch).
     pub max_batches_in_flight: usize,
+    /// How long a batch of decode steps waits for the sequences of the batch before it to
+    /// queue their next steps, microseconds (it leaves as soon as they all have).
+    pub decode_wait_us: u64,
 }
 
 impl Default for BatchingConfig {
     fn default() -> Self {
-        BatchingConfig { enabled: true, max_batch_tokens: 8192, batch_wait_us: 0, max_batches_in_flight: 0 }
+        BatchingConfig {
+            enabled: true,
+            max_batch_tokens: 8192,
+            batch_wait_us: 0,
+            max_batches_in_flight: 0,
+            decode_wait_us: 2000,
+        }
     }
 }
 
@@ -34,8 +43,8 @@ impl BatchingConfig {
         if self.max_batch_tokens == 0 {
             return Some(("batching.max_batch_tokens", "must be positive".into()));
         }
-        if self.batch_wait_us > 1_000_000 {
-            return Some(("batching.batch_wait_us", "must be at most 1000000 (one second)".into()));
+        if self.batch_wait_us > 1_000_000 || self.decode_wait_us > 1_000_000 {
+            return Some(("batching.batch_wait_us", "waits must be at most 1000000 (one second)".into()));
         }
         None
     }
