@@ -217,5 +217,22 @@ fn concurrent_generations_share_decode_steps_and_give_the_tokens_they_give_alone
         });
         let (after, after_single) = batch_counts(&addr, &key);
         assert!(after - before > after_single - before_single, "{id}: no decode step was batched");
+        // Prompts of different lengths starting at the same instant: their first prefills
+        // go padded in shared forwards, each sequence keeping its own prompt's caches.
+        let bodies: Vec<Value> = (0..24)
+            .map(|k| {
+                let p = &prompts[k % prompts.len()];
+                json!({"model": id, "prompt": p["input_ids"], "max_tokens": 6 + k % 7, "temperature": 0, "return_token_ids": true})
+            })
+            .collect();
+        for (k, (status, v)) in at_once(&addr, &key, "/v1/completions", &bodies).into_iter().enumerate() {
+            assert_eq!(status, 200, "{v}");
+            let p = &prompts[k % prompts.len()];
+            assert_eq!(
+                token_ids(&v["choices"][0]["token_ids"]),
+                token_ids(&p["new_ids"])[..6 + k % 7],
+                "{id}: request {k}"
+            );
+        }
     }
 }

@@ -41,22 +41,17 @@ pub async fn infer_batched(
         0 => routes.stages.len().max(1),
         n => n,
     };
-    let wait = opts.deadline.unwrap_or_else(|| node.cfg.request_timeout());
-    let (tx, rx) = oneshot::channel();
-    let priority = opts.priority;
-    let member = Member { input, opts, request_id, deadline: Instant::now() + wait, reply: tx };
-    if node.batches.push(model, priority, member, slots) {
-        let (node, model) = (node.clone(), model.to_string());
-        actix_web::rt::spawn(async move { drive(&node, &model, &model, priority, Kind::Forward).await });
-    }
-    answer(rx, wait).await
+    let member = (input, opts, request_id);
+    enqueue(node, model, model.to_string(), member, slots, Kind::Forward).await
 }
 
 /// Serves one decode step of a generation (one token continuing its sequence's caches on
 /// its route), batched with the ready steps of other sequences on the same route when
 /// batching is on: continuous batching, each step joining whichever batch leaves next, so
-/// a sequence joins or leaves the batch at any step. Replays (a prefill), prompt scoring
-/// and routes with a tensor-parallel stage step alone.
+/// a sequence joins or leaves the batch at any step. A sequence's first prefill is batched
+/// with the others starting at the same time (padded, on one route the balancer picks).
+/// Replays after a failure, prompt scoring (`echo`) and models with a tensor-parallel stage
+/// step alone.
 pub async fn step_batched(
     node: &Node,
     model: &str,
@@ -66,6 +61,25 @@ pub async fn step_batched(
 ) -> Result<InferResult, InferError> {
     let cfg = &node.cfg.batching;
     let one_token = input.seq_len == 1 && input.batch == 1;
+    if let Some(k) = opts.kv
+        && cfg.enabled
+        && k.past == 0
+        && !k.all_logits
+        && opts.route.is_none()
+        && opts.avoid.is_empty()
+        && input.batch == 1
+    {
+        // A sequence's first prefill: with the others starting now, on a route the balancer
+        // picks for them all (unless a stage is tensor-parallel).
+        let view = node.view();
+        let Some(routes) = view.model(model) else { return Err(InferError::UnknownModel(model.to_string())) };
+        if routes.stages.iter().all(|s| s.len() == 1) {
+            input.validate(&routes.config).map_err(|e| InferError::Invalid(e.to_string()))?;
+            let slots = routes.stages.len().max(1);
+            let queue = format!("{model}\u{1f}prefill");
+            return enqueue(node, model, queue, (input, opts, request_id), slots, Kind::Prefill).await;
+        }
+    }
     let route = match (&opts.route, opts.kv) {
         (Some(route), Some(k))
             if cfg.enabled && one_token && k.past > 0 && !k.all_logits && route.iter().all(|s| s.len() == 1) =>
@@ -76,21 +90,27 @@ pub async fn step_batched(
     };
     let slots = route.len().max(1);
     let queue = format!("{model}\u{1f}{route:?}");
+    enqueue(node, model, queue, (input, opts, request_id), slots, Kind::Decode).await
+}
+
+/// Queues a request in `queue` (starting its driver when a slot is free) and waits for its
+/// answer until its deadline.
+async fn enqueue(
+    node: &Node,
+    model: &str,
+    queue: String,
+    (input, opts, request_id): (ModelInput, InferOptions, u64),
+    slots: usize,
+    kind: Kind,
+) -> Result<InferResult, InferError> {
     let wait = opts.deadline.unwrap_or_else(|| node.cfg.request_timeout());
     let (tx, rx) = oneshot::channel();
     let priority = opts.priority;
     let member = Member { input, opts, request_id, deadline: Instant::now() + wait, reply: tx };
     if node.batches.push(&queue, priority, member, slots) {
         let (node, model) = (node.clone(), model.to_string());
-        actix_web::rt::spawn(async move { drive(&node, &model, &queue, priority, Kind::Decode).await });
+        actix_web::rt::spawn(async move { drive(&node, &model, &queue, priority, kind).await });
     }
-    answer(rx, wait).await
-}
-
-async fn answer(
-    rx: oneshot::Receiver<Result<InferResult, InferError>>,
-    wait: Duration,
-) -> Result<InferResult, InferError> {
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => {
@@ -107,6 +127,8 @@ enum Kind {
     Forward,
     /// Decode steps of sequences on one route, one row each.
     Decode,
+    /// The first prefills of sequences, padded to the longest prompt.
+    Prefill,
 }
 
 /// Holds one forward slot of queue `queue` (of `model`): takes batches until none waits.
@@ -127,8 +149,10 @@ async fn drive(node: &Node, model: &str, queue: &str, priority: u8, kind: Kind) 
         };
         last = batch.len();
         match kind {
+            _ if batch.len() == 1 => alone(node, model, batch).await,
             Kind::Forward => run_batch(node, model, batch).await,
             Kind::Decode => run_steps(node, model, batch).await,
+            Kind::Prefill => run_prefills(node, model, batch).await,
         }
     }
 }
@@ -153,15 +177,8 @@ async fn gather(node: &Node, queue: &str, priority: u8, expected: usize, wait: D
 
 /// One batched decode step: every member's token as a row, every member's sequence
 /// continued at every stage, each member given its own row of logits.
-async fn run_steps(node: &Node, model: &str, mut batch: Vec<Member>) {
-    if batch.len() == 1 {
-        let m = batch.pop().expect("one member");
-        let answer = infer(node, model, m.input, m.opts, m.request_id).await;
-        let _ = m.reply.send(answer);
-        return;
-    }
-    let now = Instant::now();
-    let deadline = batch.iter().map(|m| m.deadline.saturating_duration_since(now)).max().unwrap_or_default();
+async fn run_steps(node: &Node, model: &str, batch: Vec<Member>) {
+    let deadline = latest_deadline(&batch);
     let first = &batch[0].opts;
     let opts = InferOptions {
         outputs: Some(vec!["logits".into()]),
@@ -170,7 +187,7 @@ async fn run_steps(node: &Node, model: &str, mut batch: Vec<Member>) {
         kv_batch: batch.iter().filter_map(|m| m.opts.kv).collect(),
         route: first.route.clone(),
         max_attempts: Some(1),
-        deadline: Some(deadline.max(Duration::from_millis(1))),
+        deadline: Some(deadline),
         trace: first.trace,
         ..InferOptions::default()
     };
@@ -193,6 +210,42 @@ async fn run_steps(node: &Node, model: &str, mut batch: Vec<Member>) {
         Err(InferError::Invalid(_)) => alone(node, model, batch).await,
         // The route failed (a node died or froze): every sequence replays elsewhere.
         Err(e) => fail_all(batch, e),
+    }
+}
+
+/// The time left to the member that waits longest (at least a millisecond).
+fn latest_deadline(batch: &[Member]) -> Duration {
+    let now = Instant::now();
+    batch
+        .iter()
+        .map(|m| m.deadline.saturating_duration_since(now))
+        .max()
+        .unwrap_or_default()
+        .max(Duration::from_millis(1))
+}
+
+/// The first prefills of several sequences as one padded forward on one route: every
+/// sequence's caches start there, cut to its own prompt, and each gets its last token's
+/// logits. Any failure: each prefills alone (a prefill starts its caches afresh, so running
+/// it again is safe).
+async fn run_prefills(node: &Node, model: &str, batch: Vec<Member>) {
+    let deadline = latest_deadline(&batch);
+    let (input, layout) = pack(&batch.iter().map(|m| &m.input).collect::<Vec<_>>());
+    let first = &batch[0].opts;
+    let opts = InferOptions {
+        outputs: Some(vec!["logits".into()]),
+        session: first.session.clone(),
+        priority: first.priority,
+        kv_batch: batch.iter().filter_map(|m| m.opts.kv).collect(),
+        deadline: Some(deadline),
+        trace: first.trace,
+        ..InferOptions::default()
+    };
+    let rows = vec![(1, 1); layout.len()];
+    tracing::debug!(model, sequences = batch.len(), seq = input.seq_len, "batched prefill");
+    match infer(node, model, input, opts, batch[0].request_id).await {
+        Ok(served) => deliver(batch, &served, split(&served.outputs, &rows, &vec![None; rows.len()])),
+        Err(_) => alone(node, model, batch).await,
     }
 }
 
@@ -229,18 +282,10 @@ impl Drop for Slot<'_> {
 }
 
 /// One batched forward, its outputs delivered to every member.
-async fn run_batch(node: &Node, model: &str, mut batch: Vec<Member>) {
-    if batch.len() == 1 {
-        let m = batch.pop().expect("one member");
-        let answer = infer(node, model, m.input, m.opts, m.request_id).await;
-        let _ = m.reply.send(answer);
-        return;
-    }
-    let now = Instant::now();
-    let deadline = batch.iter().map(|m| m.deadline.saturating_duration_since(now)).max().unwrap_or_default();
+async fn run_batch(node: &Node, model: &str, batch: Vec<Member>) {
+    let deadline = latest_deadline(&batch);
     let (input, layout) = pack(&batch.iter().map(|m| &m.input).collect::<Vec<_>>());
-    let opts =
-        merged_options(&batch.iter().map(|m| &m.opts).collect::<Vec<_>>(), deadline.max(Duration::from_millis(1)));
+    let opts = merged_options(&batch.iter().map(|m| &m.opts).collect::<Vec<_>>(), deadline);
     let request_id = batch[0].request_id;
     tracing::debug!(model, members = batch.len(), rows = input.batch, seq = input.seq_len, "batched forward");
     match infer(node, model, input, opts, request_id).await {

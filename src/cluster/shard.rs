@@ -223,6 +223,9 @@ impl ShardActor {
         let invalid = |message: String| ShardError::Invalid { shard: id, message };
         let steps = &msg.kv_batch;
         let n = steps.len();
+        if steps.iter().all(|k| k.past == 0) {
+            return self.prefill_rows(stage, msg);
+        }
         if msg.input.batch != n || msg.input.seq_len != 1 || msg.block_outputs {
             return Err(invalid(format!(
                 "a batch of {n} decode steps takes {n} rows of one token and no block outputs"
@@ -268,6 +271,55 @@ impl ShardActor {
             self.caches.store.put(key, c);
         }
         let x = out.map_err(|e| invalid(e.to_string()))?;
+        self.finish(stage, x, Vec::new())
+    }
+
+    /// A batch of prompts, right-padded (the attention mask marks each row's tokens), each
+    /// starting sequence `kv_batch[i]`: one forward, then each row's cache cut to its own
+    /// length and kept, and at the head each row's last token's logits.
+    fn prefill_rows(&self, stage: &Stage, msg: &Forward) -> Result<StageOutput, ShardError> {
+        let id = self.spec.id;
+        let invalid = |message: String| ShardError::Invalid { shard: id, message };
+        let (n, l) = (msg.input.batch, msg.input.seq_len);
+        if msg.kv_batch.len() != n || msg.block_outputs || msg.kv_batch.iter().any(|k| k.all_logits) {
+            return Err(invalid(format!("a batch of {n} prefills takes {n} rows, no block outputs, last logits only")));
+        }
+        let lens: Vec<usize> = match &msg.input.attention_mask {
+            None => vec![l; n],
+            Some(m) => m.chunks(l.max(1)).map(|r| r.iter().take_while(|&&v| v == 1).count()).collect(),
+        };
+        let ones = |i: usize| {
+            msg.input.attention_mask.as_ref().map_or(l, |m| m[i * l..(i + 1) * l].iter().filter(|&&v| v == 1).count())
+        };
+        if lens.iter().enumerate().any(|(i, &len)| len == 0 || ones(i) != len) {
+            return Err(invalid("batched prompts must be right-padded, each with at least one token".into()));
+        }
+        let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
+            (None, true) => stage.embed(&msg.input).map_err(|e| invalid(e.to_string()))?,
+            (Some(bytes), false) => {
+                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
+                let want = [n, l, stage.config.hidden_size];
+                if x.dims() != want {
+                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
+                }
+                x
+            }
+            (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
+            (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
+        };
+        let ctx = ForwardContext::new(&stage.config, &msg.input, &stage.device);
+        let mut batch = stage.new_cache();
+        let x = stage.run_blocks_kv(x, &ctx, None, Some(&mut batch)).map_err(|e| invalid(e.to_string()))?;
+        for (i, k) in msg.kv_batch.iter().enumerate() {
+            self.caches.store.put(self.caches.key(id, k.seq), batch.row(i, lens[i]));
+        }
+        let x = if stage.spec.head {
+            let last: Vec<Tensor<3>> =
+                lens.iter().enumerate().map(|(i, &len)| x.clone().narrow(0, i, 1).narrow(1, len - 1, 1)).collect();
+            Tensor::cat(last, 0)
+        } else {
+            x
+        };
         self.finish(stage, x, Vec::new())
     }
 

@@ -67,6 +67,13 @@ impl LayerKv {
         LayerKv { k: k.map(|k| Tensor::cat(k, 0)), v: v.map(|v| Tensor::cat(v, 0)) }
     }
 
+    /// Row `row` of a batch's cache, its first `len` positions (a sequence prefilled in a
+    /// padded batch keeps only its own).
+    pub fn row(&self, row: usize, len: usize) -> LayerKv {
+        let cut = |t: &Option<Tensor<4>>| t.as_ref().map(|t| t.clone().narrow(0, row, 1).narrow(2, 0, len));
+        LayerKv { k: cut(&self.k), v: cut(&self.v) }
+    }
+
     /// The keys and values of the newest position (`[b, kv_heads, 1, d]`), if any.
     pub fn newest(&self) -> Option<(Tensor<4>, Tensor<4>)> {
         let (k, v) = (self.k.as_ref()?, self.v.as_ref()?);
@@ -102,6 +109,11 @@ impl KvCache {
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.layers.iter().map(LayerKv::bytes).sum()
+    }
+
+    /// Row `row` of a batch's cache, its first `len` positions, in every block.
+    pub fn row(&self, row: usize, len: usize) -> KvCache {
+        KvCache { layers: self.layers.iter().map(|l| l.row(row, len)).collect() }
     }
 
     /// Keeps the first `positions` of every block.
