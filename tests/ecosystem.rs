@@ -317,36 +317,13 @@ fn a_trace_id_from_traceparent_reaches_every_stage_on_every_node() {
 /// An OTLP/HTTP collector on 127.0.0.1: keeps every `/v1/traces` body, decoded by the
 /// OpenTelemetry protocol's own protobuf types.
 fn otlp_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>) {
-    use prost::Message;
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let store = got.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(move || {
-                let store = store.clone();
-                actix_web::App::new().route(
-                    "/v1/traces",
-                    actix_web::web::post().to(move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
-                        let store = store.clone();
-                        async move {
-                            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-                            assert_eq!(ct, "application/x-protobuf");
-                            let decoded = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
-                            store.lock().unwrap().push(decoded);
-                            actix_web::HttpResponse::Ok().content_type("application/x-protobuf").finish()
-                        }
-                    }),
-                )
-            })
-            .workers(1)
-            .bind(("127.0.0.1", 0))
-            .unwrap();
-            tx.send(server.addrs()[0].to_string()).unwrap();
-            server.run().await.unwrap();
-        })
-    });
-    (rx.recv().unwrap(), got)
+    common::nodes::sink(|req, body| {
+        use prost::Message;
+        assert_eq!(req.path(), "/v1/traces");
+        let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(ct, "application/x-protobuf");
+        ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body")
+    })
 }
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

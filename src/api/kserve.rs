@@ -19,7 +19,7 @@ use crate::cluster::node::Node;
 use super::admission::Admission;
 use super::body::read_bytes;
 use super::error::ApiError;
-use super::routes::{MAX_TOKENS, run_infer};
+use super::forward::{MAX_TOKENS, run_infer};
 use super::tensor_bytes::{OCTET_STREAM, f32_le, ints_le};
 use super::trace_context::{request_span, with_trace};
 use super::types::{InferRequest, InferResponse};

@@ -13,6 +13,7 @@ pub mod completions;
 pub mod dashboard;
 pub mod embeddings;
 pub mod error;
+pub mod forward;
 pub mod kserve;
 pub mod logprobs;
 pub mod metrics;

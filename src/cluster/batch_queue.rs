@@ -28,6 +28,8 @@ pub struct Member {
     pub request_id: u64,
     /// When its caller stops waiting.
     pub deadline: Instant,
+    /// The span it was queued from (the batch's span continues or links it).
+    pub parent: super::trace::SpanParent,
     /// Where its answer goes.
     pub reply: oneshot::Sender<Result<InferResult, InferError>>,
 }
@@ -311,6 +313,7 @@ mod tests {
                 opts: InferOptions::default(),
                 request_id: 0,
                 deadline: Instant::now(),
+                parent: Default::default(),
                 reply: tx,
             };
             (m, rx)

@@ -106,7 +106,8 @@ async fn enqueue(
     let wait = opts.deadline.unwrap_or_else(|| node.cfg.request_timeout());
     let (tx, rx) = oneshot::channel();
     let priority = opts.priority;
-    let member = Member { input, opts, request_id, deadline: Instant::now() + wait, reply: tx };
+    let parent = super::trace::SpanParent::of(&tracing::Span::current());
+    let member = Member { input, opts, request_id, deadline: Instant::now() + wait, parent, reply: tx };
     if node.batches.push(&queue, priority, member, slots) {
         let (node, model) = (node.clone(), model.to_string());
         actix_web::rt::spawn(async move { drive(&node, &model, &queue, priority, kind).await });
@@ -148,12 +149,21 @@ async fn drive(node: &Node, model: &str, queue: &str, priority: u8, kind: Kind) 
             return;
         };
         last = batch.len();
-        match kind {
-            _ if batch.len() == 1 => alone(node, model, batch).await,
-            Kind::Forward => run_batch(node, model, batch).await,
-            Kind::Decode => run_steps(node, model, batch).await,
-            Kind::Prefill => run_prefills(node, model, batch).await,
+        // The batch runs in a span of the first member's trace, linked to the others'.
+        let span = tracing::info_span!("batch", model, kind = ?kind, members = batch.len());
+        batch[0].parent.adopt(&span, batch[0].opts.trace);
+        for m in &batch[1..] {
+            m.parent.link(&span, m.opts.trace);
         }
+        let run = async {
+            match kind {
+                _ if batch.len() == 1 => alone(node, model, batch).await,
+                Kind::Forward => run_batch(node, model, batch).await,
+                Kind::Decode => run_steps(node, model, batch).await,
+                Kind::Prefill => run_prefills(node, model, batch).await,
+            }
+        };
+        tracing::Instrument::instrument(run, span).await;
     }
 }
 

@@ -87,6 +87,24 @@ impl SpanParent {
     }
 }
 
+impl SpanParent {
+    /// Links `span` to this span of `trace` (a batch's span to the requests it carries
+    /// beside the first, whose child it is); nothing without an OpenTelemetry layer.
+    pub fn link(self, span: &tracing::Span, trace: TraceId) {
+        if self.span == 0 || trace.0 == 0 {
+            return;
+        }
+        let flags = if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        span.add_link(SpanContext::new(
+            opentelemetry::trace::TraceId::from(trace.0),
+            SpanId::from(self.span),
+            flags,
+            true,
+            TraceState::default(),
+        ));
+    }
+}
+
 /// The trace OpenTelemetry put `span` in, when an OpenTelemetry layer is installed.
 pub fn exported_trace(span: &tracing::Span) -> Option<TraceId> {
     let cx = span.context();

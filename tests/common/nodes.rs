@@ -176,21 +176,26 @@ pub fn smtp_sink() -> (String, Mails) {
 
 /// An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it, by path.
 pub fn http_sink() -> (String, Posts) {
+    sink(|req, body| (req.path().to_string(), serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+}
+
+/// An HTTP server on 127.0.0.1 that answers every request 200 and keeps what `keep` makes
+/// of it.
+pub fn sink<T: Send + 'static>(
+    keep: impl Fn(&actix_web::HttpRequest, actix_web::web::Bytes) -> T + Clone + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<T>>>) {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let store = got.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let server = actix_web::HttpServer::new(move || {
-                let store = store.clone();
+                let (store, keep) = (store.clone(), keep.clone());
                 actix_web::App::new().default_service(actix_web::web::to(
                     move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
-                        let store = store.clone();
-                        async move {
-                            let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                            store.lock().unwrap().push((req.path().to_string(), v));
-                            actix_web::HttpResponse::Ok().finish()
-                        }
+                        let kept = keep(&req, body);
+                        store.lock().unwrap().push(kept);
+                        async { actix_web::HttpResponse::Ok().finish() }
                     },
                 ))
             })
