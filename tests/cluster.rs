@@ -374,7 +374,10 @@ fn past_its_in_flight_bound_a_node_answers_429_with_retry_after() {
 
 #[test]
 fn a_high_priority_request_overtakes_queued_low_ones() {
-    let cluster = Cluster::start("priority", 1, |_| String::new());
+    // The shard's priority queue is what is tested: without batching, every low request
+    // waits there as its own message (batched, they would wait at the taking node and reach
+    // the shard together, as one).
+    let cluster = Cluster::start("priority", 1, |_| "[batching]\nenabled = false\n".to_string());
     let (a, key) = (&cluster.nodes[0], &cluster.key);
     let client = cluster.client(0);
     let model = fixture("gpt2_tiny");
