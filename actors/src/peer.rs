@@ -173,7 +173,17 @@ pub async fn accept(
                     }
                     let (handler, mut session, cfg) = (Arc::clone(&handler), session.clone(), Arc::clone(&cfg));
                     actix_web::rt::spawn(async move {
-                        let (kind, body) = match handler(env.clone(), payload).await {
+                        let run = handler(env.clone(), payload);
+                        // The caller stops waiting at the envelope's deadline: so does the work
+                        // here (dropped, so what still waits in a queue is skipped).
+                        let outcome = match env.deadline_ms {
+                            0 => run.await,
+                            ms => match tokio::time::timeout(Duration::from_millis(u64::from(ms)), run).await {
+                                Ok(r) => r,
+                                Err(_) => Err(format!("{}: not done within its deadline of {ms} ms", env.name)),
+                            },
+                        };
+                        let (kind, body) = match outcome {
                             Ok(b) => (Kind::Response, b),
                             Err(e) => (Kind::Error, e.into_bytes()),
                         };

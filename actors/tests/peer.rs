@@ -172,3 +172,40 @@ async fn typed_requests_get_typed_replies_through_a_redialling_pool() {
     assert!(matches!(pool.ask(dead, &Add(1, 1), Duration::from_millis(300)).await, Err(PeerError::Connect { .. })));
     assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
 }
+
+/// The receiving side honours the envelope's deadline: work for a caller that gave up is
+/// stopped there (the handler's future is dropped), not run to its end.
+#[actix_rt::test]
+async fn a_request_past_its_deadline_is_stopped_on_the_receiving_side() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Stopped(Arc<AtomicBool>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let (stopped, finished) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (s, f) = (stopped.clone(), finished.clone());
+    let h: Handler = Arc::new(move |_env, payload| {
+        let (s, f) = (s.clone(), f.clone());
+        Box::pin(async move {
+            let _guard = Stopped(s);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            f.store(true, Ordering::SeqCst);
+            Ok(payload)
+        })
+    });
+    let cfg = PeerConfig::default();
+    let url = start_with(cfg.clone(), h);
+    let client = PeerClient::connect(&url, &cfg).await.unwrap();
+    let e = client.request("long", b"x", Duration::from_millis(200), 1).await.unwrap_err();
+    assert!(matches!(e, PeerError::Timeout { .. }), "{e}");
+    for _ in 0..100 {
+        if stopped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stopped.load(Ordering::SeqCst), "the handler still runs for a caller that gave up");
+    assert!(!finished.load(Ordering::SeqCst));
+}
