@@ -1,6 +1,7 @@
 //! Graceful leave across real processes: a node sent SIGTERM under 8 clients hands its
 //! replicas off, drains and exits 0 with no failed request, and every shard keeps its
-//! replication on the members left.
+//! replication on the members left; a stream the leaving node took itself runs to its end
+//! before the node goes.
 
 mod common;
 
@@ -60,4 +61,48 @@ fn sigterm_hands_off_drains_and_leaves_with_no_failed_request() {
             assert_eq!(s.progress.iter().filter(|p| p.shard == shard && p.done).count(), 2, "{:?}", s.progress);
         }
     });
+}
+
+/// A completion streamed from the node that is told to leave: the node hands off, then waits
+/// for the stream it took to finish (every token, then `[DONE]`) before it exits 0.
+#[test]
+fn a_leaving_node_finishes_the_streams_it_took_before_it_goes() {
+    let mut cluster = Cluster::start("leave-stream", 3, |_| String::new());
+    let leaver = cluster.nodes.remove(2);
+    let client = cluster.client(0);
+    block_on(serve_model(&client, 3, "m", &fixture("gpt2_tiny"), "pipeline:3", 2));
+    let key = common::http::bearer(&cluster.key);
+    let body = serde_json::json!({"model": "m", "prompt": [464, 968, 758], "max_tokens": 120, "temperature": 0,
+        "ignore_eos": true, "return_token_ids": true, "stream": true});
+    let mut events = common::http::Events::open(&leaver.addr, &key, "/v1/completions", &body);
+    let status = events.status;
+    assert_eq!(status, 200, "{:?}", events.next_data());
+    let mut tokens = 0usize;
+    let mut signalled = false;
+    let mut done = false;
+    while let Some(data) = events.next_data() {
+        if data == "[DONE]" {
+            done = true;
+            break;
+        }
+        let chunk: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert!(chunk.get("error").is_none(), "{chunk}");
+        tokens += chunk["choices"][0]["token_ids"].as_array().map_or(0, Vec::len);
+        if tokens >= 5 && !signalled {
+            signal(&leaver, "-TERM");
+            signalled = true;
+        }
+    }
+    assert!(signalled && done, "the stream ended without [DONE] after {tokens} tokens");
+    assert_eq!(tokens, 120);
+    let mut leaver = leaver;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = leaver.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the node did not leave");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }

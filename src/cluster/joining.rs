@@ -72,9 +72,10 @@ pub async fn leave(node: &Node, timeout: Duration) -> Result<(), JoinError> {
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(e.message))?;
     // Hand-off: every ready model has its replication on other nodes again.
+    let mut handed = false;
     while start.elapsed() < timeout {
         let models: Vec<ModelStatus> = control(node, names::LIST_MODELS, &()).await.map_err(|e| fail(e.message))?;
-        let handed = models.iter().filter(|m| m.status == ModelState::Ready).all(|m| {
+        handed = models.iter().filter(|m| m.status == ModelState::Ready).all(|m| {
             (0..m.plan.shards.len()).all(|s| {
                 m.progress.iter().filter(|p| p.shard == s && p.done && p.node != node.id).count() >= m.replication
             })
@@ -84,9 +85,14 @@ pub async fn leave(node: &Node, timeout: Duration) -> Result<(), JoinError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Drain: requests already routed here finish.
+    // Drain: stages already routed here finish, and so do the HTTP requests this node took
+    // itself (a stream until its last event).
     tokio::time::sleep(Duration::from_millis(200)).await;
-    while node.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 && start.elapsed() < timeout {
+    let busy = || {
+        node.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0
+            || node.http_in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+    };
+    while busy() && start.elapsed() < timeout {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     node.links
@@ -94,5 +100,8 @@ pub async fn leave(node: &Node, timeout: Duration) -> Result<(), JoinError> {
         .await
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(e.message))?;
+    if !handed {
+        return Err(fail(format!("left without handing every replica off within {timeout:?}")));
+    }
     Ok(())
 }
