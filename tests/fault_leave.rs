@@ -96,13 +96,6 @@ fn a_leaving_node_finishes_the_streams_it_took_before_it_goes() {
     assert!(signalled && done, "the stream ended without [DONE] after {tokens} tokens");
     assert_eq!(tokens, 120);
     let mut leaver = leaver;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = leaver.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the node did not leave");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut leaver, Duration::from_secs(60), "the node did not leave");
     assert!(status.success(), "{status}");
 }

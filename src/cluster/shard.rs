@@ -162,19 +162,7 @@ impl ShardActor {
             return self.run_rows(stage, msg);
         }
         let past = msg.kv.map(|k| k.past).unwrap_or(0);
-        let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
-            (None, true) => stage.embed_at(&msg.input, past).map_err(|e| invalid(e.to_string()))?,
-            (Some(bytes), false) => {
-                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
-                let want = [msg.input.batch, msg.input.seq_len, cfg.hidden_size];
-                if x.dims() != want {
-                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
-                }
-                x
-            }
-            (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
-            (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
-        };
+        let x = self.stage_input(stage, msg, || stage.embed_at(&msg.input, past))?;
         let ctx = ForwardContext::continuing(cfg, &msg.input, past, &stage.device);
         let mut trace = Vec::new();
         let traced = msg.block_outputs.then_some(&mut trace);
@@ -198,6 +186,30 @@ impl ShardActor {
             blocks.push((i, HostTensor::from_tensor(t).map_err(|e| invalid(e.to_string()))?));
         }
         self.finish(stage, x, blocks)
+    }
+
+    /// A stage's first activation: the embedding `embed` makes of the ids at the first
+    /// stage, the previous stage's bytes (checked to be `[batch, seq, hidden]`) at the others.
+    fn stage_input(
+        &self,
+        stage: &Stage,
+        msg: &Forward,
+        embed: impl FnOnce() -> Result<Tensor<3>, crate::model::ForwardError>,
+    ) -> Result<Tensor<3>, ShardError> {
+        let invalid = |message: String| ShardError::Invalid { shard: self.spec.id, message };
+        match (&msg.hidden, stage.spec.embeddings) {
+            (None, true) => embed().map_err(|e| invalid(e.to_string())),
+            (Some(bytes), false) => {
+                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
+                let want = [msg.input.batch, msg.input.seq_len, stage.config.hidden_size];
+                if x.dims() != want {
+                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
+                }
+                Ok(x)
+            }
+            (None, false) => Err(invalid("this stage needs the previous stage's activation".into())),
+            (Some(_), true) => Err(invalid("the first stage takes token ids, not an activation".into())),
+        }
     }
 
     /// A stage's result: the activation for the next stage, or the head's outputs.
@@ -235,19 +247,7 @@ impl ShardActor {
             return Err(invalid("a batched decode step continues a cache and returns its last logits only".into()));
         }
         let pasts: Vec<usize> = steps.iter().map(|k| k.past).collect();
-        let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
-            (None, true) => stage.embed_rows(&msg.input, &pasts).map_err(|e| invalid(e.to_string()))?,
-            (Some(bytes), false) => {
-                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
-                let want = [n, 1, stage.config.hidden_size];
-                if x.dims() != want {
-                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
-                }
-                x
-            }
-            (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
-            (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
-        };
+        let x = self.stage_input(stage, msg, || stage.embed_rows(&msg.input, &pasts))?;
         let mut keys = Vec::with_capacity(n);
         let mut caches = Vec::with_capacity(n);
         for k in steps {
@@ -294,19 +294,7 @@ impl ShardActor {
         if lens.iter().enumerate().any(|(i, &len)| len == 0 || ones(i) != len) {
             return Err(invalid("batched prompts must be right-padded, each with at least one token".into()));
         }
-        let x: Tensor<3> = match (&msg.hidden, stage.spec.embeddings) {
-            (None, true) => stage.embed(&msg.input).map_err(|e| invalid(e.to_string()))?,
-            (Some(bytes), false) => {
-                let x = decode::<3>(bytes, &stage.device).map_err(|e| invalid(e.to_string()))?;
-                let want = [n, l, stage.config.hidden_size];
-                if x.dims() != want {
-                    return Err(invalid(format!("activation of shape {:?}, expected {want:?}", x.dims())));
-                }
-                x
-            }
-            (None, false) => return Err(invalid("this stage needs the previous stage's activation".into())),
-            (Some(_), true) => return Err(invalid("the first stage takes token ids, not an activation".into())),
-        };
+        let x = self.stage_input(stage, msg, || stage.embed(&msg.input))?;
         let ctx = ForwardContext::new(&stage.config, &msg.input, &stage.device);
         let mut batch = stage.new_cache();
         let x = stage.run_blocks_kv(x, &ctx, None, Some(&mut batch)).map_err(|e| invalid(e.to_string()))?;

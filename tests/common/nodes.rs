@@ -93,6 +93,18 @@ pub fn request(ids: &[i64], outputs: Option<Vec<String>>) -> InferRequest {
     }
 }
 
+/// `node`'s exit status, waited for at most `within` (`what` is the failure message).
+pub fn wait_exit(node: &mut Node, within: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = node.child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(start.elapsed() < within, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub trait WaitRef {
     fn wait_with_output_ref(self) -> (std::process::ExitStatus, String);
 }
@@ -100,14 +112,7 @@ pub trait WaitRef {
 impl WaitRef for Node {
     fn wait_with_output_ref(mut self) -> (std::process::ExitStatus, String) {
         use std::io::Read;
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "the intruder did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut self, Duration::from_secs(30), "the intruder did not exit");
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
