@@ -9,8 +9,11 @@
 //! three-stage pipeline, with continuous batching off and on, against PyTorch's `generate` at
 //! batch 1 and 8.
 //!
+//! Then chunked prefill: how long the decoding streams stall while a long prompt arrives,
+//! with `prefill_chunk_tokens` off and on.
+//!
 //! `RAYON_NUM_THREADS=1 cargo bench --bench generate` (`MLMF_BENCH_QUICK=1` for fewer steps;
-//! `MLMF_BENCH_ONLY=concurrency` for the concurrency table alone).
+//! `MLMF_BENCH_ONLY=concurrency` or `MLMF_BENCH_ONLY=chunked` for one table alone).
 
 mod common;
 
@@ -64,30 +67,11 @@ fn local(dir: &Path, strategy: &str, prompt: usize, new: usize) -> (f64, f64, u6
 /// PyTorch's figures, measured now by `bench_generate.py` at `threads` threads, when a
 /// Python with torch and transformers is there.
 fn pytorch(threads: &str) -> Option<serde_json::Value> {
-    let python = std::env::var_os("MLMF_PYTORCH_PYTHON").map(PathBuf::from).or_else(|| {
-        let venv = PathBuf::from(std::env::var_os("HOME")?).join(".cache/mlmf/venv-oracle/bin/python");
-        venv.is_file().then_some(venv)
-    })?;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripts/bench_generate.py");
-    let out = std::env::temp_dir().join(format!("mlmf-bench-pytorch-{}.json", std::process::id()));
     let threads = if threads == "all" { "2" } else { threads };
     let runs = if quick() { "2" } else { "5" };
-    let status = std::process::Command::new(&python)
-        .arg(&script)
-        .args(["--threads", threads, "--batches", "1,8", "--runs", runs, "--json"])
-        .arg(&out)
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("PyTorch bench failed ({}): no same-run comparison", python.display());
-        return None;
-    }
-    let v = serde_json::from_slice(&std::fs::read(&out).ok()?).ok();
-    let _ = std::fs::remove_file(&out);
-    v
+    common::pytorch_script("bench_generate.py", &["--threads", threads, "--batches", "1,8", "--runs", runs])
 }
 
-/// Decode ms per token of a greedy completion of `new` tokens served by `nodes` in-process
-/// nodes (real sockets) cut by `strategy`, measured by the client (whole request / tokens).
 fn cluster(dir: &Path, strategy: ShardingStrategy, nodes: usize, prompt: usize, new: usize) -> f64 {
     let addrs = vec!["127.0.0.1:0"; nodes];
     let cfg = DistributedConfigBuilder::new().sharding(strategy).node_config(NodeConfig::default()).build().unwrap();
@@ -204,8 +188,70 @@ throughput under concurrency, RAYON_NUM_THREADS={threads} (mlmf: generated token
     }
 }
 
+/// `(largest gap, p99 gap, median gap between tokens of the decoding streams in ms, time to
+/// first token of the long prompt in ms)`: `streams` greedy streams decode on one node while a
+/// `long`-token prompt arrives, prefilled in chunks of `chunk` tokens (0: whole).
+fn stall(dir: &Path, streams: usize, long: usize, chunk: usize) -> (f64, f64, f64, f64) {
+    let node = NodeConfig {
+        batching: mlmf::config::BatchingConfig { prefill_chunk_tokens: chunk, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let cfg = DistributedConfigBuilder::new().sharding(ShardingStrategy::NoSharding).node_config(node).build().unwrap();
+    let new = if quick() { 24 } else { 48 };
+    actix_web::rt::System::new().block_on(async {
+        let m = SimpleDistributedManager::deploy(dir, "g", &["127.0.0.1:0"], cfg).await.unwrap();
+        let ids = |n: usize, s: u32| -> Vec<u32> { (0..n as u32).map(|i| (i * 7 + 3 + s * 13) % 900).collect() };
+        let decoding = (0..streams).map(|s| {
+            let client = m.client();
+            let b = json!({"model": "g", "prompt": ids(16, s as u32), "max_tokens": new, "temperature": 0,
+                           "ignore_eos": true, "stream": true});
+            async move {
+                let mut times = Vec::new();
+                client.completion(&b, |_| times.push(Instant::now())).await.unwrap();
+                times.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1e3).collect::<Vec<_>>()
+            }
+        });
+        let client = m.client();
+        let prompt =
+            json!({"model": "g", "prompt": ids(long, 99), "max_tokens": 1, "temperature": 0, "ignore_eos": true});
+        let arriving = async move {
+            // Once the streams are decoding.
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+            let t = Instant::now();
+            client.completion(&prompt, |_| {}).await.unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let (gaps, ttft) = futures_util::future::join(futures_util::future::join_all(decoding), arriving).await;
+        m.shutdown();
+        let mut gaps: Vec<f64> = gaps.into_iter().flatten().collect();
+        gaps.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q).round() as usize];
+        (at(1.0), at(0.99), at(0.5), ttft)
+    })
+}
+
+/// The chunked-prefill table: the GPT-2-small shape on one node, 4 streams decoding while a
+/// 1,000-token prompt arrives.
+fn chunked_table(threads: &str) {
+    let small = common::gpt2_small();
+    println!(
+        "\nchunked prefill, GPT-2-small shape, 1 node, RAYON_NUM_THREADS={threads}: 4 streams decoding while a 1000-token prompt arrives"
+    );
+    println!("| prefill_chunk_tokens | decode gap, largest | p99 | median | long prompt's time to first token |");
+    println!("|---|---|---|---|---|");
+    for chunk in [0, 256, 128, 64] {
+        let (max, p99, p50, ttft) = stall(&small, 4, 1000, chunk);
+        let name = if chunk == 0 { "0 (whole prompt)".to_string() } else { chunk.to_string() };
+        println!("| {name} | {max:.0} ms | {p99:.0} ms | {p50:.0} ms | {ttft:.0} ms |");
+    }
+}
+
 fn main() {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    if std::env::var("MLMF_BENCH_ONLY").is_ok_and(|v| v == "chunked") {
+        chunked_table(&threads);
+        return;
+    }
     let torch = pytorch(&threads);
     if std::env::var("MLMF_BENCH_ONLY").is_ok_and(|v| v == "concurrency") {
         concurrency_table(torch.as_ref(), &threads);
@@ -252,6 +298,7 @@ fn main() {
         println!("{r}");
     }
     concurrency_table(torch.as_ref(), &threads);
+    chunked_table(&threads);
     let Some(torch) = torch else {
         println!("\n(no PyTorch in this run: set MLMF_PYTORCH_PYTHON or run scripts/bench-generate.sh)");
         println!("time to first token, GPT-2-small shape, 1000-token prompt: mlmf {ttft:.0} ms");

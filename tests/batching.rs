@@ -236,3 +236,80 @@ fn concurrent_generations_share_decode_steps_and_give_the_tokens_they_give_alone
         }
     }
 }
+
+/// `mlmf_prefill_chunks_total` of a node.
+fn prefill_chunks(addr: &str, key: &str) -> u64 {
+    let (_, text) = get_text(addr, key, "/metrics");
+    let line = text.lines().find(|l| l.starts_with("mlmf_prefill_chunks_total")).unwrap().to_string();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Chunked prefill: with `prefill_chunk_tokens = 5`, the prompts of 8, 11 and 23 tokens go
+/// through a three-stage pipeline of three node processes in 2, 3 and 5 chunks (each
+/// continuing the caches of the ones before) while other sequences decode between them; the
+/// greedy tokens are `transformers`' references, and `echo`'s prompt scores (gathered
+/// chunk by chunk) are those of one whole forward of the prompt.
+#[test]
+fn long_prompts_are_prefilled_in_chunks_between_other_sequences_decode_steps() {
+    let cluster = Cluster::start("batching-chunks", 3, |_| "[batching]\nprefill_chunk_tokens = 5\n".into());
+    let (addr, key) = (cluster.nodes[0].addr.clone(), bearer(&cluster.key));
+    for (id, case) in [("g", "gpt2_tiny"), ("l", "llama_tiny")] {
+        block_on(serve_model(&cluster.client(0), 3, id, &fixture(case), "pipeline:3", 1));
+        let refs: Value =
+            serde_json::from_slice(&std::fs::read(fixture(case).join("generation.json")).unwrap()).unwrap();
+        let prompts = refs["prompts"].as_array().unwrap();
+        let chunks: u64 = prompts.iter().map(|p| p["input_ids"].as_array().unwrap().len().div_ceil(5) as u64).sum();
+        assert_eq!(chunks, 2 + 3 + 5);
+        let before = prefill_chunks(&addr, &key);
+        // Three rounds of the three prompts, staggered: the later prompts' chunks arrive
+        // while the earlier sequences decode.
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..3u64)
+                .flat_map(|round| prompts.iter().enumerate().map(move |(i, p)| (round, i, p)))
+                .map(|(round, i, p)| {
+                    let (addr, key) = (&addr, &key);
+                    s.spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_millis(round * 40 + i as u64 * 10));
+                        let body = json!({"model": id, "prompt": p["input_ids"], "max_tokens": 24, "temperature": 0,
+                                          "return_token_ids": true});
+                        let (status, v) = post_json(addr, key, "/v1/completions", &body);
+                        assert_eq!(status, 200, "{v}");
+                        assert_eq!(
+                            token_ids(&v["choices"][0]["token_ids"]),
+                            token_ids(&p["new_ids"]),
+                            "{id}: prompt {i}"
+                        );
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        assert_eq!(prefill_chunks(&addr, &key) - before, 3 * chunks, "{id}: prompts were not prefilled in chunks");
+        // echo: the prompt's scores, chunk by chunk, against one whole forward in-process.
+        let p = &prompts[2];
+        let prompt: Vec<u32> = token_ids(&p["input_ids"]).iter().map(|&t| t as u32).collect();
+        let body = json!({"model": id, "prompt": prompt, "max_tokens": 3, "echo": true, "logprobs": 1, "temperature": 0,
+                          "return_token_ids": true});
+        let (status, answer) = post_json(&addr, &key, "/v1/completions", &body);
+        assert_eq!(status, 200, "{answer}");
+        let runner =
+            mlmf::exec::LocalRunner::load(&fixture(case), &"none".parse().unwrap(), &mlmf::model::default_device())
+                .unwrap();
+        let out = runner.run(&mlmf::model::ModelInput::single(&prompt), Default::default()).unwrap();
+        let logits = &out.tensors["logits"].data;
+        let vocab = logits.len() / prompt.len();
+        let lp = &answer["choices"][0]["logprobs"]["token_logprobs"];
+        assert!(lp[0].is_null());
+        for i in 1..prompt.len() {
+            let row = &logits[(i - 1) * vocab..i * vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+            let want = row[prompt[i] as usize] as f64 - lse;
+            let got = lp[i].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-3, "{id}: prompt token {i}: {got} vs {want}");
+        }
+        assert_eq!(token_ids(&answer["choices"][0]["token_ids"]), token_ids(&p["new_ids"])[..3].to_vec(), "{id}");
+    }
+}

@@ -85,3 +85,27 @@ pub fn gpt2(name: &str, h: usize, l: usize, heads: usize, v: usize, p: usize, in
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     dir
 }
+
+/// The JSON that `tests/fixtures/scripts/<script>` writes when run with `args` and `--json`,
+/// by the Python of `MLMF_PYTORCH_PYTHON` (or the oracle venv `scripts/bench-generate.sh`
+/// makes): PyTorch measured in the same run as the bench. `None`, said on stderr, without it.
+pub fn pytorch_script(script: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let python = std::env::var_os("MLMF_PYTORCH_PYTHON").map(PathBuf::from).or_else(|| {
+        let venv = PathBuf::from(std::env::var_os("HOME")?).join(".cache/mlmf/venv-oracle/bin/python");
+        venv.is_file().then_some(venv)
+    });
+    let Some(python) = python else {
+        eprintln!("no Python with torch (MLMF_PYTORCH_PYTHON): no same-run PyTorch comparison");
+        return None;
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripts").join(script);
+    let out = std::env::temp_dir().join(format!("mlmf-bench-pytorch-{}.json", std::process::id()));
+    let status = std::process::Command::new(&python).arg(&script).args(args).arg("--json").arg(&out).status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("PyTorch bench failed ({}): no same-run comparison", python.display());
+        return None;
+    }
+    let v = serde_json::from_slice(&std::fs::read(&out).ok()?).ok();
+    let _ = std::fs::remove_file(&out);
+    v
+}

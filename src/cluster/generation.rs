@@ -1,10 +1,13 @@
 //! Generation across the cluster. The node that takes a completion holds its [`Sequence`]
 //! (prompt, generated tokens, sampler, stop conditions); each step sends only the newest
 //! token through the sequence's route, every stage continuing its KV cache of the sequence,
-//! and the last stage returns the next-token logits. The route is kept while it works (it
+//! and the last stage returns the next-token logits. A prompt longer than `[batching]
+//! prefill_chunk_tokens` is prefilled in chunks of that many tokens, one message each
+//! continuing the caches of the chunks before it, so the stages run other sequences' decode
+//! steps in between instead of stalling on the whole prompt. The route is kept while it works (it
 //! holds the caches). When a step fails (a node died, froze, or dropped the cache), the
 //! holder picks another route avoiding the failed node and replays the prompt and the tokens
-//! generated so far into it (one prefill), then carries on: the tokens are those of an
+//! generated so far into it (one prefill, chunked like a prompt), then carries on: the tokens are those of an
 //! undisturbed run. A step is identified by its sequence and position, so a retried step is
 //! computed again from there, never applied twice. When the sequence ends, or the caller
 //! stops it, every node that held a stage drops its caches.
@@ -94,11 +97,30 @@ pub async fn generate(
     let (mut replays, mut failures) = (0, 0);
     let mut outcome = Ok(());
     let mut prompt_scores: Option<Vec<TokenScore>> = None;
+    // Positions the route's caches hold (0 without a route), and with `echo` the logits of
+    // the prompt chunks prefilled so far.
+    let (mut cached, mut prefilled) = (0usize, false);
+    let mut echo_logits: Vec<f32> = Vec::new();
+    let chunk = match node.cfg.batching.prefill_chunk_tokens {
+        0 => usize::MAX,
+        n => n,
+    };
     while (req.params.max_tokens > 0 || (req.echo && prompt_scores.is_none())) && seq.finish_reason().is_none() {
-        let replay = route.is_none();
+        if route.is_none() {
+            (cached, prefilled) = (0, false);
+            echo_logits.clear();
+        }
+        let first = cached == 0;
         let ids = seq.ids();
-        let (input, past) = if replay { (ids.to_vec(), 0) } else { (vec![ids[ids.len() - 1]], ids.len() - 1) };
-        let all_logits = replay && req.echo && prompt_scores.is_none();
+        // The next piece not in the caches: a whole prompt, a chunk of a long one, or the
+        // newest token.
+        let end = ids.len().min(cached.saturating_add(chunk));
+        let (input, past) = (ids[cached..end].to_vec(), cached);
+        let last_piece = end == ids.len();
+        let all_logits = req.echo && prompt_scores.is_none();
+        if !prefilled && !(first && last_piece) {
+            node.metrics.prefill_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let opts = InferOptions {
             outputs: Some(vec!["logits".into()]),
             session: req.session.clone(),
@@ -109,7 +131,7 @@ pub async fn generate(
             avoid: avoid.clone(),
             // A step on the sequence's route cannot move: its caches are there. A failure
             // replays the sequence instead, on any route.
-            max_attempts: if replay { None } else { Some(1) },
+            max_attempts: if first { None } else { Some(1) },
             deadline: None,
             block_outputs: false,
             trace: req.trace,
@@ -120,6 +142,8 @@ pub async fn generate(
                 route = Some(served.route);
                 avoid.clear();
                 failures = 0;
+                cached = end;
+                prefilled |= last_piece;
                 let Some(logits) = served.outputs.tensors.get("logits") else {
                     outcome = Err(GenerateError::Sequence("the last stage returned no logits".into()));
                     break;
@@ -130,18 +154,26 @@ pub async fn generate(
                     break;
                 }
                 if all_logits {
-                    let rows = logits.data.len() / vocab;
+                    echo_logits.extend_from_slice(&logits.data);
+                }
+                if !last_piece {
+                    // A chunk of a long prompt: its logits are not sampled.
+                    continue;
+                }
+                if all_logits {
+                    let rows = echo_logits.len() / vocab;
                     let prompt = seq.prompt();
                     let k = req.params.logprobs;
                     prompt_scores = Some(
                         (1..prompt.len().min(rows + 1))
                             .map(|i| {
-                                let lp = log_softmax(&logits.data[(i - 1) * vocab..i * vocab]);
+                                let lp = log_softmax(&echo_logits[(i - 1) * vocab..i * vocab]);
                                 let top = if k > 0 { top_logprobs(&lp, k) } else { Vec::new() };
                                 (lp[prompt[i] as usize], top)
                             })
                             .collect(),
                     );
+                    echo_logits = Vec::new();
                     if req.params.max_tokens == 0 {
                         break;
                     }
@@ -172,9 +204,7 @@ pub async fn generate(
                 }
                 tracing::warn!(request_id, seq = seq_id, position = past, error = %e, "generation step failed; replaying on another route");
                 node.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if !replay {
-                    route = None;
-                }
+                route = None;
             }
             Err(e) => {
                 outcome = Err(e.into());

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub errors: AtomicU64,
     /// Tokens generated for the sequences this node holds.
     pub generated_tokens: AtomicU64,
+    /// Prompt chunks prefilled for the sequences this node holds (prompts longer than
+    /// `[batching] prefill_chunk_tokens`).
+    pub prefill_chunks: AtomicU64,
     /// Time to first token of the sequences this node held, by model.
     ttft: Mutex<BTreeMap<String, Histogram>>,
     /// Mean time per output token after the first, per sequence, by model.
@@ -149,6 +152,11 @@ impl Metrics {
                 "mlmf_generated_tokens_total",
                 "Tokens generated for the sequences this node holds.",
                 &self.generated_tokens,
+            ),
+            (
+                "mlmf_prefill_chunks_total",
+                "Prompt chunks prefilled for the sequences this node holds (prompts longer than one chunk).",
+                &self.prefill_chunks,
             ),
         ] {
             let _ = writeln!(

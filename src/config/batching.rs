@@ -23,6 +23,11 @@ pub struct BatchingConfig {
     /// How long a batch of decode steps waits for the sequences of the batch before it to
     /// queue their next steps, microseconds (it leaves as soon as they all have).
     pub decode_wait_us: u64,
+    /// Longest piece of a prompt prefilled in one forward: a longer prompt goes through the
+    /// route in chunks of this many tokens (each continuing the caches of the ones before),
+    /// so a stage runs other sequences' decode steps between them instead of stalling on
+    /// the whole prompt. 0: every prompt in one forward.
+    pub prefill_chunk_tokens: usize,
 }
 
 impl Default for BatchingConfig {
@@ -33,6 +38,7 @@ impl Default for BatchingConfig {
             batch_wait_us: 0,
             max_batches_in_flight: 0,
             decode_wait_us: 2000,
+            prefill_chunk_tokens: 256,
         }
     }
 }
