@@ -120,20 +120,15 @@ pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
 
 /// Scaled dot-product attention with grouped key/value heads.
 ///
-/// `q` is `[b, h, l, d]`, `k` and `v` are `[b, kv, l, d]` with `h` a multiple of `kv`; query
-/// head `i` reads key/value head `i / (h / kv)`, as HF's `repeat_kv`. Instead of copying the
-/// key/value heads, the query heads of a group are stacked along the sequence axis, so one
-/// matmul serves the whole group. `bias` is additive, `[b, 1, l, l]`. Returns
-/// `[b, l, h*d]`.
+/// `q` is `[b, h, l, d]`, `k` and `v` are `[b, kv, t, d]` with `h` a multiple of `kv`; query
+/// head `i` reads key/value head `i / (h / kv)`, as HF's `repeat_kv`. `bias` is additive,
+/// `[b, 1, l, t]`. Returns `[b, l, h*d]`. Through burn's fused attention (on the CPU: the
+/// scores, softmax and weighted sum per head in one pass, the key/value heads shared
+/// without copies, tiled with an online softmax for long sequences).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: &Tensor<4>, scale: f64) -> Tensor<3> {
     let [b, h, l, d] = q.dims();
-    let [_, kv, t, _] = k.dims();
-    let rep = h / kv;
-    let q = q.reshape([b, kv, rep * l, d]);
-    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
-    let scores = scores.reshape([b, h, l, t]) + bias.clone();
-    let probs = activation::softmax(scores, 3).reshape([b, kv, rep * l, t]);
-    let ctx = probs.matmul(v).reshape([b, h, l, d]);
+    let options = burn::tensor::ops::AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: false };
+    let ctx = burn::tensor::module::attention(q, k, v, None, Some(bias.clone()), options);
     ctx.swap_dims(1, 2).reshape([b, l, h * d])
 }
 
