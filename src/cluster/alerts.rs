@@ -78,7 +78,8 @@ pub struct Notification {
     pub cluster: String,
     /// The events.
     pub alerts: Vec<AlertEvent>,
-    /// Notifications dropped by the rate limit since the last one.
+    /// Events dropped since the last notification: a group held back by the rate limit goes
+    /// out later, and only events beyond a thousand held back are dropped.
     pub suppressed: usize,
 }
 
@@ -100,11 +101,14 @@ impl Notification {
             })
             .collect();
         if self.suppressed > 0 {
-            lines.push(format!("({} notifications suppressed by the rate limit)", self.suppressed));
+            lines.push(format!("({} events dropped while the rate limit held notifications back)", self.suppressed));
         }
         format!("mlmf cluster {}\n{}", self.cluster, lines.join("\n"))
     }
 }
+
+/// Events held back by the rate limit at most; older ones beyond it are dropped and counted.
+pub const MAX_PENDING: usize = 1000;
 
 /// Pure bookkeeping of active alerts and rate limits (the actor adds timers and I/O).
 #[derive(Debug, Default)]
@@ -143,7 +147,10 @@ impl AlertState {
         self.pending.push(AlertEvent { status: "notice".into(), alert: f });
     }
 
-    /// The pending group, if the rate limit (`max` per 60 s, at time `now` seconds) allows.
+    /// The pending group, if the rate limit (`max` per 60 s, at time `now` seconds) allows,
+    /// with the count of events dropped since the last one. A group the limit holds back
+    /// stays pending (its resolve events included) and goes out with the next one, once
+    /// [`AlertState::retry_in`] has passed; only events beyond [`MAX_PENDING`] are dropped.
     pub fn flush(&mut self, now: f64, max: usize) -> Option<(Vec<AlertEvent>, usize)> {
         if self.pending.is_empty() {
             return None;
@@ -152,12 +159,21 @@ impl AlertState {
             self.sent.pop_front();
         }
         if self.sent.len() >= max {
-            self.suppressed += 1;
-            self.pending.clear();
+            let over = self.pending.len().saturating_sub(MAX_PENDING);
+            self.pending.drain(..over);
+            self.suppressed += over;
             return None;
         }
         self.sent.push_back(now);
         Some((std::mem::take(&mut self.pending), std::mem::take(&mut self.suppressed)))
+    }
+
+    /// Seconds from `now` until a held-back group may go out (`None`: nothing is held).
+    pub fn retry_in(&self, now: f64) -> Option<f64> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(self.sent.front().map_or(0.0, |t| (t + 60.0 - now).max(0.0)))
     }
 
     /// Active alerts.
@@ -182,16 +198,25 @@ impl AlertManager {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
+        self.schedule_in(ctx, Duration::from_millis(self.cfg.group_ms));
+    }
+
+    fn schedule_in(&mut self, ctx: &mut Context<Self>, delay: Duration) {
         if self.flush_scheduled {
             return;
         }
         self.flush_scheduled = true;
-        ctx.run_later(Duration::from_millis(self.cfg.group_ms), |me, _| {
+        ctx.run_later(delay, |me, ctx| {
             me.flush_scheduled = false;
             let now = me.epoch.elapsed().as_secs_f64();
             if let Some((alerts, suppressed)) = me.state.flush(now, me.cfg.max_per_minute) {
                 let n = Notification { cluster: me.cluster.clone(), alerts, suppressed };
                 deliver(me.cfg.clone(), n);
+            }
+            // Held back by the rate limit: sent once the limit allows.
+            if let Some(wait) = me.state.retry_in(now) {
+                let group = Duration::from_millis(me.cfg.group_ms);
+                me.schedule_in(ctx, Duration::from_secs_f64(wait).max(group));
             }
         });
     }
@@ -239,14 +264,41 @@ fn deliver(cfg: AlertConfig, n: Notification) {
 
 async fn post(url: &str, body: &serde_json::Value) {
     let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
+    // A webhook's path and query carry its token (Slack's do): the log names the host only.
+    let url_shown = redacted(url);
     match client.post(url).send_json(body).await {
         Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::error!(%url, status = %r.status(), "alert webhook refused"),
-        Err(e) => tracing::error!(%url, error = %e, "alert webhook failed"),
+        Ok(r) => tracing::error!(url = %url_shown, status = %r.status(), "alert webhook refused"),
+        Err(e) => tracing::error!(url = %url_shown, error = %redact_in(&e.to_string(), url), "alert webhook failed"),
     }
 }
 
+/// `scheme://host[:port]/…` of a URL: what a log may say of a webhook.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Credentials before the host (`user:pass@host`) go too.
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if scheme.is_empty() { format!("{host}/…") } else { format!("{scheme}://{host}/…") }
+}
+
+/// `text` with every occurrence of `secret` (and of its path, in case a library quotes it)
+/// replaced.
+fn redact_in(text: &str, secret: &str) -> String {
+    let mut out = text.replace(secret, &redacted(secret));
+    if let Some((_, rest)) = secret.split_once("://")
+        && let Some(at) = rest.find('/')
+        && at + 1 < rest.len()
+    {
+        out = out.replace(&rest[at..], "/…");
+    }
+    out
+}
+
 fn send_mail(smtp: &SmtpConfig, subject: &str, body: &str) -> Result<(), String> {
+    use crate::config::SmtpTls;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{Message as Mail, SmtpTransport, Transport};
     let (host, port) = smtp.server.rsplit_once(':').ok_or("smtp.server must be host:port")?;
     let port: u16 = port.parse().map_err(|_| "smtp.server port is not a number")?;
@@ -255,8 +307,30 @@ fn send_mail(smtp: &SmtpConfig, subject: &str, body: &str) -> Result<(), String>
         mail = mail.to(to.parse().map_err(|e| format!("smtp.to {to}: {e}"))?);
     }
     let mail = mail.body(body.to_string()).map_err(|e| e.to_string())?;
-    let transport = SmtpTransport::builder_dangerous(host).port(port).timeout(Some(Duration::from_secs(10))).build();
-    transport.send(&mail).map_err(|e| e.to_string())?;
+    let params = || -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(host.to_string());
+        if let Some(ca) = &smtp.ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("smtp.ca {}: {e}", ca.display()))?;
+            b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| format!("smtp.ca: {e}"))?);
+        }
+        b.build_rustls().map_err(|e| format!("smtp tls: {e}"))
+    };
+    let tls = match smtp.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Opportunistic => Tls::Opportunistic(params()?),
+        SmtpTls::Starttls => Tls::Required(params()?),
+        SmtpTls::Tls => Tls::Wrapper(params()?),
+    };
+    let mut transport =
+        SmtpTransport::builder_dangerous(host).port(port).tls(tls).timeout(Some(Duration::from_secs(10)));
+    if let (Some(user), Some(file)) = (&smtp.username, &smtp.password_file) {
+        let password = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file).map_err(|e| format!("smtp.password_file {}: {e}", file.display()))?,
+        );
+        // lettre keeps its own copy for the connection's lifetime (one mail).
+        transport = transport.credentials(Credentials::new(user.clone(), password.trim_end().to_string()));
+    }
+    transport.build().send(&mail).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -315,18 +389,33 @@ mod tests {
         assert!(s.resolve("node_down", "a"));
         let (group, _) = s.flush(1.0, 2).unwrap();
         assert_eq!(group[0].status, "resolved");
-        // Limit of 2 a minute reached: the next group is suppressed and counted.
+        // Limit of 2 a minute reached: the next group is held back, with its resolve event,
+        // until the limit allows, and then goes out with what came meanwhile.
         assert!(s.fire(fire("memory", "a")));
         assert!(s.flush(2.0, 2).is_none());
+        assert_eq!(s.retry_in(2.0), Some(58.0));
+        assert!(s.resolve("memory", "a"));
         assert!(s.fire(fire("memory", "b")));
+        assert!(s.flush(30.0, 2).is_none());
         let (group, suppressed) = s.flush(61.0, 2).unwrap();
-        assert_eq!((group.len(), suppressed), (1, 1));
-        assert_eq!(s.active().len(), 3);
+        let statuses: Vec<(&str, &str)> = group.iter().map(|e| (e.status.as_str(), e.alert.key.as_str())).collect();
+        assert_eq!(statuses, [("firing", "a"), ("resolved", "a"), ("firing", "b")]);
+        assert_eq!(suppressed, 0);
+        assert_eq!(s.retry_in(61.0), None);
+        assert_eq!(s.active().len(), 2);
+        // Beyond MAX_PENDING held back, the oldest events are dropped and counted.
+        for i in 0..MAX_PENDING + 5 {
+            s.notice(fire("shard_migrated", &format!("m/{i}")));
+        }
+        assert!(s.flush(62.0, 1).is_none(), "one a minute: held back");
+        let (group, suppressed) = s.flush(122.0, 1).unwrap();
+        assert_eq!((group.len(), suppressed), (MAX_PENDING, 5));
+        assert_eq!(group[0].alert.key, "m/5");
         // Notices go out every time and never become active.
         s.notice(fire("shard_migrated", "m/0"));
         s.notice(fire("shard_migrated", "m/0"));
-        let (group, _) = s.flush(62.0, 2).unwrap();
+        let (group, _) = s.flush(123.0, 2).unwrap();
         assert_eq!(group.iter().filter(|e| e.status == "notice").count(), 2);
-        assert_eq!(s.active().len(), 3);
+        assert_eq!(s.active().len(), 2);
     }
 }

@@ -13,7 +13,7 @@ pub mod health;
 pub mod node_config;
 pub mod telemetry;
 
-pub use alerts::{AlertConfig, SmtpConfig};
+pub use alerts::{AlertConfig, SmtpConfig, SmtpTls};
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
 pub use batching::BatchingConfig;
 pub use device::Backend;

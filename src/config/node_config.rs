@@ -194,7 +194,8 @@ impl NodeConfig {
         if self.generation.idle_timeout_ms == 0 {
             return bad("generation.idle_timeout_ms", "must be positive");
         }
-        if let Some((key, message)) = self.telemetry.problem().or_else(|| self.batching.problem()) {
+        let smtp = || self.alerts.smtp.as_ref().and_then(|s| s.problem());
+        if let Some((key, message)) = self.telemetry.problem().or_else(|| self.batching.problem()).or_else(smtp) {
             return Err(ConfigError::Invalid { key, message });
         }
         if let Some(d) = &self.device {

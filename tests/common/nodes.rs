@@ -179,6 +179,97 @@ pub fn smtp_sink() -> (String, Mails) {
     (addr, mails)
 }
 
+/// A mail an SMTP server with STARTTLS received: its text, whether it came over TLS, and the
+/// `user:password` it authenticated with (AUTH PLAIN).
+#[derive(Debug, Clone)]
+pub struct TlsMail {
+    pub body: String,
+    pub tls: bool,
+    pub auth: Option<String>,
+}
+
+/// An SMTP server on 127.0.0.1 offering STARTTLS (with the certificate of `tls`) and, once
+/// the connection is encrypted, AUTH PLAIN; it keeps every mail with how it came.
+pub fn smtp_tls_sink(
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<TlsMail>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    /// One command-response exchange loop; `Some(stream)` back when the client asked for
+    /// STARTTLS (the caller wraps it and calls again).
+    fn session<S: Read + Write>(
+        mut reader: BufReader<S>,
+        tls: bool,
+        auth: &mut Option<String>,
+        store: &std::sync::Mutex<Vec<TlsMail>>,
+    ) -> Option<S> {
+        use base64::Engine;
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            let cmd = line.trim_end().to_string();
+            let upper = cmd.to_ascii_uppercase();
+            let reply: Vec<u8> = if upper.starts_with("EHLO") {
+                if tls { b"250-sink\r\n250 AUTH PLAIN\r\n".to_vec() } else { b"250-sink\r\n250 STARTTLS\r\n".to_vec() }
+            } else if upper.starts_with("STARTTLS") && !tls {
+                let _ = reader.get_mut().write_all(b"220 go ahead\r\n");
+                return Some(reader.into_inner());
+            } else if upper.starts_with("AUTH PLAIN") && tls {
+                let b64 = cmd.split_whitespace().nth(2).unwrap_or("");
+                let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default();
+                let parts: Vec<String> = raw.split(|&b| b == 0).map(|p| String::from_utf8_lossy(p).into()).collect();
+                *auth = Some(format!(
+                    "{}:{}",
+                    parts.get(1).cloned().unwrap_or_default(),
+                    parts.get(2).cloned().unwrap_or_default()
+                ));
+                b"235 authenticated\r\n".to_vec()
+            } else if upper.starts_with("AUTH") {
+                b"504 not here\r\n".to_vec()
+            } else if upper.starts_with("DATA") {
+                let _ = reader.get_mut().write_all(b"354 go ahead\r\n");
+                let mut body = String::new();
+                loop {
+                    let mut l = String::new();
+                    if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+                        break;
+                    }
+                    body.push_str(&l);
+                }
+                store.lock().unwrap().push(TlsMail { body, tls, auth: auth.clone() });
+                b"250 queued\r\n".to_vec()
+            } else if upper.starts_with("QUIT") {
+                let _ = reader.get_mut().write_all(b"221 bye\r\n");
+                return None;
+            } else {
+                b"250 ok\r\n".to_vec()
+            };
+            let _ = reader.get_mut().write_all(&reply);
+            let _ = reader.get_mut().flush();
+            line.clear();
+        }
+        None
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = mails.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (store, tls) = (store.clone(), tls.clone());
+            std::thread::spawn(move || {
+                let _ = conn.write_all(b"220 sink ESMTP\r\n");
+                let mut auth = None;
+                if let Some(plain) = session(BufReader::new(conn), false, &mut auth, &store) {
+                    let Ok(server) = rustls::ServerConnection::new(tls) else { return };
+                    let stream = rustls::StreamOwned::new(server, plain);
+                    session(BufReader::new(stream), true, &mut auth, &store);
+                }
+            });
+        }
+    });
+    (addr, mails)
+}
+
 /// An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it, by path.
 pub fn http_sink() -> (String, Posts) {
     sink(|req, body| (req.path().to_string(), serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
