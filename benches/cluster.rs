@@ -6,6 +6,10 @@
 //! 2. HTTP inference throughput and p50/p99 latency at concurrency 1, 8 and 64 for a micro
 //!    model the size of a 16-256-256-16 MLP, against a bare actix-web server computing that
 //!    MLP in plain Rust. The load generator is in this process too (two threads, awc).
+//! 3. Dynamic batching on gpt2_tiny, JSON and binary answers (`MLMF_BENCH_ONLY=batching`).
+//! 4. MiniLM embeddings, one sentence per request at concurrency 1 and 64, against
+//!    sentence-transformers' `encode` at batch 1 and 32 measured in the same run
+//!    (`MLMF_BENCH_ONLY=embeddings`; the weights from `scripts/fetch-minilm.sh`).
 //!
 //! `cargo bench --bench cluster` (`MLMF_BENCH_QUICK=1` for shorter runs).
 
@@ -390,6 +394,62 @@ fn batching_throughput() -> Vec<String> {
     rows
 }
 
+/// MiniLM sentences/s: one sentence per `/v1/embeddings` request at concurrency 1 and 64 on
+/// one node (batching on and off), against sentence-transformers' `encode` of the same
+/// sentence at batch 1 and 32, measured in this run at the same thread count.
+fn embeddings_throughput() -> Vec<String> {
+    let dir = std::env::var_os("MLMF_MINILM_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm"));
+    if !dir.join("model.safetensors").is_file() {
+        return vec![format!("(embeddings: no MiniLM weights in {}; run scripts/fetch-minilm.sh)", dir.display())];
+    }
+    let secs = if quick() { 1.5 } else { 4.0 };
+    let sentence = "Rust loads safetensors checkpoints and shards transformer layers across cluster nodes.";
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "2".into());
+    let model = dir.to_string_lossy().to_string();
+    let secs_arg = secs.to_string();
+    let torch = common::pytorch_script(
+        "bench_embeddings.py",
+        &["--model", &model, "--sentence", sentence, "--threads", &threads, "--secs", &secs_arg],
+    );
+    let st = |k: &str| torch.as_ref().and_then(|t| t["results"][k].as_f64()).unwrap_or(f64::NAN);
+    let off = NodeConfig {
+        batching: mlmf::config::BatchingConfig { enabled: false, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let body = Arc::new(serde_json::to_vec(&serde_json::json!({"model": "e", "input": sentence})).unwrap());
+    let mut rows = vec![
+        format!(
+            "MiniLM-L6 embeddings, one sentence ({} chars) per request, RAYON_NUM_THREADS={threads}; sentence-transformers {} at {} threads, same run",
+            sentence.len(),
+            torch.as_ref().map_or("-".into(), |t| t["versions"]["sentence_transformers"].to_string()),
+            torch.as_ref().map_or("-".into(), |t| t["threads"].to_string()),
+        ),
+        "| server | concurrency | sentences/s | p50 | p99 | errors | sentence-transformers encode, batch 1 / 32 |"
+            .to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
+    ];
+    for (name, node) in [("mlmf 1 node, batching off", off), ("mlmf 1 node, batching on", NodeConfig::default())] {
+        let m = deploy_with(&dir, "e", 1, ShardingStrategy::NoSharding, 1, node);
+        let addr = m.client().addr().to_string();
+        for c in [1, 64] {
+            let l = load(&format!("http://{addr}/v1/embeddings"), Arc::clone(&body), c, secs, None);
+            rows.push(format!(
+                "| {name} | {c} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.0} / {:.0} |",
+                l.rps,
+                l.p50_ms,
+                l.p99_ms,
+                l.errors,
+                st("batch1"),
+                st("batch32")
+            ));
+        }
+        m.shutdown();
+    }
+    rows
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -406,6 +466,10 @@ fn main() {
     }
     if which.is_empty() || which == "batching" {
         out.extend(batching_throughput());
+        out.push(String::new());
+    }
+    if which.is_empty() || which == "embeddings" {
+        out.extend(embeddings_throughput());
     }
     println!("\n{}", out.join("\n"));
 }
