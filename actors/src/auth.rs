@@ -82,9 +82,68 @@ impl std::fmt::Debug for ClusterKey {
     }
 }
 
+/// A key kept in a file and read again on request, so that it can be rotated without a
+/// restart: a new key that cannot be used (missing file, too short) is refused and the one
+/// in use stays.
+#[derive(Debug)]
+pub struct KeyFile {
+    path: std::path::PathBuf,
+    key: std::sync::RwLock<ClusterKey>,
+}
+
+impl KeyFile {
+    /// Reads the key in `path`.
+    pub fn open(path: &Path) -> Result<KeyFile, KeyError> {
+        Ok(KeyFile { path: path.to_path_buf(), key: std::sync::RwLock::new(ClusterKey::from_file(path)?) })
+    }
+
+    /// Reads the file again: `Ok(true)` when it holds a new key (now in use), `Ok(false)` when
+    /// it is unchanged, an error (the old key still in use) when it cannot be used.
+    pub fn reload(&self) -> Result<bool, KeyError> {
+        let fresh = ClusterKey::from_file(&self.path)?;
+        let mut key = self.key.write().unwrap_or_else(|e| e.into_inner());
+        if key.verify(fresh.expose()) {
+            return Ok(false);
+        }
+        *key = fresh;
+        Ok(true)
+    }
+
+    /// Whether `presented` is the key in use.
+    pub fn verify(&self, presented: &[u8]) -> bool {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).verify(presented)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_file_rotates_and_refuses_an_unusable_key() {
+        let dir = std::env::temp_dir().join(format!("mlmf-keyfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, "the first key, long enough\n").unwrap();
+        let k = KeyFile::open(&path).unwrap();
+        assert!(k.verify(b"the first key, long enough"));
+        assert!(!k.reload().unwrap(), "unchanged");
+        std::fs::write(&path, "the second key, long enough").unwrap();
+        assert!(k.reload().unwrap());
+        assert!(k.verify(b"the second key, long enough") && !k.verify(b"the first key, long enough"));
+        std::fs::write(&path, "short").unwrap();
+        assert!(matches!(k.reload(), Err(KeyError::TooShort(5))));
+        assert!(k.verify(b"the second key, long enough"), "the key in use stays");
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(k.reload(), Err(KeyError::Io { .. })));
+        assert!(k.verify(b"the second key, long enough"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn generated_keys_are_hex_of_32_random_bytes_and_differ() {

@@ -4,8 +4,10 @@
 //! `POST /v1/models/{id}/infer` (JSON, or a safetensors answer) · the KServe v2 protocol under
 //! `/v2` (binary tensors included) · `POST /v1/completions`, `POST /v1/chat/completions`, `POST /v1/embeddings` (OpenAI's) · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
 //! `GET /metrics` · websocket `/v1/peer`. With a cluster key configured, every request
-//! needs `Authorization: Bearer <key>`.
+//! needs `Authorization: Bearer <key>`; an admin key and an inference key may be given too,
+//! each allowed part of the routes ([`access`]).
 
+pub mod access;
 pub mod admission;
 pub mod body;
 pub mod chat;

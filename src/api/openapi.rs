@@ -28,7 +28,7 @@ impl Modify for BearerKey {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "mlmf", description = "A node of an mlmf cluster: models, inference, OpenAI-compatible generation and embeddings, the cluster. With a cluster key configured, every route but /healthz, /readyz, /v2/health/live, /v2/health/ready, /openapi.json, /docs and / needs `Authorization: Bearer <key>`."),
+    info(title = "mlmf", description = "A node of an mlmf cluster: models, inference, OpenAI-compatible generation and embeddings, the cluster. With a cluster key configured, every route but /healthz, /readyz, /v2/health/live, /v2/health/ready, /openapi.json, /docs and / needs `Authorization: Bearer <key>`: the cluster key, the admin key (load, unload, migrate, status) or the inference key (inference, /metrics, the models' status); a key outside its scope gets 403."),
     paths(
         super::routes::load, super::routes::list, super::routes::status, super::routes::unload,
         super::routes::migrate, super::routes::infer_route, super::routes::cluster, super::routes::events, super::routes::healthz,

@@ -1,6 +1,6 @@
 //! The node's HTTP server: every route of [`super::routes`] and the peer websocket on one
-//! listener, behind the bearer-key check (the peer route checks the key itself, in its
-//! handshake), over TLS when configured.
+//! listener, behind the bearer-key check of [`super::access`] (the peer route checks the
+//! cluster key itself, in its handshake), over TLS when configured.
 
 use std::net::TcpListener;
 
@@ -10,48 +10,52 @@ use actix_web::{App, HttpServer, web};
 use crate::cluster::node::Node;
 use crate::cluster::peer_handler;
 
-use super::error::ApiError;
 use super::routes;
 
 /// Paths that need no key: the probes, the API's description, its reference page and the
 /// dashboard's page (what they show is read with the key).
 const PUBLIC: [&str; 7] = ["/", "/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs"];
 
-/// Builds the node's server on `listener` (not yet running).
+/// Builds the node's server on `listener` (not yet running), admitting requests with the keys
+/// of `access` (and starting its reload of the scoped keys' files).
 pub fn serve(
     node: Node,
     listener: TcpListener,
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    access: std::sync::Arc<super::access::Access>,
 ) -> std::io::Result<Server> {
+    access.watch();
     let workers = node.cfg.http_workers;
     let handler = peer_handler::handler(node.clone());
     let peer_cfg = node.links.config.clone();
     let server = HttpServer::new(move || {
-        let auth_node = node.clone();
+        let access = std::sync::Arc::clone(&access);
         App::new()
             .app_data(web::Data::new(node.clone()))
             .app_data(web::Data::new(peer_cfg.clone()))
             .app_data(web::Data::new(handler.clone()))
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
-                let authorised = match &auth_node.key {
-                    None => true,
-                    // The peer route checks the same key itself, before the upgrade.
-                    Some(_) if req.path() == "/v1/peer" => true,
+                let checked = match req.path() {
+                    // The peer route checks the cluster key itself, before the upgrade.
+                    "/v1/peer" => Ok(()),
                     // Probes and the public description of the API carry no secret.
-                    Some(_) if PUBLIC.contains(&req.path()) => true,
-                    Some(key) => req
-                        .headers()
-                        .get(actix_web::http::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|s| s.strip_prefix("Bearer "))
-                        .is_some_and(|t| key.verify(t.trim().as_bytes())),
+                    p if PUBLIC.contains(&p) => Ok(()),
+                    p => {
+                        let token = req
+                            .headers()
+                            .get(actix_web::http::header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|s| s.strip_prefix("Bearer "))
+                            .map(|t| t.trim().as_bytes());
+                        access.check(req.method(), p, token)
+                    }
                 };
-                let fut = authorised.then(|| srv.call(req));
+                let fut = checked.map(|()| srv.call(req));
                 async move {
                     match fut {
-                        Some(f) => f.await,
-                        None => Err(ApiError::new(401, "unauthorized", "missing or wrong bearer token").into()),
+                        Ok(f) => f.await,
+                        Err(e) => Err(e.into()),
                     }
                 }
             })

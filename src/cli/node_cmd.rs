@@ -25,6 +25,14 @@ pub struct NodeArgs {
     /// File holding the cluster key (at least 16 bytes).
     #[arg(long)]
     pub cluster_key_file: Option<PathBuf>,
+    /// File holding the admin key (load, unload, migrate, status; no inference); rotate it
+    /// by rewriting the file (read again every second, and on SIGHUP).
+    #[arg(long)]
+    pub admin_key_file: Option<PathBuf>,
+    /// File holding the inference key (inference routes, `/metrics`, models' status); rotate
+    /// it by rewriting the file.
+    #[arg(long)]
+    pub inference_key_file: Option<PathBuf>,
     /// TOML config (flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -78,6 +86,12 @@ impl NodeArgs {
         cfg.insecure |= self.insecure;
         if self.cluster_key_file.is_some() {
             cfg.cluster_key_file = self.cluster_key_file.clone();
+        }
+        if self.admin_key_file.is_some() {
+            cfg.admin_key_file = self.admin_key_file.clone();
+        }
+        if self.inference_key_file.is_some() {
+            cfg.inference_key_file = self.inference_key_file.clone();
         }
         if self.node_id.is_some() {
             cfg.node_id = self.node_id.clone();

@@ -65,6 +65,13 @@ pub struct NodeConfig {
     pub node_id: Option<String>,
     /// File holding the cluster key (required of peers and HTTP clients when set).
     pub cluster_key_file: Option<PathBuf>,
+    /// File holding the admin key: it may load, unload and migrate models and read every
+    /// status route, but not run inference. Read again on SIGHUP and every second.
+    pub admin_key_file: Option<PathBuf>,
+    /// File holding the inference key: it may run inference (`/infer`, completions, chat,
+    /// embeddings, KServe) and read `/metrics` and the models' status, nothing else. Read
+    /// again on SIGHUP and every second.
+    pub inference_key_file: Option<PathBuf>,
     /// Directories this node reads models from; empty means any. A model elsewhere is
     /// pulled from a peer that can read it.
     pub model_roots: Vec<PathBuf>,
@@ -113,6 +120,8 @@ impl Default for NodeConfig {
             insecure: false,
             node_id: None,
             cluster_key_file: None,
+            admin_key_file: None,
+            inference_key_file: None,
             model_roots: Vec::new(),
             data_dir: None,
             memory_mib: None,

@@ -104,6 +104,9 @@ pub async fn start_with(
         None => None,
     };
     let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let access =
+        crate::api::access::Access::new(key.clone(), cfg.admin_key_file.as_deref(), cfg.inference_key_file.as_deref())
+            .map_err(|e| NodeError::Config(format!("admin or inference key: {e}")))?;
     let node = Node::new(cfg.clone(), addr, key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
     if let Some(b) = balancer {
         let _ = node.balancers.custom.set(b);
@@ -117,7 +120,7 @@ pub async fn start_with(
     if cfg.join.is_none() {
         node.joined.store(true, std::sync::atomic::Ordering::Release);
     }
-    let server = crate::api::serve(node.clone(), listener, tls.map(|t| t.server))
+    let server = crate::api::serve(node.clone(), listener, tls.map(|t| t.server), Arc::new(access))
         .map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
     let handle = server.handle();
     actix_web::rt::spawn(server);
