@@ -1,6 +1,8 @@
 //! Loading a shard replica on this node: from the mapped checkpoint when the node can read
 //! the model directory, otherwise by pulling exactly the byte ranges it needs from a peer
-//! that can (checked tensor by tensor against the SHA-256 the peer computed).
+//! that can: `config.json`, the index, every header and every tensor checked against the
+//! SHA-256 the coordinator recorded from its own read (the peer's own figures only when the
+//! coordinator cannot read the files, after a takeover by a node without them).
 //!
 //! A pulled checkpoint is rebuilt as sparse files in the node's data directory: the config,
 //! the index, every safetensors header and the shard's own tensors, at their original
@@ -20,8 +22,8 @@ use crate::model::{Checkpoint, MappedCheckpoint};
 use super::node::{ControlMessage, LocalShard, Node};
 use super::shard::{RestartPolicy, ShardActor, ShardCaches};
 use super::wire::{
-    self, FETCH_MAX, Fetch, LoadShard, Manifest, ManifestFile, ManifestRequest, ManifestTensor, Progress, ShardLoaded,
-    names,
+    self, DigestRequest, Digests, FETCH_MAX, Fetch, LoadShard, Manifest, ManifestFile, ManifestRequest, ManifestTensor,
+    Progress, ShardLoaded, names,
 };
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -140,9 +142,61 @@ fn safe_name(name: &str) -> Result<&str, String> {
     if ok { Ok(name) } else { Err(format!("peer sent an unsafe file name {name:?}")) }
 }
 
+/// The SHA-256 the coordinator recorded of the parts of `msg`'s checkpoint; `None` when the
+/// coordinator cannot read the files itself.
+async fn recorded_digests(node: &Node, msg: &LoadShard) -> Result<Option<Digests>, String> {
+    let req = DigestRequest { model: msg.model.clone(), tensors: msg.shard.tensors.clone() };
+    let answer: Result<Digests, wire::ApiError> = if msg.coordinator == node.addr {
+        let c = node.role.coordinator().ok_or("this node no longer coordinates")?;
+        let payload = mlmf_actors::remote::encode_request(&req).map_err(|e| e.to_string())?;
+        let bytes =
+            c.send(ControlMessage { name: names::DIGESTS.to_string(), payload }).await.map_err(|e| e.to_string())??;
+        wire::from_bytes(&bytes)?
+    } else {
+        node.links.ask(&msg.coordinator, &req, Duration::from_secs(120)).await.map_err(|e| e.to_string())?
+    };
+    match answer {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.code == "unreadable" => {
+            tracing::warn!(model = %msg.model, reason = %e.message, "pulling with the source's own checksums only");
+            Ok(None)
+        }
+        Err(e) => Err(format!("the coordinator's checksums: {}", e.message)),
+    }
+}
+
+/// Checks part `what` of a pulled checkpoint (its SHA-256 `got`) against the coordinator's
+/// record: `recorded` is `None` without a record (the coordinator cannot read the files),
+/// `Some(None)` when the record lacks the part.
+fn check(what: &str, got: [u8; 32], recorded: Option<Option<&[u8; 32]>>, src: &str) -> Result<(), String> {
+    match recorded {
+        None => Ok(()),
+        Some(Some(d)) if *d == got => Ok(()),
+        Some(Some(_)) => Err(format!("{what} from {src} does not match the SHA-256 the coordinator recorded")),
+        Some(None) => Err(format!("{what} from {src} is not in the coordinator's record")),
+    }
+}
+
+fn recorded<'a>(list: &'a [(String, [u8; 32])], name: &str) -> Option<&'a [u8; 32]> {
+    list.iter().find(|(n, _)| n == name).map(|(_, d)| d)
+}
+
 async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<MappedCheckpoint>, String> {
     let req = ManifestRequest { path: msg.path.clone(), tensors: msg.shard.tensors.clone() };
     let manifest: Manifest = node.links.ask(src, &req, Duration::from_secs(60)).await.map_err(|e| e.to_string())??;
+    let digests = recorded_digests(node, msg).await?;
+    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    check("config.json", sha(&manifest.config_json), digests.as_ref().map(|d| Some(&d.config_json)), src)?;
+    if let Some(d) = &digests {
+        match &manifest.index_json {
+            Some(index) => check(INDEX_FILE, sha(index), Some(d.index_json.as_ref()), src)?,
+            None if d.index_json.is_some() => return Err(format!("{src} sent no {INDEX_FILE}")),
+            None => {}
+        }
+        if manifest.files.len() != d.headers.len() {
+            return Err(format!("{src} lists {} files, the coordinator {}", manifest.files.len(), d.headers.len()));
+        }
+    }
     let digest = Sha256::digest(msg.path.as_bytes());
     let safe_model: String =
         msg.model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
@@ -166,6 +220,8 @@ async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<Mapped
             file.set_len(f.len).map_err(|e| format!("{name}: {e}"))?;
         }
         let header = fetch(node, src, &msg.path, i, 0, f.header_end).await?;
+        let what = format!("the header of {name}");
+        check(&what, sha(&header), digests.as_ref().map(|d| recorded(&d.headers, name)), src)?;
         file.write_all_at(&header, 0).map_err(|e| format!("{name}: {e}"))?;
         files.push(file);
     }
@@ -188,8 +244,11 @@ async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<Mapped
             loaded += n;
             report(node, msg, loaded, total).await;
         }
-        if hasher.finalize().as_slice() != t.sha256 {
-            return Err(format!("tensor {} from {src} failed its SHA-256 check", t.name));
+        let got: [u8; 32] = hasher.finalize().into();
+        match &digests {
+            Some(d) => check(&format!("tensor {}", t.name), got, Some(recorded(&d.tensors, &t.name)), src)?,
+            None if got != t.sha256 => return Err(format!("tensor {} from {src} failed its SHA-256 check", t.name)),
+            None => {}
         }
     }
     drop(files);

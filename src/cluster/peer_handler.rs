@@ -71,6 +71,7 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         | names::CLUSTER_STATUS
         | names::PROGRESS
         | names::MIGRATE
+        | names::DIGESTS
         | names::LEAVE => coordinate(node, name, payload).await,
         other => Err(format!("unknown message {other:?}")),
     }

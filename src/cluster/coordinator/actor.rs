@@ -70,6 +70,9 @@ pub struct Coordinator {
     /// The alerts it has fired and not resolved, `(rule, key)`: only those make a `resolved`
     /// event (the health checks resolve every rule that does not hold, every time).
     pub(super) firing: std::cell::RefCell<std::collections::BTreeSet<(String, String)>>,
+    /// The SHA-256 of checkpoint parts, by (canonical model directory, part), from this
+    /// coordinator's first read of each ([`super::digests`]).
+    pub(super) digests: super::digests::DigestCache,
 }
 
 /// Stop coordinating: a coordinator of a newer term has taken over.
@@ -116,6 +119,7 @@ impl Coordinator {
             term,
             recent: Default::default(),
             firing: Default::default(),
+            digests: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::cluster::wire::{self, ApiError, names};
 
 use super::actor::Coordinator;
 use super::audit::RecentEventsMsg;
+use super::digests::DigestsMsg;
 use super::members::{ClusterStatusMsg, HeartbeatMsg, JoinMsg, LeaveMsg};
 use super::models::{ListModelsMsg, LoadModelMsg, ModelStatusMsg, ProgressMsg, UnloadModelMsg};
 use super::shards::MigrateMsg;
@@ -45,6 +46,9 @@ async fn dispatch(c: &Addr<Coordinator>, name: &str, payload: &[u8]) -> Result<V
         names::MIGRATE => enc(c.send(MigrateMsg(wire::from_bytes(payload)?)).await.map_err(mailbox)?),
         names::LEAVE => {
             enc(c.send(LeaveMsg(decode_request(payload).map_err(|e| e.to_string())?)).await.map_err(mailbox)?)
+        }
+        names::DIGESTS => {
+            enc(c.send(DigestsMsg(decode_request(payload).map_err(|e| e.to_string())?)).await.map_err(mailbox)?)
         }
         names::LIST_MODELS => enc(Ok(c.send(ListModelsMsg).await.map_err(mailbox)?)),
         names::CLUSTER_STATUS => enc(Ok(c.send(ClusterStatusMsg).await.map_err(mailbox)?)),

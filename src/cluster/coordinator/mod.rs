@@ -8,10 +8,12 @@
 //! - [`models`]: the model registry, loading and unloading;
 //! - [`shards`]: re-placement, migration, rebalancing, memory left per node;
 //! - [`dispatch`]: control messages by wire name, as the peer route delivers them;
+//! - [`digests`]: the checksums a node pulling weights checks every byte against;
 //! - [`succession`] and [`failover`]: who coordinates next, taking over, stepping down.
 
 pub mod actor;
 pub mod audit;
+pub mod digests;
 pub mod dispatch;
 pub mod failover;
 pub mod members;

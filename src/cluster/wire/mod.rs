@@ -28,4 +28,4 @@ pub use error::ApiError;
 pub use member::{MemberState, NodeInfo, NodeStats, ShardStats};
 pub use membership::{ClusterStatus, Heartbeat, HeartbeatAck, Join, Leave, NodeStatus};
 pub use view::{ClusterView, ModelRoutes, NodeView, RegistryEntry, ShardReplicas};
-pub use weights::{FETCH_MAX, Fetch, Manifest, ManifestFile, ManifestRequest, ManifestTensor};
+pub use weights::{DigestRequest, Digests, FETCH_MAX, Fetch, Manifest, ManifestFile, ManifestRequest, ManifestTensor};

@@ -6,7 +6,7 @@ use super::data::{Deliver, ReleaseSequence};
 use super::error::ApiError;
 use super::membership::{Heartbeat, HeartbeatAck, Join, Leave};
 use super::view::ClusterView;
-use super::weights::{Manifest, ManifestRequest};
+use super::weights::{DigestRequest, Digests, Manifest, ManifestRequest};
 
 /// Stable message names (the registry of what a node answers on `/v1/peer`).
 /// [`super::Join`] → [`super::ClusterView`].
@@ -50,6 +50,8 @@ pub const LEAVE: &str = "Leave";
 pub const RELEASE_SEQUENCE: &str = "ReleaseSequence";
 /// [`super::Fetch`] → raw bytes.
 pub const FETCH: &str = "Fetch";
+/// [`super::DigestRequest`] → [`super::Digests`] (answered by the coordinator).
+pub const DIGESTS: &str = "Digests";
 
 macro_rules! remote {
     ($($ty:ty => $name:expr, $reply:ty;)*) => {
@@ -68,6 +70,7 @@ remote! {
     UnloadShard => UNLOAD_SHARD, ();
     Progress => PROGRESS, ();
     ManifestRequest => MANIFEST, Result<Manifest, String>;
+    DigestRequest => DIGESTS, Result<Digests, ApiError>;
     Deliver => DELIVER, ();
     ReleaseSequence => RELEASE_SEQUENCE, ();
     Leave => LEAVE, Result<(), ApiError>;

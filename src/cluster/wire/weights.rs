@@ -1,6 +1,7 @@
 //! Weight transfer: a node that cannot read a checkpoint asks a peer for its [`Manifest`]
-//! (files, tensor offsets, SHA-256 per tensor) and pulls the byte ranges it needs with
-//! [`Fetch`].
+//! (files, tensor offsets) and pulls the byte ranges it needs with [`Fetch`], checking every
+//! byte against the [`Digests`] the coordinator recorded from its own read of the checkpoint
+//! (so a peer cannot vouch for its own bytes).
 
 use serde::{Deserialize, Serialize};
 
@@ -67,3 +68,26 @@ pub struct Fetch {
 
 /// The largest range one [`Fetch`] returns.
 pub const FETCH_MAX: u64 = 4 << 20;
+
+/// Ask the coordinator for the SHA-256 it recorded of a model's checkpoint: `config.json`,
+/// the index, every file's header and the tensors named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestRequest {
+    /// Model id (the coordinator answers for models it loads, at the path it loads them from).
+    pub model: String,
+    /// The tensors wanted.
+    pub tensors: Vec<String>,
+}
+
+/// The coordinator's SHA-256 of a checkpoint's parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Digests {
+    /// Of `config.json`.
+    pub config_json: [u8; 32],
+    /// Of `model.safetensors.index.json`, when there is one.
+    pub index_json: Option<[u8; 32]>,
+    /// Of each safetensors file's header (its first `header_end` bytes), by file name.
+    pub headers: Vec<(String, [u8; 32])>,
+    /// Of each tensor's bytes, by name.
+    pub tensors: Vec<(String, [u8; 32])>,
+}
