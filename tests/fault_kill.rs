@@ -269,3 +269,112 @@ fn when_the_coordinator_dies_a_survivor_takes_over_and_no_request_fails() {
         assert!(log.contains("\"op\":\"takeover\""), "{log}");
     });
 }
+
+/// The coordinator killed and started again at once, at the same address and so with the
+/// same id, before anyone took it for dead: it answers again but coordinates nothing. The
+/// others take that for its death (a successor takes over) and it rejoins the successor
+/// through the other survivor (a join may name any member); a replica the registry still
+/// places on it is loaded there again (it lost it in the restart: `Join::held`); the cluster
+/// serves and runs its control plane after. (Found by the soak benchmark: the
+/// survivors waited on it for ever and its join was refused until it gave up.)
+#[test]
+fn a_coordinator_restarted_at_once_rejoins_a_successor() {
+    let mut cluster = Cluster::start("coordinator-restart", 3, |_| {
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 600\nmin_std_dev_ms = 50\n".to_string()
+    });
+    let cluster_key = cluster.cluster_key();
+    let model = fixture("gpt2_tiny");
+    block_on(serve_model(&cluster.client(0), 3, "m", &model, "none", 2));
+    let old = cluster.nodes.remove(0);
+    let addr = old.addr.clone();
+    drop(old);
+    // It joins through the survivor that will not coordinate: that one passes the join on.
+    let join = cluster.nodes.iter().map(|n| n.addr.clone()).max().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["node", "--listen", &addr, "--join", &join, "--cluster-key-file"])
+        .arg(&cluster.key)
+        .arg("--config")
+        .arg(&cluster.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut restarted = Node { child, addr: addr.clone() };
+    let survivor = ClusterClient::new(&cluster.nodes[1].addr, Some(cluster_key.clone()));
+    let successor = cluster.nodes.iter().map(|n| n.addr.clone()).min().unwrap();
+    let start = Instant::now();
+    block_on(async {
+        loop {
+            assert!(restarted.child.try_wait().unwrap().is_none(), "the restarted coordinator gave up joining");
+            let c = survivor.cluster().await;
+            if let Ok(c) = &c
+                && c["coordinator"] == successor.as_str()
+                && state_of(&survivor, &addr).await.as_deref() == Some("up")
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(40), "no successor, or the old coordinator not back: {c:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Its replica is either placed again on a survivor (it was taken for dead) or, when
+        // the registry still places it there, loaded there again: replication is whole and
+        // nothing routes to a replica it lost.
+        loop {
+            let s = survivor.model("m").await.unwrap();
+            let whole = s.progress.iter().filter(|p| p.done).count() >= 2;
+            if whole && s.progress.iter().filter(|p| p.node == addr).all(|p| p.done) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "its replica not loaded again: {:?}", s.progress);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The control plane runs, and the rejoined node serves.
+        survivor.load(&load_request("m2", &model, "none", 3)).await.unwrap();
+        survivor.wait_ready("m2", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let back = ClusterClient::new(&addr, Some(cluster_key.clone()));
+        back.infer("m2", &request(&[1, 2, 3], None)).await.unwrap();
+        back.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+    });
+}
+
+/// A member killed and started again at once (same address, so the same id), before it is
+/// taken for dead: it joins again holding nothing, so the replica the registry places on it is
+/// loaded there again, and it serves its share (without that, routes would keep sending its
+/// share to a replica it no longer has, each request retried elsewhere).
+#[test]
+fn a_member_restarted_at_once_loads_its_replicas_again() {
+    let mut cluster = Cluster::start("member-restart", 3, |_| String::new());
+    let key = cluster.cluster_key();
+    let model = fixture("gpt2_tiny");
+    block_on(serve_model(&cluster.client(0), 3, "m", &model, "none", 3));
+    let old = cluster.nodes.remove(2);
+    let addr = old.addr.clone();
+    drop(old);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["node", "--listen", &addr, "--join", &cluster.nodes[0].addr, "--cluster-key-file"])
+        .arg(&cluster.key)
+        .arg("--config")
+        .arg(&cluster.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _restarted = Node { child, addr: addr.clone() };
+    let start = Instant::now();
+    block_on(async {
+        let client = ClusterClient::new(&cluster.nodes[0].addr, Some(key.clone()));
+        loop {
+            let mut req = request(&[1, 2, 3], None);
+            req.session_id = Some(format!("s{}", fastrand::u32(..)));
+            if let Ok(r) = client.infer("m", &req).await
+                && r.processed_by.contains(&addr)
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the restarted member never served its replica again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}

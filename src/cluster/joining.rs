@@ -44,7 +44,11 @@ pub async fn join(node: &Node, addr: &str) -> Result<ClusterView, JoinError> {
     let fail = |message: String| JoinError { addr: addr.to_string(), message };
     let view = node
         .links
-        .ask(addr, &Join { node: node_info(node) }, Duration::from_secs(10))
+        .ask(
+            addr,
+            &Join { node: node_info(node), held: node.shards.entries().into_iter().map(|(k, _)| k).collect() },
+            Duration::from_secs(10),
+        )
         .await
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(e.message))?;

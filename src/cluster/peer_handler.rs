@@ -62,6 +62,9 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         }
         names::MANIFEST => answer::<ManifestRequest, _, _>(&payload, |req| loader::manifest(node, req)).await,
         names::FETCH => loader::fetch_range(node, wire::from_bytes(&payload)?).await,
+        // A member that does not coordinate passes a join on to the coordinator it knows, so
+        // `--join` may name any member.
+        names::JOIN if !node.is_coordinator() => forward_join(node, payload).await,
         names::JOIN
         | names::HEARTBEAT
         | names::LOAD_MODEL
@@ -75,4 +78,21 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         | names::LEAVE => coordinate(node, name, payload).await,
         other => Err(format!("unknown message {other:?}")),
     }
+}
+
+/// Passes a [`super::wire::Join`] on to the coordinator of `node`'s view (never back to the
+/// node that asks, which may be a restarted coordinator its view still names).
+async fn forward_join(node: &Node, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+    let join: super::wire::Join = mlmf_actors::remote::decode_request(&payload).map_err(|e| e.to_string())?;
+    let view = node.view();
+    let not_here = || format!("node {} is not the coordinator", node.id);
+    let Some(addr) = view.addr_of(&view.coordinator).map(str::to_string) else { return Err(not_here()) };
+    if !node.joined.load(std::sync::atomic::Ordering::Acquire) || addr == join.node.addr || addr == node.addr {
+        return Err(not_here());
+    }
+    tracing::debug!(joining = %join.node.id, coordinator = %view.coordinator, "passing a join on to the coordinator");
+    node.links
+        .call(&addr, names::JOIN, &payload, std::time::Duration::from_secs(10), 0)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -48,6 +48,39 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// A known member joined again holding only `held`: it restarted (or lost replicas), so
+    /// every replica the registry places on it that it no longer holds leaves the routes and
+    /// is loaded onto it again.
+    fn reload_missing(&mut self, node: &str, held: &[(String, usize)], ctx: &mut Context<Self>) {
+        let mut loads = Vec::new();
+        for (id, rec) in self.models.iter_mut() {
+            for p in rec.status.progress.iter_mut().filter(|p| p.node == node && p.done) {
+                if !held.iter().any(|(m, s)| m == id && *s == p.shard) {
+                    p.done = false;
+                    p.loaded = 0;
+                    loads.push((
+                        id.clone(),
+                        rec.status.path.clone(),
+                        rec.status.plan.shards[p.shard].clone(),
+                        p.replica,
+                    ));
+                }
+            }
+        }
+        for (id, path, spec, replica) in loads {
+            tracing::warn!(model = %id, shard = spec.id, node, "a rejoined node lost its replica; loading it again");
+            self.audit(
+                "replace",
+                Some(&id),
+                Some(node),
+                &format!("shard {} lost in a restart; loading again", spec.id),
+            );
+            self.spawn_load(&id, &path, &spec, replica, node, ctx);
+        }
+    }
+}
+
 /// A node asks to join.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<ClusterView, ApiError>")]
@@ -75,7 +108,11 @@ impl Handler<JoinMsg> for Coordinator {
         if let Some(h) = &self.health {
             h.do_send(Beat { node: info.id.clone() });
         }
-        self.members.insert(info.id.clone(), Member::new(info));
+        let id = info.id.clone();
+        self.members.insert(id.clone(), Member::new(info));
+        if known {
+            self.reload_missing(&id, &join.held, ctx);
+        }
         self.publish_soon(ctx);
         MessageResult(Ok(self.view()))
     }

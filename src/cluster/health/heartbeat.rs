@@ -93,6 +93,8 @@ impl HeartbeatSender {
         };
         let node = self.node.clone();
         let interval = Duration::from_millis(node.cfg.health.heartbeat_interval_ms);
+        // The coordinator the view names, not a successor still taking over.
+        let named = target == view.coordinator;
         self.busy = true;
         let fut = async move {
             match node.links.ask_heartbeat(&addr, &hb, interval * 2).await {
@@ -113,6 +115,13 @@ impl HeartbeatSender {
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "heartbeat refused");
                     Answer::Refused
+                }
+                // The coordinator itself no longer coordinates: it restarted (at the same
+                // address, before anyone took it for dead) and has no state. As good as dead:
+                // a successor takes over, and it joins that one.
+                Err(PeerError::Remote(e)) if named && e.contains("is not the coordinator") => {
+                    tracing::debug!(error = %e, "the coordinator lost its role (restarted?)");
+                    Answer::Silent
                 }
                 // Alive, but not (yet) the coordinator: a successor still taking over.
                 Err(PeerError::Remote(e)) => {

@@ -21,6 +21,9 @@ pub struct Leave {
 pub struct Join {
     /// The node.
     pub node: NodeInfo,
+    /// The shard replicas it holds, `(model, shard)`: none after a restart, so that the
+    /// coordinator loads again what its registry still places there.
+    pub held: Vec<(String, usize)>,
 }
 
 /// A heartbeat.
