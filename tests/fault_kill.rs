@@ -270,6 +270,21 @@ fn when_the_coordinator_dies_a_survivor_takes_over_and_no_request_fails() {
     });
 }
 
+/// A node of `cluster` started at `addr` (an address a killed node had), joining `join`.
+fn start_at(cluster: &Cluster, addr: &str, join: &str) -> Node {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["node", "--listen", addr, "--join", join, "--cluster-key-file"])
+        .arg(&cluster.key)
+        .arg("--config")
+        .arg(&cluster.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Node { child, addr: addr.to_string() }
+}
+
 /// The coordinator killed and started again at once, at the same address and so with the
 /// same id, before anyone took it for dead: it answers again but coordinates nothing. The
 /// others take that for its death (a successor takes over) and it rejoins the successor
@@ -290,17 +305,7 @@ fn a_coordinator_restarted_at_once_rejoins_a_successor() {
     drop(old);
     // It joins through the survivor that will not coordinate: that one passes the join on.
     let join = cluster.nodes.iter().map(|n| n.addr.clone()).max().unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
-        .args(["node", "--listen", &addr, "--join", &join, "--cluster-key-file"])
-        .arg(&cluster.key)
-        .arg("--config")
-        .arg(&cluster.config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut restarted = Node { child, addr: addr.clone() };
+    let mut restarted = start_at(&cluster, &addr, &join);
     let survivor = ClusterClient::new(&cluster.nodes[1].addr, Some(cluster_key.clone()));
     let successor = cluster.nodes.iter().map(|n| n.addr.clone()).min().unwrap();
     let start = Instant::now();
@@ -351,17 +356,7 @@ fn a_member_restarted_at_once_loads_its_replicas_again() {
     let old = cluster.nodes.remove(2);
     let addr = old.addr.clone();
     drop(old);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
-        .args(["node", "--listen", &addr, "--join", &cluster.nodes[0].addr, "--cluster-key-file"])
-        .arg(&cluster.key)
-        .arg("--config")
-        .arg(&cluster.config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _restarted = Node { child, addr: addr.clone() };
+    let _restarted = start_at(&cluster, &addr, &cluster.nodes[0].addr);
     let start = Instant::now();
     block_on(async {
         let client = ClusterClient::new(&cluster.nodes[0].addr, Some(key.clone()));

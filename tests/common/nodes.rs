@@ -135,6 +135,19 @@ pub async fn state_of(client: &ClusterClient, id: &str) -> Option<String> {
         .and_then(|n| n["node"]["state"].as_str().map(str::to_string))
 }
 
+/// The lines of an SMTP `DATA` section, up to its closing `.`.
+fn mail_data(reader: &mut impl std::io::BufRead) -> String {
+    let mut body = String::new();
+    loop {
+        let mut l = String::new();
+        if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
+            break;
+        }
+        body.push_str(&l);
+    }
+    body
+}
+
 pub fn smtp_sink() -> (String, Mails) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -153,14 +166,7 @@ pub fn smtp_sink() -> (String, Mails) {
                     let cmd = line.trim_end().to_ascii_uppercase();
                     if cmd.starts_with("DATA") {
                         let _ = conn.write_all(b"354 go ahead\r\n");
-                        let mut body = String::new();
-                        loop {
-                            let mut l = String::new();
-                            if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
-                                break;
-                            }
-                            body.push_str(&l);
-                        }
+                        let body = mail_data(&mut reader);
                         store.lock().unwrap().push(body);
                         let _ = conn.write_all(b"250 queued\r\n");
                     } else if cmd.starts_with("QUIT") {
@@ -226,14 +232,7 @@ pub fn smtp_tls_sink(
                 b"504 not here\r\n".to_vec()
             } else if upper.starts_with("DATA") {
                 let _ = reader.get_mut().write_all(b"354 go ahead\r\n");
-                let mut body = String::new();
-                loop {
-                    let mut l = String::new();
-                    if reader.read_line(&mut l).unwrap_or(0) == 0 || l == ".\r\n" {
-                        break;
-                    }
-                    body.push_str(&l);
-                }
+                let body = mail_data(&mut reader);
                 store.lock().unwrap().push(TlsMail { body, tls, auth: auth.clone() });
                 b"250 queued\r\n".to_vec()
             } else if upper.starts_with("QUIT") {
