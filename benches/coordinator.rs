@@ -62,7 +62,7 @@ fn main() {
                 device: DeviceKind::Cpu,
                 compute: 1.0,
             };
-            coordinator.send(JoinMsg(Join { node: info })).await.unwrap().unwrap();
+            coordinator.send(JoinMsg(Join { node: info, held: Vec::new() })).await.unwrap().unwrap();
         }
         let joins = t.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -227,7 +227,7 @@ mod tests {
     use crate::model::Checkpoint;
 
     fn logits(stage: &Stage, x: Tensor<3>) -> Vec<f32> {
-        stage.head(x).unwrap().logits.unwrap().into_data().to_vec::<f32>().unwrap()
+        stage.head(x).unwrap().logits.unwrap().into_data().try_to_vec::<f32>().unwrap()
     }
 
     /// Sequences of different lengths stepped together give each the logits (and the
