@@ -41,6 +41,11 @@ impl Member {
     }
 }
 
+/// `(directory, part)` → SHA-256, where a part is `config.json`, the index, `header:<file>`
+/// or `tensor:<name>` (filled by [`super::digests`]).
+pub type DigestCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(std::path::PathBuf, String), [u8; 32]>>>;
+
 pub(super) struct Record {
     pub(super) status: ModelStatus,
     pub(super) config: ModelConfig,
@@ -72,7 +77,7 @@ pub struct Coordinator {
     pub(super) firing: std::cell::RefCell<std::collections::BTreeSet<(String, String)>>,
     /// The SHA-256 of checkpoint parts, by (canonical model directory, part), from this
     /// coordinator's first read of each ([`super::digests`]).
-    pub(super) digests: super::digests::DigestCache,
+    pub(super) digests: DigestCache,
 }
 
 /// Stop coordinating: a coordinator of a newer term has taken over.

@@ -4,20 +4,15 @@
 //! the first time a puller asks for it and the figure is kept (for the directory as the
 //! coordinator resolves it), so later pulls are checked against that first read.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix::{Context, Handler, Message, ResponseFuture};
 use sha2::{Digest, Sha256};
 
-use super::actor::Coordinator;
+use super::actor::{Coordinator, DigestCache};
 use crate::cluster::node::Node;
 use crate::cluster::wire::{ApiError, DigestRequest, Digests};
-
-/// `(directory, part)` → SHA-256, where a part is `config.json`, the index, `header:<file>`
-/// or `tensor:<name>`.
-pub type DigestCache = Arc<Mutex<HashMap<(PathBuf, String), [u8; 32]>>>;
 
 /// A puller asks for the digests of a model's checkpoint.
 #[derive(Debug, Clone, Message)]
