@@ -26,7 +26,7 @@ use super::wire::{
     Progress, ShardLoaded, names,
 };
 
-const INDEX_FILE: &str = "model.safetensors.index.json";
+use crate::model::checkpoint::INDEX_FILE;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -271,12 +271,7 @@ pub async fn manifest(node: &Node, req: ManifestRequest) -> Result<Manifest, Str
         let ckpt = mapped.checkpoint();
         let mut files = Vec::new();
         for f in &ckpt.files {
-            let name = f.path.file_name().and_then(|s| s.to_str()).ok_or("file name is not UTF-8")?.to_string();
-            let mut len8 = [0u8; 8];
-            std::fs::File::open(&f.path)
-                .and_then(|h| h.read_exact_at(&mut len8, 0))
-                .map_err(|e| format!("{}: {e}", f.path.display()))?;
-            files.push(ManifestFile { name, len: f.len, header_end: 8 + u64::from_le_bytes(len8) });
+            files.push(ManifestFile { name: f.name()?, len: f.len, header_end: f.header_end()? });
         }
         let mut tensors = Vec::new();
         for name in &req.tensors {

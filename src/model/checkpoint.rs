@@ -26,7 +26,8 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Largest index file accepted.
 const MAX_INDEX_BYTES: u64 = 64 << 20;
 const SINGLE_FILE: &str = "model.safetensors";
-const INDEX_FILE: &str = "model.safetensors.index.json";
+/// The index of a checkpoint split over several safetensors files.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// How a tensor is stored on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +117,32 @@ pub struct WeightFile {
     pub path: PathBuf,
     /// Its length in bytes.
     pub len: u64,
+}
+
+impl WeightFile {
+    /// The file's name (what a peer rebuilding the checkpoint calls it).
+    pub fn name(&self) -> Result<String, String> {
+        self.path
+            .file_name()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+            .ok_or_else(|| "file name is not UTF-8".into())
+    }
+
+    /// Where its safetensors header ends (8 + the header length the file starts with),
+    /// read again from the file and checked against its length.
+    pub fn header_end(&self) -> Result<u64, String> {
+        use std::os::unix::fs::FileExt;
+        let mut len8 = [0u8; 8];
+        std::fs::File::open(&self.path)
+            .and_then(|h| h.read_exact_at(&mut len8, 0))
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let end = 8u64.saturating_add(u64::from_le_bytes(len8));
+        if end > self.len {
+            return Err(format!("{}: header beyond the file", self.path.display()));
+        }
+        Ok(end)
+    }
 }
 
 /// A checkpoint known by its headers: config, files and tensor table. No weights are read.

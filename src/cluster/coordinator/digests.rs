@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::actor::{Coordinator, DigestCache};
 use crate::cluster::node::Node;
 use crate::cluster::wire::{ApiError, DigestRequest, Digests};
+use crate::model::checkpoint::INDEX_FILE;
 
 /// A puller asks for the digests of a model's checkpoint.
 #[derive(Debug, Clone, Message)]
@@ -42,8 +43,6 @@ impl Handler<DigestsMsg> for Coordinator {
     }
 }
 
-const INDEX_FILE: &str = "model.safetensors.index.json";
-
 /// Every part's digest, from the cache or hashed now from the coordinator's own mapping of
 /// the checkpoint at `path`.
 fn digests(node: &Node, path: &Path, tensors: &[String], cache: &DigestCache) -> Result<Digests, String> {
@@ -71,17 +70,11 @@ fn digests(node: &Node, path: &Path, tensors: &[String], cache: &DigestCache) ->
     };
     let mut headers = Vec::with_capacity(ckpt.files.len());
     for f in &ckpt.files {
-        let name = f.path.file_name().and_then(|s| s.to_str()).ok_or("file name is not UTF-8")?.to_string();
+        let name = f.name()?;
         let read = || -> Result<[u8; 32], String> {
             use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; f.header_end()? as usize];
             let h = std::fs::File::open(&f.path).map_err(|e| format!("{}: {e}", f.path.display()))?;
-            let mut len8 = [0u8; 8];
-            h.read_exact_at(&mut len8, 0).map_err(|e| e.to_string())?;
-            let end = 8u64.saturating_add(u64::from_le_bytes(len8));
-            if end > f.len {
-                return Err(format!("{}: header beyond the file", f.path.display()));
-            }
-            let mut buf = vec![0u8; end as usize];
             h.read_exact_at(&mut buf, 0).map_err(|e| e.to_string())?;
             Ok(sha(&buf))
         };
