@@ -171,11 +171,19 @@ async fn serve_infer(
     super::forward::run_infer(node, model, req, start, client_ip, trace).await
 }
 
-/// The members, their state, phi and stats, the coordinator and the cluster's health.
+/// The members, their state, phi and stats, the coordinator and the cluster's health, and the
+/// control plane's Raft group as this node sees it (`raft`, with `quorum`). A node without a
+/// quorum answers from its last committed view (`from`: `local_view`), with no stats.
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster",
     responses((status = 200, description = "The cluster", body = ClusterOverview)))]
 pub(crate) async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let s: ClusterStatus = control(&node, names::CLUSTER_STATUS, &()).await?;
+    let raft = node.consensus.status();
+    let from_coordinator = match raft.quorum {
+        true => control::<_, ClusterStatus>(&node, names::CLUSTER_STATUS, &()).await.ok(),
+        false => None,
+    };
+    let from = if from_coordinator.is_some() { "coordinator" } else { "local_view" };
+    let s = from_coordinator.unwrap_or_else(|| local_status(&node));
     let health = if s.nodes.iter().all(|n| n.node.state == MemberState::Up) {
         "healthy"
     } else if s.nodes.iter().any(|n| n.node.state == MemberState::Up) {
@@ -183,9 +191,36 @@ pub(crate) async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiEr
     } else {
         "unhealthy"
     };
-    let mut v = serde_json::to_value(&s).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let internal = |e: serde_json::Error| ApiError::new(500, "internal", e.to_string());
+    let mut v = serde_json::to_value(&s).map_err(internal)?;
     v["health"] = health.into();
+    v["from"] = from.into();
+    v["quorum"] = raft.quorum.into();
+    v["raft"] = serde_json::to_value(&raft).map_err(internal)?;
     Ok(json(200, &v))
+}
+
+/// The cluster as this node's last committed view has it.
+fn local_status(node: &Node) -> ClusterStatus {
+    let view = node.view();
+    let nodes = view
+        .nodes
+        .iter()
+        .map(|n| crate::cluster::wire::NodeStatus {
+            node: n.clone(),
+            stats: Default::default(),
+            phi: 0.0,
+            heartbeat_gap_max_ms: 0.0,
+            shards: view
+                .registry
+                .iter()
+                .flat_map(|e| {
+                    e.status.progress.iter().filter(|p| p.node == n.info.id).map(|p| format!("{}/{}", e.status.id, p.shard))
+                })
+                .collect(),
+        })
+        .collect();
+    ClusterStatus { coordinator: view.coordinator.clone(), version: view.version, nodes }
 }
 
 /// The coordinator's last events (at most 200, oldest first): audited operations (joins,
@@ -204,13 +239,15 @@ pub(crate) async fn healthz(node: web::Data<Node>) -> HttpResponse {
     json(200, &serde_json::json!({"status": "ok", "node": node.id}))
 }
 
-/// Readiness: the node has joined a cluster. Needs no key.
+/// Readiness: the node has joined a cluster (it serves inference on the routes it knows, with
+/// or without a quorum; `quorum` says whether it may change the control plane). Needs no key.
 #[utoipa::path(get, path = "/readyz", tag = "cluster", security(()),
     responses((status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "Not joined yet", body = ErrorBody)))]
 pub(crate) async fn readyz(node: web::Data<Node>) -> HttpResponse {
     if node.joined.load(Ordering::Acquire) {
-        json(200, &serde_json::json!({"ready": true, "node": node.id, "coordinator": node.is_coordinator()}))
+        let quorum = node.consensus.quorum();
+        json(200, &serde_json::json!({"ready": true, "node": node.id, "coordinator": node.is_coordinator(), "quorum": quorum}))
     } else {
         json(503, &ApiError::new(503, "not_ready", "this node has not joined a cluster yet").body())
     }

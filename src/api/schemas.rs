@@ -76,6 +76,9 @@ pub struct Readiness {
     pub node: String,
     /// Whether it coordinates the cluster.
     pub coordinator: bool,
+    /// Whether it is in touch with a majority of the control plane's voters (control-plane
+    /// changes through it are refused with `no_quorum` when not).
+    pub quorum: bool,
 }
 
 /// `GET /v1/cluster`: the status and its summary.
@@ -86,6 +89,13 @@ pub struct ClusterOverview {
     pub status: ClusterStatus,
     /// `healthy` (every member up), `degraded` or `unhealthy`.
     pub health: String,
+    /// `coordinator` (the coordinator's status) or `local_view` (this node's last committed
+    /// view, when it has no quorum or cannot reach the coordinator: no stats).
+    pub from: String,
+    /// Whether this node is in touch with a majority of the voters.
+    pub quorum: bool,
+    /// The control plane's Raft group as this node sees it.
+    pub raft: crate::cluster::node::RaftStatus,
 }
 
 /// `GET /v1/events`.

@@ -35,7 +35,14 @@ pub fn node_info(node: &Node) -> NodeInfo {
     };
     // The KV cache budget is memory the shards' weights cannot have.
     let memory_bytes = memory_bytes.saturating_sub(node.cfg.generation.kv_cache_bytes);
-    NodeInfo { id: node.id.clone(), addr: node.addr.clone(), memory_bytes, device, compute: 1.0 }
+    NodeInfo {
+        id: node.id.clone(),
+        addr: node.addr.clone(),
+        memory_bytes,
+        device,
+        compute: 1.0,
+        raft_id: node.consensus.raft_id(),
+    }
 }
 
 /// Asks the member at `addr` (which forwards to nothing: it must be the coordinator or

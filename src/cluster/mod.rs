@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod node;
 pub mod node_actor;
 pub mod peer_handler;
+pub mod raft;
 pub mod shard;
 pub mod shard_messages;
 pub mod trace;

@@ -62,6 +62,7 @@ pub async fn dispatch(node: &Node, name: &str, payload: Vec<u8>) -> Result<Vec<u
         }
         names::MANIFEST => answer::<ManifestRequest, _, _>(&payload, |req| loader::manifest(node, req)).await,
         names::FETCH => loader::fetch_range(node, wire::from_bytes(&payload)?).await,
+        names::RAFT_APPEND | names::RAFT_VOTE | names::RAFT_SNAPSHOT => node.consensus.call(name, payload).await,
         // A member that does not coordinate passes a join on to the coordinator it knows, so
         // `--join` may name any member.
         names::JOIN if !node.is_coordinator() => forward_join(node, payload).await,

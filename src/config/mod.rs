@@ -1,11 +1,12 @@
 //! Configuration as plain data: how one node runs ([`NodeConfig`], read from TOML and flags),
-//! and its parts (health, balancing, alerts, requests, the compute backend). Nothing here
+//! and its parts (health, consensus, balancing, alerts, requests, the compute backend). Nothing here
 //! depends on another folder of the crate: the layers above turn these values into their own
 //! actors and policies.
 
 pub mod alerts;
 pub mod balancing;
 pub mod batching;
+pub mod consensus;
 pub mod device;
 pub mod error;
 pub mod generation;
@@ -16,6 +17,7 @@ pub mod telemetry;
 pub use alerts::{AlertConfig, SmtpConfig, SmtpTls};
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
 pub use batching::BatchingConfig;
+pub use consensus::ConsensusConfig;
 pub use device::Backend;
 pub use error::ConfigError;
 pub use generation::GenerationConfig;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::AlertConfig;
 use super::balancing::BalancingConfig;
 use super::batching::BatchingConfig;
+use super::consensus::ConsensusConfig;
 use super::error::ConfigError;
 use super::generation::GenerationConfig;
 use super::health::HealthConfig;
@@ -75,7 +76,9 @@ pub struct NodeConfig {
     /// Directories this node reads models from; empty means any. A model elsewhere is
     /// pulled from a peer that can read it.
     pub model_roots: Vec<PathBuf>,
-    /// Where pulled weights are kept; a temporary directory when absent.
+    /// Where pulled weights and the control plane's Raft log and snapshots are kept. When
+    /// absent, pulled weights go to a temporary directory and the Raft log is kept in
+    /// memory: a node restarted without it comes back as a new member.
     pub data_dir: Option<PathBuf>,
     /// Memory offered to shards, MiB; the machine's available memory when absent.
     pub memory_mib: Option<u64>,
@@ -91,6 +94,8 @@ pub struct NodeConfig {
     pub tls: Option<mlmf_actors::tls::TlsFiles>,
     /// Failure detection.
     pub health: HealthConfig,
+    /// The Raft control plane.
+    pub consensus: ConsensusConfig,
     /// Alert rules and channels (coordinator only).
     pub alerts: AlertConfig,
     /// Replica moves per rebalancing round after a node joins (0 turns rebalancing off).
@@ -131,6 +136,7 @@ impl Default for NodeConfig {
             compression: vec!["lz4".into(), "zstd".into(), "gzip".into(), "none".into()],
             tls: None,
             health: HealthConfig::default(),
+            consensus: ConsensusConfig::default(),
             audit_log: None,
             rebalance_moves: 2,
             rebalance_interval_ms: 2000,
@@ -204,7 +210,8 @@ impl NodeConfig {
             return bad("generation.idle_timeout_ms", "must be positive");
         }
         let smtp = || self.alerts.smtp.as_ref().and_then(|s| s.problem());
-        if let Some((key, message)) = self.telemetry.problem().or_else(|| self.batching.problem()).or_else(smtp) {
+        let problem = self.telemetry.problem().or_else(|| self.batching.problem()).or_else(smtp);
+        if let Some((key, message)) = problem.or_else(|| self.consensus.problem()) {
             return Err(ConfigError::Invalid { key, message });
         }
         if let Some(d) = &self.device {

@@ -1,6 +1,7 @@
 //! Booting a node: the HTTP API and the peer endpoint on one port, the node's actors each on
-//! an arbiter of its own (node actor, failover, coordinator on the first node, heartbeats on
-//! the others), and joining the cluster.
+//! an arbiter of its own (node actor, failover, its member of the control plane's Raft group,
+//! heartbeats, the coordinator while it leads), and joining the cluster: the first node
+//! founds the Raft group, the others join through any member and are added to it.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use mlmf_actors::auth::ClusterKey;
 use crate::cluster::balancer::PickRoute;
 use crate::cluster::coordinator::Failover;
 use crate::cluster::health::HeartbeatSender;
-use crate::cluster::joining::{JoinError, join, node_info};
+use crate::cluster::joining::{JoinError, join};
+use crate::cluster::raft::{RaftHost, RaftHostError};
 use crate::cluster::node::Node;
 use crate::cluster::node_actor::NodeActor;
 use crate::config::NodeConfig;
@@ -41,6 +43,9 @@ pub enum NodeError {
         /// Why.
         message: String,
     },
+    /// The control plane's Raft member could not start (its store, typically).
+    #[error("the control plane: {0}")]
+    Consensus(#[from] RaftHostError),
 }
 
 impl From<JoinError> for NodeError {
@@ -114,16 +119,26 @@ pub async fn start_with(
     let n = node.clone();
     let actor = Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| NodeActor::new(n.clone()));
     let _ = node.loader.set(actor.recipient());
-    // The first node of a cluster coordinates it; every node can take over or step down.
-    let first = cfg.join.is_none().then(|| node_info(&node));
-    Failover::start_for(&node, first);
-    if cfg.join.is_none() {
-        node.joined.store(true, std::sync::atomic::Ordering::Release);
-    }
+    // Whichever node leads the Raft group coordinates; every node can come to lead or stop.
+    Failover::start_for(&node);
     let server = crate::api::serve(node.clone(), listener, tls.map(|t| t.server), Arc::new(access))
         .map_err(|source| NodeError::Bind { addr: cfg.listen.clone(), source })?;
     let handle = server.handle();
     actix_web::rt::spawn(server);
+    // Peers' Raft messages arrive on the port just opened.
+    if let Err(e) = RaftHost::start_for(&node, cfg.join.is_none()).await {
+        handle.stop(false).await;
+        return Err(e.into());
+    }
+    if cfg.join.is_none() {
+        // The first node founds the group (or, restarted with its data directory, rejoins
+        // the one it was in): ready once some node leads.
+        let start = Instant::now();
+        while !node.is_coordinator() && node.consensus.status().leader.is_none() && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        node.joined.store(true, std::sync::atomic::Ordering::Release);
+    }
     tracing::info!(node = %node.id, addr = %node.addr, coordinator = node.is_coordinator(), "node started");
     if let Some(seed) = &cfg.join {
         let start = Instant::now();
@@ -151,7 +166,7 @@ pub async fn start_with(
                 }
             }
         }
-        HeartbeatSender::start_for(&node);
     }
+    HeartbeatSender::start_for(&node);
     Ok(RunningNode { node, server: handle })
 }

@@ -1,13 +1,12 @@
 //! [`Coordinator`]: its state (members, the model registry, migrations in flight, its term),
-//! the [`ClusterView`] it publishes to every member (pushed on change, carried back by
-//! heartbeat acks to any node whose version is stale), and its alert and audit helpers.
+//! the [`ClusterView`] it proposes to the Raft group on every change (committed by a
+//! majority of voters, then applied by every member), and its alert and audit helpers.
 //! What it does with each message is in the sibling files.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, WrapFuture};
 
 use crate::cluster::alerts::{AlertManager, Fire, Notice, Resolve, Severity};
 use crate::cluster::health::{Beat, HealthMonitor, StatsSampler};
@@ -66,9 +65,9 @@ pub struct Coordinator {
     pub(super) rebalance_pending: bool,
     /// A view push is scheduled.
     pub(super) push_scheduled: bool,
-    /// The dead coordinators this one took over from (empty for the first coordinator).
-    pub(super) took_over_from: Vec<String>,
-    /// Its term: 0 for the first coordinator, one more for each takeover.
+    /// The coordinator the committed view named when this one started, if another node.
+    pub(super) previous: Option<String>,
+    /// Its term: the Raft term this node leads.
     pub(super) term: u64,
     /// The last audited operations and alerts, newest last (`GET /v1/events`).
     pub(super) recent: std::cell::RefCell<std::collections::VecDeque<crate::cluster::wire::ClusterEvent>>,
@@ -95,69 +94,52 @@ impl actix::Handler<StepDown> for Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator on `node`, which is its first member.
-    pub fn new(node: Node, me: NodeInfo) -> Coordinator {
-        let mut members = BTreeMap::new();
-        members.insert(me.id.clone(), Member::new(me));
-        Coordinator::with(node, members, BTreeMap::new(), 0, 0, Vec::new())
-    }
-
-    fn with(
-        node: Node,
-        members: BTreeMap<String, Member>,
-        models: BTreeMap<String, Record>,
-        version: u64,
-        term: u64,
-        took_over_from: Vec<String>,
-    ) -> Coordinator {
-        Coordinator {
-            node,
-            members,
-            models,
-            version,
-            health: None,
-            migrations: Vec::new(),
-            alerts: None,
-            rebalance_pending: false,
-            push_scheduled: false,
-            took_over_from,
-            term,
-            recent: Default::default(),
-            firing: Default::default(),
-            digests: Default::default(),
-        }
-    }
-
-    /// A coordinator on `node` taking over from the dead ones in `dead`, with the members
-    /// and the model registry of `view` (the last view the dead coordinator published).
-    /// The dead are Down from the start, so their replicas are placed again after the usual
-    /// grace. A load the dead coordinator was still running is marked failed (its progress
-    /// died with it), and replicas still loading are dropped from the registry.
-    pub fn from_view(node: Node, view: &ClusterView, dead: Vec<String>) -> Coordinator {
-        let now = Instant::now();
+    /// The coordinator of a node that leads Raft term `term`, from `view` (the last
+    /// committed view: its members and model registry; empty for a new cluster). `me` is
+    /// this node as a member (added when the view lacks it). Every live member is watched
+    /// from now, so one that never heartbeats again (the previous coordinator, if it died)
+    /// goes down as any other. A load the previous coordinator was still running is marked
+    /// failed (its progress died with it), and replicas still loading leave the registry.
+    pub fn from_view(node: Node, me: NodeInfo, view: &ClusterView, term: u64) -> Coordinator {
         let mut members = BTreeMap::new();
         for v in &view.nodes {
             let mut m = Member::new(v.info.clone());
-            if dead.contains(&v.info.id) {
-                m.state = MemberState::Down;
-                m.down_since = Some(now);
-                m.downs.push_back(now);
-            } else if v.state == MemberState::Leaving {
-                m.state = MemberState::Leaving;
+            m.state = v.state;
+            if v.state == MemberState::Down {
+                m.down_since = Some(Instant::now());
             }
             members.insert(v.info.id.clone(), m);
         }
+        let mine = members.entry(me.id.clone()).or_insert_with(|| Member::new(me.clone()));
+        mine.info = me;
+        mine.state = MemberState::Up;
         let mut models = BTreeMap::new();
         for e in &view.registry {
             let mut status = e.status.clone();
             if status.status == ModelState::Loading {
                 status.status =
-                    ModelState::Failed { reason: "the coordinator died while it was loading; load it again".into() };
+                    ModelState::Failed { reason: "the coordinator changed while it was loading; load it again".into() };
             }
             status.progress.retain(|p| p.done);
             models.insert(status.id.clone(), Record { status, config: e.config.clone(), sha256: e.sha256.clone() });
         }
-        Coordinator::with(node, members, models, view.version + 1, view.term + 1, dead)
+        let previous = Some(view.coordinator.clone()).filter(|c| !c.is_empty() && *c != node.id);
+        Coordinator {
+            node,
+            members,
+            models,
+            version: view.version + 1,
+            health: None,
+            migrations: Vec::new(),
+            alerts: None,
+            rebalance_pending: false,
+            push_scheduled: false,
+            previous,
+            term,
+            recent: Default::default(),
+            firing: Default::default(),
+            digests: Default::default(),
+        }
     }
 
     pub(super) fn view(&self) -> ClusterView {
@@ -204,54 +186,40 @@ impl Coordinator {
         }
     }
 
-    /// Bumps the version and sends the view to every member.
+    /// Bumps the version and proposes the view to the Raft group: once a majority of voters
+    /// has it, every member applies it and routes by it (this node included).
     pub(super) fn publish(&mut self, ctx: &mut Context<Self>) {
         self.version += 1;
-        self.node.set_view(self.view());
-        self.push_view(ctx);
+        self.propose(ctx);
     }
 
-    /// As [`Self::publish`], with the pushes coalesced: a burst of joins (a thousand nodes
-    /// starting) sends each member one view, not one per join. A member that misses one
-    /// gets it with its next heartbeat ack.
+    /// As [`Self::publish`], with the proposals coalesced: a burst of joins (a thousand nodes
+    /// starting) makes one log entry, not one per join.
     pub(super) fn publish_soon(&mut self, ctx: &mut Context<Self>) {
         self.version += 1;
-        self.node.set_view(self.view());
         if !self.push_scheduled {
             self.push_scheduled = true;
             ctx.run_later(Duration::from_millis(20), |me, ctx| {
                 me.push_scheduled = false;
-                me.push_view(ctx);
+                me.propose(ctx);
             });
         }
     }
 
-    /// Sends the view to every member, down ones included: a member this coordinator holds
-    /// down may be alive and following a newer coordinator, and its answer (the newer view)
-    /// is how a coordinator that was away learns it has been replaced.
-    pub(super) fn push_view(&mut self, ctx: &mut Context<Self>) {
-        let view = Arc::new(self.view());
-        for m in self.members.values().filter(|m| m.info.id != self.node.id) {
-            let (node, addr, view) = (self.node.clone(), m.info.addr.clone(), Arc::clone(&view));
-            ctx.spawn(
-                async move {
-                    match node.links.ask(&addr, view.as_ref(), Duration::from_secs(3)).await {
-                        Ok(newer) => newer,
-                        Err(e) => {
-                            tracing::debug!(%addr, error = %e, "view push failed; the next heartbeat carries it");
-                            None
-                        }
-                    }
+    /// Proposes the current view. One that is not committed (no quorum) is not retried:
+    /// this coordinator steps down when its node loses the quorum, and the next one starts
+    /// from what was committed.
+    fn propose(&mut self, ctx: &mut Context<Self>) {
+        let (node, view) = (self.node.clone(), self.view());
+        let version = view.version;
+        ctx.spawn(
+            async move {
+                if let Err(e) = node.consensus.propose(view).await {
+                    tracing::warn!(version, error = %e, "view not committed");
                 }
-                .into_actor(self)
-                .map(|newer, me, _| {
-                    if let Some(v) = newer.filter(|v| v.term > me.term) {
-                        // Superseded: adopting the newer view steps this node down.
-                        me.node.set_view(v);
-                    }
-                }),
-            );
-        }
+            }
+            .into_actor(self),
+        );
     }
 
     pub(super) fn fire(&self, rule: &str, key: &str, severity: Severity, summary: String) {
@@ -310,21 +278,24 @@ impl Actor for Coordinator {
         self.health = Some(actix::Supervisor::start(move |_| HealthMonitor::new(cfg.clone(), me.clone())));
         let (cfg, id) = (self.node.cfg.alerts.clone(), self.node.id.clone());
         self.alerts = Some(actix::Supervisor::start(move |_| AlertManager::new(cfg.clone(), id.clone())));
-        if !self.took_over_from.is_empty() {
-            // Taking over: watch every live member from now (one that never heartbeats again
-            // goes down like any other), and treat the dead coordinators as down nodes.
-            if let Some(h) = &self.health {
-                for m in self.members.values().filter(|m| m.state == MemberState::Up && m.info.id != self.node.id) {
-                    h.do_send(Beat { node: m.info.id.clone() });
-                }
+        // Watch every live member from now: one that never heartbeats again goes down like
+        // any other (the previous coordinator too, if it died).
+        if let Some(h) = &self.health {
+            let live = |m: &&Member| m.state != MemberState::Down && m.info.id != self.node.id;
+            for m in self.members.values().filter(live) {
+                h.do_send(Beat { node: m.info.id.clone() });
             }
-            let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
-            for dead in self.took_over_from.clone() {
-                tracing::warn!(%dead, "taking over as coordinator");
-                self.audit("takeover", None, Some(&dead), &format!("{} coordinates in its place", self.node.id));
-                self.fire("node_down", &dead, Severity::Critical, format!("the coordinator {dead} is down"));
-                ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&dead, ctx));
-            }
+        }
+        if let Some(previous) = self.previous.clone() {
+            tracing::warn!(%previous, term = self.term, "coordinating in a new term");
+            self.audit("takeover", None, Some(&previous), &format!("{} coordinates in term {}", self.node.id, self.term));
+        }
+        // Members down in the committed view have their replicas placed again after the grace.
+        let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);
+        let down: Vec<String> =
+            self.members.values().filter(|m| m.state == MemberState::Down).map(|m| m.info.id.clone()).collect();
+        for id in down {
+            ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&id, ctx));
         }
         self.publish(ctx);
     }

@@ -1,12 +1,15 @@
 //! The coordinator's answer to a [`ControlMessage`]: the control message named in it, decoded
 //! with limits, run as the typed message it stands for, and its reply encoded. This is how
 //! the peer route and the node's own parts reach the coordinator without knowing its type.
+//! A change (load, unload, migrate, join, leave) is refused with `no_quorum` while this
+//! coordinator does not reach a majority of the voters.
 
 use actix::{Addr, AsyncContext, Context, Handler, ResponseFuture};
 use serde::Serialize;
 
 use mlmf_actors::remote::decode_request;
 
+use crate::cluster::control::is_write;
 use crate::cluster::node::ControlMessage;
 use crate::cluster::wire::{self, ApiError, names};
 
@@ -21,6 +24,11 @@ impl Handler<ControlMessage> for Coordinator {
     type Result = ResponseFuture<Result<Vec<u8>, String>>;
 
     fn handle(&mut self, msg: ControlMessage, ctx: &mut Context<Self>) -> Self::Result {
+        // A change this coordinator could not commit is refused before it starts.
+        let change = is_write(&msg.name) || msg.name == names::JOIN || msg.name == names::LEAVE;
+        if change && let Err(e) = self.node.consensus.check_quorum() {
+            return Box::pin(async move { wire::to_bytes(&Err::<(), ApiError>(e)) });
+        }
         let me = ctx.address();
         Box::pin(async move { dispatch(&me, &msg.name, &msg.payload).await })
     }

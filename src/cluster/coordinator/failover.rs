@@ -1,17 +1,15 @@
-//! [`Failover`]: the actor that changes this node's role in the control plane. It starts the
-//! first coordinator of a new cluster, takes over when the heartbeat sender finds the
-//! coordinator dead and this node its [`successor`](super::succession::successor) (a
-//! coordinator rebuilt from the dead one's last view, in a new term), and steps down when a
-//! view of a newer term shows that another node took over while this one was away (it then
-//! heartbeats as a member). Lower parts ask for these changes with a
-//! [`RoleChange`] sent to the recipient this actor installs in the node's
+//! [`Failover`]: the actor that changes this node's role in the control plane, as the Raft
+//! host asks: it starts a coordinator when this node leads the Raft group with a quorum (one
+//! rebuilt from the last committed view, in the Raft term it leads), and stops it when this
+//! node no longer leads or is cut off from the majority (the node's heartbeat sender then
+//! heartbeats the coordinator its view names, as every member's does). The Raft host asks
+//! with a [`RoleChange`] sent to the recipient this actor installs in the node's
 //! [`ControlRole`](crate::cluster::node::ControlRole).
 
 use actix::{Actor, Addr, Arbiter, Context, Handler};
 
-use crate::cluster::health::HeartbeatSender;
+use crate::cluster::joining::node_info;
 use crate::cluster::node::{Node, RoleChange};
-use crate::cluster::wire::NodeInfo;
 
 use super::actor::{Coordinator, StepDown};
 
@@ -22,14 +20,9 @@ pub struct Failover {
 }
 
 impl Failover {
-    /// Starts the failover actor of `node` on the current arbiter. With `first`, this node
-    /// is the first coordinator of a new cluster (it coordinates before this returns).
-    pub fn start_for(node: &Node, first: Option<NodeInfo>) -> Addr<Failover> {
-        let mut failover = Failover { node: node.clone(), coordinator: None };
-        if let Some(me) = first {
-            failover.coordinate(move |n| Coordinator::new(n, me));
-        }
-        let addr = failover.start();
+    /// Starts the failover actor of `node` on the current arbiter.
+    pub fn start_for(node: &Node) -> Addr<Failover> {
+        let addr = Failover { node: node.clone(), coordinator: None }.start();
         node.role.on_change(addr.clone().recipient());
         addr
     }
@@ -60,14 +53,15 @@ impl Handler<RoleChange> for Failover {
 
     fn handle(&mut self, change: RoleChange, _: &mut Context<Self>) {
         match change {
-            RoleChange::TakeOver { view, dead } => {
-                self.coordinate(move |n| Coordinator::from_view(n, &view, dead));
+            RoleChange::Lead { view, term } => {
+                let me = node_info(&self.node);
+                self.coordinate(move |n| Coordinator::from_view(n, me, &view, term));
             }
             RoleChange::StepDown => {
+                self.node.role.stop_coordinating();
                 if let Some(c) = self.coordinator.take() {
                     c.do_send(StepDown);
                 }
-                HeartbeatSender::start_for(&self.node);
             }
         }
     }

@@ -138,7 +138,9 @@ impl Handler<HeartbeatMsg> for Coordinator {
         if let Some(h) = &self.health {
             h.do_send(Beat { node: hb.node.clone() });
         }
-        let view = (hb.view_version != self.version).then(|| self.view());
+        // A member behind the committed view gets it with the ack (Raft delivers it too).
+        let committed = self.node.view();
+        let view = (hb.view_version < committed.version).then(|| (*committed).clone());
         let cpu: Vec<(String, f32)> = self.members.values().map(|m| (m.info.id.clone(), m.stats.cpu_percent)).collect();
         self.node.balancers.member_cpu.write().unwrap_or_else(|e| e.into_inner()).extend(cpu.iter().cloned());
         MessageResult(Ok(HeartbeatAck { view, cpu }))

@@ -1,5 +1,5 @@
-//! The [`Coordinator`]: one per cluster, on the node started without `--join` (or the
-//! successor that took over from it). It owns the membership, the model registry and the
+//! The [`Coordinator`]: one per cluster, on the node that leads the control plane's Raft
+//! group with a quorum ([`crate::cluster::raft`]). It owns the membership, the model registry and the
 //! shard map: it admits nodes, plans and places models, sends `LoadShard` to the nodes a
 //! placement names, tracks their progress, and publishes the view every node routes by.
 //!
@@ -9,7 +9,7 @@
 //! - [`shards`]: re-placement, migration, rebalancing, memory left per node;
 //! - [`dispatch`]: control messages by wire name, as the peer route delivers them;
 //! - [`digests`]: the checksums a node pulling weights checks every byte against;
-//! - [`succession`] and [`failover`]: who coordinates next, taking over, stepping down.
+//! - [`failover`]: coordinating while this node leads, stepping down when it does not.
 
 pub mod actor;
 pub mod audit;
@@ -19,11 +19,9 @@ pub mod failover;
 pub mod members;
 pub mod models;
 pub mod shards;
-pub mod succession;
 
 pub use actor::{Coordinator, StepDown};
 pub use failover::Failover;
 pub use members::{ClusterStatusMsg, HeartbeatMsg, JoinMsg, LeaveMsg, RemoveNode};
 pub use models::{ListModelsMsg, LoadModelMsg, ModelStatusMsg, ProgressMsg, UnloadModelMsg};
 pub use shards::MigrateMsg;
-pub use succession::successor;

@@ -62,6 +62,18 @@ impl PeerLinks {
         self.ask_on(self.pool + 1, addr, msg, deadline).await
     }
 
+    /// As [`PeerLinks::call`], on the connections reserved for heartbeats (the control
+    /// plane's Raft messages go this way).
+    pub async fn call_urgent(
+        &self,
+        addr: &str,
+        name: &str,
+        payload: &[u8],
+        deadline: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
+        self.call_on(self.pool + 1, addr, name, payload, deadline, 0).await
+    }
+
     async fn ask_on<M: RemoteMessage>(
         &self,
         pool: u64,

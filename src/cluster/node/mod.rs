@@ -6,6 +6,7 @@
 
 pub mod balancers;
 pub mod checkpoints;
+pub mod consensus;
 pub mod links;
 pub mod local_shard;
 pub mod model_files;
@@ -35,6 +36,7 @@ use super::wire::{ClusterView, Deliver, LoadShard};
 
 pub use balancers::BalancerPool;
 pub use checkpoints::CheckpointCache;
+pub use consensus::{Consensus, Propose, RaftCall, RaftStatus};
 pub use links::PeerLinks;
 pub use local_shard::LocalShard;
 pub use role::{ControlMessage, ControlRole, RoleChange};
@@ -63,6 +65,8 @@ pub struct NodeInner {
     pub view: ViewHolder,
     /// Whether this node coordinates, and how its parts reach the coordinator.
     pub role: ControlRole,
+    /// The control plane's Raft group as this node sees it.
+    pub consensus: Consensus,
     /// The balancers that pick routes for the requests this node takes.
     pub balancers: BalancerPool,
     /// Mapped checkpoints this node can read, by directory.
@@ -117,6 +121,7 @@ impl Node {
             links: PeerLinks::new(peer, Arc::clone(&metrics)),
             view: ViewHolder::default(),
             role: ControlRole::default(),
+            consensus: Consensus::default(),
             balancers: BalancerPool::new(cfg.balancing.clone()),
             checkpoints: CheckpointCache::new(&id, cfg.model_roots.clone()),
             tokenizers: TokenizerCache::default(),
@@ -146,8 +151,8 @@ impl Node {
 
     /// Adopts `view` when it is newer than the one held, and tells the balancers. A view of
     /// an older term is refused: the newer view held is returned, for the superseded
-    /// coordinator that sent it. A view of a newer term naming another coordinator makes
-    /// this node step down if it coordinates (it was replaced while it was away).
+    /// coordinator that sent it. (Whether this node coordinates follows the Raft group,
+    /// never a view.)
     pub fn set_view(&self, view: ClusterView) -> Option<Arc<ClusterView>> {
         let view = match self.view.offer(view) {
             Offer::Refused(newer) => return Some(newer),
@@ -155,10 +160,6 @@ impl Node {
             Offer::Adopted(view) => view,
         };
         self.balancers.set_view(&view);
-        if view.coordinator != self.id && self.role.stop_coordinating() {
-            tracing::warn!(coordinator = %view.coordinator, term = view.term, "superseded: stepping down");
-            self.role.change(RoleChange::StepDown);
-        }
         None
     }
 

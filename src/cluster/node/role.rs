@@ -1,7 +1,7 @@
 //! [`ControlRole`]: whether this node coordinates the cluster, and how its parts reach the
 //! coordinator actor and the failover logic without depending on them: the coordinator
-//! answers [`ControlMessage`]s through a recipient installed here, and a part that finds
-//! this node's role must change (the coordinator gone silent, a newer coordinator seen)
+//! answers [`ControlMessage`]s through a recipient installed here, and the Raft host, which
+//! finds this node's role must change (it became the leader with a quorum, or lost either),
 //! sends a [`RoleChange`] to the recipient the failover actor installed.
 
 use std::sync::{OnceLock, RwLock};
@@ -25,16 +25,16 @@ pub struct ControlMessage {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub enum RoleChange {
-    /// The coordinator of `view` (and those in `dead`) fell silent and this node is the
-    /// successor: coordinate from that view's members and registry.
-    TakeOver {
-        /// The last view the dead coordinator published.
+    /// This node leads the Raft group, with a quorum: coordinate from the last committed
+    /// view's members and registry, in Raft term `term`.
+    Lead {
+        /// The last committed view.
         view: ClusterView,
-        /// The coordinators taken for dead in this term.
-        dead: Vec<String>,
+        /// The Raft term it leads.
+        term: u64,
     },
-    /// A coordinator of a newer term took over while this one was away: stop coordinating
-    /// and heartbeat as a member.
+    /// This node no longer leads, or is cut off from the majority: stop coordinating and
+    /// heartbeat as a member.
     StepDown,
 }
 

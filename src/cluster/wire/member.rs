@@ -18,6 +18,9 @@ pub struct NodeInfo {
     pub device: DeviceKind,
     /// Relative compute.
     pub compute: f64,
+    /// Its id in the control plane's Raft group (random, kept in its data directory: a node
+    /// restarted without that directory is a new Raft member).
+    pub raft_id: u64,
 }
 
 /// A node's liveness as the health monitor sees it.

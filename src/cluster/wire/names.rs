@@ -53,6 +53,14 @@ pub const FETCH: &str = "Fetch";
 /// [`super::DigestRequest`] → [`super::Digests`] (answered by the coordinator).
 pub const DIGESTS: &str = "Digests";
 
+/// Raft append-entries (`(AppendEntriesRequest, leader has a quorum)` →
+/// `Result<AppendEntriesResponse, RaftError>`), answered by the node's Raft host.
+pub const RAFT_APPEND: &str = "RaftAppend";
+/// Raft vote (`VoteRequest` → `Result<VoteResponse, RaftError>`).
+pub const RAFT_VOTE: &str = "RaftVote";
+/// A whole Raft snapshot (`(Vote, SnapshotMeta, snapshot)` → `Result<SnapshotResponse, Fatal>`).
+pub const RAFT_SNAPSHOT: &str = "RaftSnapshot";
+
 macro_rules! remote {
     ($($ty:ty => $name:expr, $reply:ty;)*) => {
         $(impl mlmf_actors::remote::RemoteMessage for $ty {
