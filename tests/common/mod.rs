@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod netns;
 pub mod nodes;
 pub mod tools;
 

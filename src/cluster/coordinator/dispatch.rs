@@ -2,7 +2,9 @@
 //! with limits, run as the typed message it stands for, and its reply encoded. This is how
 //! the peer route and the node's own parts reach the coordinator without knowing its type.
 //! A change (load, unload, migrate, join, leave) is refused with `no_quorum` while this
-//! coordinator does not reach a majority of the voters.
+//! coordinator does not reach a majority of the voters, and answered only once the view
+//! that records it is committed (so an answered change survives any partition after it):
+//! one not committed in time is answered `no_quorum` too.
 
 use actix::{Addr, AsyncContext, Context, Handler, ResponseFuture};
 use serde::Serialize;
@@ -29,8 +31,48 @@ impl Handler<ControlMessage> for Coordinator {
         if change && let Err(e) = self.node.consensus.check_quorum() {
             return Box::pin(async move { wire::to_bytes(&Err::<(), ApiError>(e)) });
         }
-        let me = ctx.address();
-        Box::pin(async move { dispatch(&me, &msg.name, &msg.payload).await })
+        let (me, node) = (ctx.address(), self.node.clone());
+        Box::pin(async move {
+            let answer = dispatch(&me, &msg.name, &msg.payload).await?;
+            if change {
+                let (term, version) = me.send(VersionMsg).await.map_err(|e| e.to_string())?;
+                if let Err(e) = committed(&node, term, version).await {
+                    return wire::to_bytes(&Err::<(), ApiError>(e));
+                }
+            }
+            Ok(answer)
+        })
+    }
+}
+
+/// The term and version of the coordinator's latest view.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "(u64, u64)")]
+struct VersionMsg;
+
+impl Handler<VersionMsg> for Coordinator {
+    type Result = actix::MessageResult<VersionMsg>;
+
+    fn handle(&mut self, _: VersionMsg, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult((self.term, self.version))
+    }
+}
+
+/// Waits until `node` has applied this coordinator's view `version` of `term` (or a later
+/// one of the same term); `no_quorum` when a newer term's view comes first (another leader
+/// may not have it) or after three quorum timeouts.
+async fn committed(node: &crate::cluster::node::Node, term: u64, version: u64) -> Result<(), ApiError> {
+    let within = std::time::Duration::from_millis(3 * node.cfg.consensus.quorum_timeout_ms);
+    let start = std::time::Instant::now();
+    loop {
+        let v = node.view();
+        if v.term == term && v.version >= version {
+            return Ok(());
+        }
+        if v.term > term || start.elapsed() > within {
+            return Err(node.consensus.no_quorum());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
 

@@ -333,9 +333,23 @@ impl Handler<ModelStatusMsg> for Coordinator {
         MessageResult(
             self.models
                 .get(&msg.0)
-                .map(|r| r.status.clone())
+                .map(|r| self.as_committed(&r.status))
                 .ok_or_else(|| ApiError::not_found(format!("no model {:?}", msg.0))),
         )
+    }
+}
+
+impl Coordinator {
+    /// `status`, still `loading` until the view that makes it ready is committed and has
+    /// reached the members (a client told "ready" may use any node at once).
+    fn as_committed(&self, status: &ModelStatus) -> ModelStatus {
+        let mut s = status.clone();
+        let delivered = self.node.consensus.delivered();
+        let ready = |e: &crate::cluster::wire::RegistryEntry| e.status.id == s.id && e.status.status == ModelState::Ready;
+        if s.status == ModelState::Ready && !delivered.is_some_and(|v| v.registry.iter().any(ready)) {
+            s.status = ModelState::Loading;
+        }
+        s
     }
 }
 
@@ -348,6 +362,6 @@ impl Handler<ListModelsMsg> for Coordinator {
     type Result = MessageResult<ListModelsMsg>;
 
     fn handle(&mut self, _: ListModelsMsg, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.models.values().map(|r| r.status.clone()).collect())
+        MessageResult(self.models.values().map(|r| self.as_committed(&r.status)).collect())
     }
 }

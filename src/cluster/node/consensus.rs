@@ -60,6 +60,7 @@ pub struct Consensus {
     quorum: AtomicBool,
     cut_off: AtomicBool,
     status: RwLock<RaftStatus>,
+    delivered: RwLock<Option<std::sync::Arc<ClusterView>>>,
     calls: OnceLock<Recipient<RaftCall>>,
     proposals: OnceLock<Recipient<Propose>>,
 }
@@ -111,6 +112,17 @@ impl Consensus {
         self.quorum.store(status.quorum, Ordering::Release);
         self.cut_off.store(cut_off, Ordering::Release);
         *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+
+    /// The last committed view the leader has also delivered to every member it reaches
+    /// (what a client may be told is in force everywhere).
+    pub fn delivered(&self) -> Option<std::sync::Arc<ClusterView>> {
+        self.delivered.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a committed view as delivered.
+    pub fn set_delivered(&self, view: ClusterView) {
+        *self.delivered.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(view));
     }
 
     /// Hands a Raft message from a peer to the host.

@@ -18,7 +18,7 @@ use openraft::{ChangeMembers, RaftMetrics, ServerState, SnapshotMeta, SnapshotPo
 
 use crate::cluster::alerts::{AlertManager, Fire, Resolve, Severity};
 use crate::cluster::node::{Node, Propose, RaftCall, RaftStatus, RoleChange};
-use crate::cluster::wire::{self, ApiError, names};
+use crate::cluster::wire::{self, ApiError, ClusterView, MemberState, names};
 
 use super::membership::{Change, Group, plan};
 use super::network::{Contacts, Network};
@@ -218,7 +218,7 @@ impl RaftHost {
         let down: Vec<String> = view
             .nodes
             .iter()
-            .filter(|n| n.state == crate::cluster::wire::MemberState::Down)
+            .filter(|n| n.state == MemberState::Down)
             .map(|n| n.info.id.clone())
             .collect();
         self.down_since.retain(|id, _| down.contains(id));
@@ -279,6 +279,23 @@ impl RaftHost {
     }
 }
 
+/// Hands the committed `view` to every other member at once (they would apply it with the
+/// leader's next append; this makes it a round trip), each within a second, then records it
+/// as delivered.
+async fn deliver(node: &Node, view: ClusterView) {
+    let pushes = view.nodes.iter().filter(|n| n.info.id != node.id && n.state != MemberState::Down).map(|n| {
+        let addr = n.info.addr.clone();
+        let view = &view;
+        async move {
+            if let Err(e) = node.links.ask_heartbeat(&addr, view, Duration::from_secs(1)).await {
+                tracing::debug!(%addr, error = %e, "committed view not pushed; Raft delivers it");
+            }
+        }
+    });
+    futures_util::future::join_all(pushes).await;
+    node.consensus.set_delivered(view);
+}
+
 impl Actor for RaftHost {
     type Context = Context<Self>;
 
@@ -300,13 +317,16 @@ impl Handler<Propose> for RaftHost {
     type Result = actix::ResponseActFuture<Self, Result<(), ApiError>>;
 
     fn handle(&mut self, Propose(view): Propose, _: &mut Context<Self>) -> Self::Result {
-        let raft = self.raft.clone();
+        let (raft, node) = (self.raft.clone(), self.node.clone());
         let within = Duration::from_millis(3 * self.node.cfg.consensus.quorum_timeout_ms);
         let no_quorum = self.node.consensus.no_quorum();
         Box::pin(
             async move {
-                match tokio::time::timeout(within, raft.client_write(Command::View(Box::new(view)))).await {
-                    Ok(Ok(_)) => Ok(()),
+                match tokio::time::timeout(within, raft.client_write(Command::View(Box::new(view.clone())))).await {
+                    Ok(Ok(_)) => {
+                        deliver(&node, view).await;
+                        Ok(())
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "a control-plane change was not committed");
                         Err(no_quorum)
