@@ -178,8 +178,10 @@ async fn serve_infer(
     responses((status = 200, description = "The cluster", body = ClusterOverview)))]
 pub(crate) async fn cluster(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let raft = node.consensus.status();
+    // A coordinator that is gone (a partition this node has not noticed yet) costs 2 s at most.
+    let ask = control::<_, ClusterStatus>(&node, names::CLUSTER_STATUS, &());
     let from_coordinator = match raft.quorum {
-        true => control::<_, ClusterStatus>(&node, names::CLUSTER_STATUS, &()).await.ok(),
+        true => tokio::time::timeout(std::time::Duration::from_secs(2), ask).await.ok().and_then(Result::ok),
         false => None,
     };
     let from = if from_coordinator.is_some() { "coordinator" } else { "local_view" };
@@ -215,7 +217,11 @@ fn local_status(node: &Node) -> ClusterStatus {
                 .registry
                 .iter()
                 .flat_map(|e| {
-                    e.status.progress.iter().filter(|p| p.node == n.info.id).map(|p| format!("{}/{}", e.status.id, p.shard))
+                    e.status
+                        .progress
+                        .iter()
+                        .filter(|p| p.node == n.info.id)
+                        .map(|p| format!("{}/{}", e.status.id, p.shard))
                 })
                 .collect(),
         })
@@ -247,7 +253,10 @@ pub(crate) async fn healthz(node: web::Data<Node>) -> HttpResponse {
 pub(crate) async fn readyz(node: web::Data<Node>) -> HttpResponse {
     if node.joined.load(Ordering::Acquire) {
         let quorum = node.consensus.quorum();
-        json(200, &serde_json::json!({"ready": true, "node": node.id, "coordinator": node.is_coordinator(), "quorum": quorum}))
+        json(
+            200,
+            &serde_json::json!({"ready": true, "node": node.id, "coordinator": node.is_coordinator(), "quorum": quorum}),
+        )
     } else {
         json(503, &ApiError::new(503, "not_ready", "this node has not joined a cluster yet").body())
     }

@@ -41,13 +41,12 @@ pub async fn control<Req: Serialize, Resp: DeserializeOwned>(
             .addr_of(&view.coordinator)
             .ok_or_else(|| ApiError::unavailable("not_joined", "this node has not joined a cluster yet"))?
             .to_string();
-        node.links
-            .call(&addr, name, &payload, std::time::Duration::from_secs(30), 0)
-            .await
-            .map_err(|e| match is_write(name) && !node.consensus.quorum() {
+        node.links.call(&addr, name, &payload, std::time::Duration::from_secs(30), 0).await.map_err(
+            |e| match is_write(name) && !node.consensus.quorum() {
                 true => node.consensus.no_quorum(),
                 false => ApiError::unavailable("coordinator_unreachable", e.to_string()),
-            })?
+            },
+        )?
     };
     wire::from_bytes::<Result<Resp, ApiError>>(&answer).map_err(internal)?
 }

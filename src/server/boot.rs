@@ -16,9 +16,9 @@ use crate::cluster::balancer::PickRoute;
 use crate::cluster::coordinator::Failover;
 use crate::cluster::health::HeartbeatSender;
 use crate::cluster::joining::{JoinError, join};
-use crate::cluster::raft::{RaftHost, RaftHostError};
 use crate::cluster::node::Node;
 use crate::cluster::node_actor::NodeActor;
+use crate::cluster::raft::{RaftHost, RaftHostError};
 use crate::config::NodeConfig;
 
 /// Why a node could not start.
@@ -134,7 +134,10 @@ pub async fn start_with(
         // The first node founds the group (or, restarted with its data directory, rejoins
         // the one it was in): ready once some node leads.
         let start = Instant::now();
-        while !node.is_coordinator() && node.consensus.status().leader.is_none() && start.elapsed() < Duration::from_secs(10) {
+        while !node.is_coordinator()
+            && node.consensus.status().leader.is_none()
+            && start.elapsed() < Duration::from_secs(10)
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         node.joined.store(true, std::sync::atomic::Ordering::Release);

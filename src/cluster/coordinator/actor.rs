@@ -124,11 +124,12 @@ impl Coordinator {
             models.insert(status.id.clone(), Record { status, config: e.config.clone(), sha256: e.sha256.clone() });
         }
         let previous = Some(view.coordinator.clone()).filter(|c| !c.is_empty() && *c != node.id);
+        let version = view.version.max(node.consensus.proposed()) + 1;
         Coordinator {
             node,
             members,
             models,
-            version: view.version + 1,
+            version,
             health: None,
             migrations: Vec::new(),
             alerts: None,
@@ -288,7 +289,12 @@ impl Actor for Coordinator {
         }
         if let Some(previous) = self.previous.clone() {
             tracing::warn!(%previous, term = self.term, "coordinating in a new term");
-            self.audit("takeover", None, Some(&previous), &format!("{} coordinates in term {}", self.node.id, self.term));
+            self.audit(
+                "takeover",
+                None,
+                Some(&previous),
+                &format!("{} coordinates in term {}", self.node.id, self.term),
+            );
         }
         // Members down in the committed view have their replicas placed again after the grace.
         let after = Duration::from_millis(self.node.cfg.health.replace_after_ms);

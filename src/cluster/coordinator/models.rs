@@ -118,6 +118,9 @@ impl Coordinator {
             None,
             &format!("placed {} replicas ({})", placement.assignments.len(), strategy),
         );
+        // The load is a committed entry of the registry before it is answered (a loading
+        // model is in the view's registry, not yet in its routes).
+        self.publish_soon(ctx);
         Ok(status)
     }
 
@@ -345,7 +348,8 @@ impl Coordinator {
     fn as_committed(&self, status: &ModelStatus) -> ModelStatus {
         let mut s = status.clone();
         let delivered = self.node.consensus.delivered();
-        let ready = |e: &crate::cluster::wire::RegistryEntry| e.status.id == s.id && e.status.status == ModelState::Ready;
+        let ready =
+            |e: &crate::cluster::wire::RegistryEntry| e.status.id == s.id && e.status.status == ModelState::Ready;
         if s.status == ModelState::Ready && !delivered.is_some_and(|v| v.registry.iter().any(ready)) {
             s.status = ModelState::Loading;
         }

@@ -61,6 +61,7 @@ pub struct Consensus {
     cut_off: AtomicBool,
     status: RwLock<RaftStatus>,
     delivered: RwLock<Option<std::sync::Arc<ClusterView>>>,
+    proposed: std::sync::atomic::AtomicU64,
     calls: OnceLock<Recipient<RaftCall>>,
     proposals: OnceLock<Recipient<Propose>>,
 }
@@ -131,8 +132,16 @@ impl Consensus {
         host.send(RaftCall { name: name.to_string(), payload }).await.map_err(|e| e.to_string())?
     }
 
+    /// The highest view version this node has proposed: a coordinator started again on it
+    /// (in the same term) numbers its views above it, so a proposal of the one before that
+    /// commits late can never replace a newer view.
+    pub fn proposed(&self) -> u64 {
+        self.proposed.load(Ordering::Acquire)
+    }
+
     /// Proposes `view` as the next committed state; waits for the commit.
     pub async fn propose(&self, view: ClusterView) -> Result<(), ApiError> {
+        self.proposed.fetch_max(view.version, Ordering::AcqRel);
         let host = self.proposals.get().ok_or_else(|| self.no_quorum())?;
         host.send(Propose(view)).await.map_err(|e| ApiError::new(500, "internal", e.to_string()))?
     }

@@ -162,17 +162,20 @@ impl RaftHost {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
-        self.node.consensus.publish(RaftStatus {
-            id: self.id,
-            role: role.into(),
-            term: m.current_term,
-            leader: m.current_leader.as_ref().map(name),
-            quorum,
-            voters: membership.voter_ids().map(|i| name(&i)).collect(),
-            learners: membership.learner_ids().map(|i| name(&i)).collect(),
-            last_log_index: m.last_log_index,
-            last_applied: m.last_applied.map(|l| l.index),
-        }, self.lost);
+        self.node.consensus.publish(
+            RaftStatus {
+                id: self.id,
+                role: role.into(),
+                term: m.current_term,
+                leader: m.current_leader.as_ref().map(name),
+                quorum,
+                voters: membership.voter_ids().map(|i| name(&i)).collect(),
+                learners: membership.learner_ids().map(|i| name(&i)).collect(),
+                last_log_index: m.last_log_index,
+                last_applied: m.last_applied.map(|l| l.index),
+            },
+            self.lost,
+        );
     }
 
     fn alert(&mut self, quorum: bool) {
@@ -215,12 +218,8 @@ impl RaftHost {
     fn reconcile(&mut self, m: &RaftMetrics<u64, RaftPeer>, ctx: &mut Context<Self>) {
         let view = self.node.view();
         let now = Instant::now();
-        let down: Vec<String> = view
-            .nodes
-            .iter()
-            .filter(|n| n.state == MemberState::Down)
-            .map(|n| n.info.id.clone())
-            .collect();
+        let down: Vec<String> =
+            view.nodes.iter().filter(|n| n.state == MemberState::Down).map(|n| n.info.id.clone()).collect();
         self.down_since.retain(|id, _| down.contains(id));
         for id in down {
             self.down_since.entry(id).or_insert(now);
@@ -236,8 +235,12 @@ impl RaftHost {
             async move {
                 let done = match change {
                     Change::AddLearner(id, peer) => raft.add_learner(id, peer, false).await.map(|_| ()),
-                    Change::Voters(set) => raft.change_membership(ChangeMembers::ReplaceAllVoters(set), false).await.map(|_| ()),
-                    Change::RemoveNodes(set) => raft.change_membership(ChangeMembers::RemoveNodes(set), false).await.map(|_| ()),
+                    Change::Voters(set) => {
+                        raft.change_membership(ChangeMembers::ReplaceAllVoters(set), false).await.map(|_| ())
+                    }
+                    Change::RemoveNodes(set) => {
+                        raft.change_membership(ChangeMembers::RemoveNodes(set), false).await.map(|_| ())
+                    }
                 };
                 if let Err(e) = done {
                     tracing::warn!(error = %e, "membership change failed; retrying next round");

@@ -39,12 +39,7 @@ impl Group {
             nodes: membership.nodes().map(|(id, p)| (*id, p.clone())).collect(),
             joint: membership.get_joint_config().len() > 1,
             last_log_index: m.last_log_index.unwrap_or(0),
-            matched: m
-                .replication
-                .iter()
-                .flatten()
-                .filter_map(|(id, l)| l.map(|l| (*id, l.index)))
-                .collect(),
+            matched: m.replication.iter().flatten().filter_map(|(id, l)| l.map(|l| (*id, l.index))).collect(),
         }
     }
 }
@@ -81,7 +76,8 @@ pub fn plan(group: &Group, view: &ClusterView, lost: &[String], wanted: usize, m
     let is_lost = |id: &u64| members.get(id).is_some_and(|n| lost.contains(&n.info.id));
     let keep: BTreeSet<u64> =
         group.voters.iter().filter(|v| **v == me || (staying(v) && !is_lost(v))).copied().collect();
-    let down_voters: Vec<u64> = group.voters.iter().filter(|v| **v != me && staying(v) && is_lost(v)).copied().collect();
+    let down_voters: Vec<u64> =
+        group.voters.iter().filter(|v| **v != me && staying(v) && is_lost(v)).copied().collect();
     let mut learners: Vec<(&str, u64)> = group
         .nodes
         .keys()
@@ -92,7 +88,7 @@ pub fn plan(group: &Group, view: &ClusterView, lost: &[String], wanted: usize, m
     learners.sort();
     let eligible = keep.len() + learners.len() + down_voters.len();
     let mut want = wanted.min(eligible).max(1);
-    if want % 2 == 0 {
+    if want.is_multiple_of(2) {
         want -= 1;
     }
     let mut next = keep;
@@ -142,7 +138,10 @@ mod tests {
     }
 
     fn view(members: &[(u64, MemberState)]) -> ClusterView {
-        ClusterView { nodes: members.iter().map(|(id, s)| member(&format!("n{id}"), *id, *s)).collect(), ..Default::default() }
+        ClusterView {
+            nodes: members.iter().map(|(id, s)| member(&format!("n{id}"), *id, *s)).collect(),
+            ..Default::default()
+        }
     }
 
     use MemberState::{Down, Leaving, Up};
@@ -156,7 +155,10 @@ mod tests {
         assert_eq!(plan(&group(&[1], &[2], &[(2, 100)]), &v, &[], 3, 1), None);
         // A third that is caught up: three voters; one far behind waits.
         let v = view(&[(1, Up), (2, Up), (3, Up)]);
-        assert_eq!(plan(&group(&[1], &[2, 3], &[(2, 100), (3, 90)]), &v, &[], 3, 1), Some(Change::Voters([1, 2, 3].into())));
+        assert_eq!(
+            plan(&group(&[1], &[2, 3], &[(2, 100), (3, 90)]), &v, &[], 3, 1),
+            Some(Change::Voters([1, 2, 3].into()))
+        );
         assert_eq!(plan(&group(&[1], &[2, 3], &[(2, 100), (3, 10)]), &v, &[], 3, 1), None);
         // A fourth stays a learner.
         let v = view(&[(1, Up), (2, Up), (3, Up), (4, Up)]);

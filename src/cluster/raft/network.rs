@@ -155,13 +155,13 @@ impl RaftNetwork<TypeConfig> for Link {
         option: RPCOption,
     ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
         let req = (vote, snapshot.meta, *snapshot.snapshot);
-        let answer: Result<SnapshotResponse<u64>, Fatal<u64>> =
-            self.send(names::RAFT_SNAPSHOT, &req, option.hard_ttl().max(Duration::from_secs(10))).await.map_err(
-                |f| match f {
-                    Failed::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
-                    Failed::Network(m) => StreamingError::Network(NetworkError::new(&std::io::Error::other(m))),
-                },
-            )?;
+        let answer: Result<SnapshotResponse<u64>, Fatal<u64>> = self
+            .send(names::RAFT_SNAPSHOT, &req, option.hard_ttl().max(Duration::from_secs(10)))
+            .await
+            .map_err(|f| match f {
+                Failed::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
+                Failed::Network(m) => StreamingError::Network(NetworkError::new(&std::io::Error::other(m))),
+            })?;
         answer.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

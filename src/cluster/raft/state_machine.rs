@@ -4,9 +4,7 @@
 //! last committed registry and never waits on Raft. A snapshot is that view.
 
 use openraft::storage::RaftStateMachine;
-use openraft::{
-    EntryPayload, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StoredMembership,
-};
+use openraft::{EntryPayload, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StoredMembership};
 
 use crate::cluster::node::Node;
 use crate::cluster::wire::{self, ClusterView};
@@ -63,7 +61,8 @@ impl Registry {
 impl RaftSnapshotBuilder<TypeConfig> for Registry {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let snapshot = self.snapshot();
-        let bytes = wire::to_bytes(&(&snapshot.meta, &*snapshot.snapshot)).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        let bytes =
+            wire::to_bytes(&(&snapshot.meta, &*snapshot.snapshot)).map_err(|e| io_error(ErrorVerb::Write, e))?;
         self.store.put_all(&[("snapshot", bytes)]).map_err(|e| io_error(ErrorVerb::Write, e))?;
         Ok(snapshot)
     }
@@ -72,9 +71,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Registry {
 impl RaftStateMachine<TypeConfig> for Registry {
     type SnapshotBuilder = Registry;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, RaftPeer>), StorageError> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, RaftPeer>), StorageError> {
         Ok((self.applied.last, self.applied.membership.clone()))
     }
 

@@ -234,12 +234,19 @@ mod tests {
         store.append(&(1..=5).map(entry).collect::<Vec<_>>()).unwrap();
         store.put("vote", &Vote::<u64>::new(3, 7)).unwrap();
         store.remove(Bound::Included(4), Bound::Unbounded, None).unwrap();
-        store.remove(Bound::Unbounded, Bound::Included(1), Some(("purged", wire::to_bytes(&Some(entry(1).log_id)).unwrap()))).unwrap();
+        store
+            .remove(
+                Bound::Unbounded,
+                Bound::Included(1),
+                Some(("purged", wire::to_bytes(&Some(entry(1).log_id)).unwrap())),
+            )
+            .unwrap();
         drop(store);
         let store = Store::open(Some(dir.path())).unwrap();
         assert_eq!(store.raft_id().unwrap(), id);
         assert_eq!(store.get::<Vote<u64>>("vote").unwrap(), Some(Vote::new(3, 7)));
-        let kept: Vec<u64> = store.entries(Bound::Unbounded, Bound::Unbounded).unwrap().iter().map(|e| e.log_id.index).collect();
+        let kept: Vec<u64> =
+            store.entries(Bound::Unbounded, Bound::Unbounded).unwrap().iter().map(|e| e.log_id.index).collect();
         assert_eq!(kept, vec![2, 3]);
         assert_eq!(store.last_entry().unwrap().map(|e| e.log_id.index), Some(3));
         // A node without a data directory keeps it in memory, with an id of its own.
