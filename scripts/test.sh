@@ -21,6 +21,13 @@ if ! bash scripts/setup-test-tools.sh; then
   fi
   echo "test.sh: test tools unavailable; their tests will say SKIPPED" >&2
 fi
+if ! bash scripts/setup-netns.sh; then
+  if [ "${MLMF_REQUIRE_TEST_TOOLS:-0}" = 1 ]; then
+    echo "test.sh: iproute2 and curl are required but could not be installed" >&2
+    exit 1
+  fi
+  echo "test.sh: iproute2 or curl unavailable; the partition tests will say skipped" >&2
+fi
 if ! bash scripts/setup-chromium.sh; then
   if [ "${MLMF_REQUIRE_TEST_TOOLS:-0}" = 1 ]; then
     echo "test.sh: Chromium is required but could not be installed" >&2
