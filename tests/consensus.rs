@@ -121,10 +121,6 @@ impl Partitioned {
         (0..3).find(|i| s[*i]["raft"]["role"] == "leader").expect("a leader")
     }
 
-    fn node_name(&self, i: usize) -> String {
-        self.lab.addr(i)
-    }
-
     fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("node{i}.log"))).unwrap_or_default()
     }
@@ -177,7 +173,7 @@ fn model_ids(p: &Partitioned, i: usize) -> Vec<String> {
 fn a_leader_cut_off_from_both_followers_is_replaced_and_steps_down() {
     let Some(p) = Partitioned::start("raft-leader-cut") else { return };
     let old = p.leader();
-    let old_name = p.node_name(old);
+    let old_name = p.lab.addr(old);
     let others: Vec<usize> = (0..3).filter(|i| *i != old).collect();
     p.lab.cut(old);
     // A new leader on the majority side (asking only that side, so the wait is its own).
@@ -208,24 +204,13 @@ fn a_leader_cut_off_from_both_followers_is_replaced_and_steps_down() {
         c.load(&load_request("m2", &m2, "none", 1)).await
     });
     assert!(is_no_quorum(&refused), "the old leader accepted a load: {refused:?}");
-    let hooks = p.hooks[old].clone();
-    let start = Instant::now();
-    while !hooks.lock().unwrap().iter().any(|(_, v)| {
-        v["alerts"].as_array().is_some_and(|a| a.iter().any(|e| e["rule"] == "no_quorum" && e["status"] == "firing"))
-    }) {
-        assert!(start.elapsed() < Duration::from_secs(10), "no no_quorum alert: {:?}", hooks.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_no_quorum_alert(&p.hooks[old], "firing");
     // Inference goes on on both sides (the old leader holds a replica of its own).
     p.on(old, |c| async move { infer_until_served(&c, "m").await });
     p.on(others[0], |c| async move { infer_until_served(&c, "m").await });
     // The majority runs the control plane (once it has the old leader down, nothing is
     // placed there).
-    p.wait("the old leader down on the majority side", Duration::from_secs(15), |s| {
-        s[others[0]]["nodes"].as_array().is_some_and(|n| {
-            n.iter().any(|n| n["node"]["info"]["id"] == old_name.as_str() && n["node"]["state"] == "down")
-        })
-    });
+    p.wait("the old leader down on the majority side", Duration::from_secs(15), |s| has_down(&s[others[0]], &old_name));
     let m3 = model.clone();
     p.on(others[0], move |c| async move {
         c.load(&load_request("m3", &m3, "none", 2)).await.unwrap();
@@ -239,14 +224,28 @@ fn a_leader_cut_off_from_both_followers_is_replaced_and_steps_down() {
         p.on(i, |c| async move { infer_until_served(&c, "m3").await });
     }
     assert_ne!(p.leader(), old, "{}", p.log(old));
-    let hooks = p.hooks[old].clone();
+    wait_no_quorum_alert(&p.hooks[old], "resolved");
+}
+
+/// Waits (10 s at most) for a `no_quorum` notification with `status` at `hooks`.
+fn wait_no_quorum_alert(hooks: &Posts, status: &str) {
     let start = Instant::now();
-    while !hooks.lock().unwrap().iter().any(|(_, v)| {
-        v["alerts"].as_array().is_some_and(|a| a.iter().any(|e| e["rule"] == "no_quorum" && e["status"] == "resolved"))
-    }) {
-        assert!(start.elapsed() < Duration::from_secs(10), "no_quorum not resolved: {:?}", hooks.lock().unwrap());
+    let seen = || {
+        hooks.lock().unwrap().iter().any(|(_, v)| {
+            v["alerts"].as_array().is_some_and(|a| a.iter().any(|e| e["rule"] == "no_quorum" && e["status"] == status))
+        })
+    };
+    while !seen() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no {status} no_quorum alert: {:?}", hooks.lock().unwrap());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the `/v1/cluster` answer `s` has node `id` down.
+fn has_down(s: &serde_json::Value, id: &str) -> bool {
+    s["nodes"]
+        .as_array()
+        .is_some_and(|n| n.iter().any(|n| n["node"]["info"]["id"] == id && n["node"]["state"] == "down"))
 }
 
 /// A GET's body, whatever its status.
@@ -392,11 +391,7 @@ fn voters_killed_and_restarted_from_their_data_directories_rejoin_and_catch_up()
         let _ = n.child.wait();
         let alive: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
         // Loads wait until the survivors have it down (nothing is placed on it then).
-        wait("the killed voter down", &|s: &[serde_json::Value]| {
-            s[alive[0]]["nodes"].as_array().is_some_and(|n| {
-                n.iter().any(|n| n["node"]["info"]["id"] == addrs[victim].as_str() && n["node"]["state"] == "down")
-            })
-        });
+        wait("the killed voter down", &|s: &[serde_json::Value]| has_down(&s[alive[0]], &addrs[victim]));
         let id = format!("after-{victim}");
         let (m, idc, c) = (model.clone(), id.clone(), client(alive[0]));
         block_on(async move {

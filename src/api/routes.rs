@@ -213,17 +213,7 @@ fn local_status(node: &Node) -> ClusterStatus {
             stats: Default::default(),
             phi: 0.0,
             heartbeat_gap_max_ms: 0.0,
-            shards: view
-                .registry
-                .iter()
-                .flat_map(|e| {
-                    e.status
-                        .progress
-                        .iter()
-                        .filter(|p| p.node == n.info.id)
-                        .map(|p| format!("{}/{}", e.status.id, p.shard))
-                })
-                .collect(),
+            shards: crate::cluster::wire::control::shards_on(view.registry.iter().map(|e| &e.status), &n.info.id),
         })
         .collect();
     ClusterStatus { coordinator: view.coordinator.clone(), version: view.version, nodes }

@@ -63,8 +63,8 @@ pub struct Coordinator {
     pub(super) alerts: Option<Addr<AlertManager>>,
     /// A node joined: rebalancing rounds run until nothing is left to move.
     pub(super) rebalance_pending: bool,
-    /// A view push is scheduled.
-    pub(super) push_scheduled: bool,
+    /// A proposal of the view is scheduled.
+    pub(super) propose_scheduled: bool,
     /// The coordinator the committed view named when this one started, if another node.
     pub(super) previous: Option<String>,
     /// Its term: the Raft term this node leads.
@@ -134,7 +134,7 @@ impl Coordinator {
             migrations: Vec::new(),
             alerts: None,
             rebalance_pending: false,
-            push_scheduled: false,
+            propose_scheduled: false,
             previous,
             term,
             recent: Default::default(),
@@ -198,10 +198,10 @@ impl Coordinator {
     /// starting) makes one log entry, not one per join.
     pub(super) fn publish_soon(&mut self, ctx: &mut Context<Self>) {
         self.version += 1;
-        if !self.push_scheduled {
-            self.push_scheduled = true;
+        if !self.propose_scheduled {
+            self.propose_scheduled = true;
             ctx.run_later(Duration::from_millis(20), |me, ctx| {
-                me.push_scheduled = false;
+                me.propose_scheduled = false;
                 me.propose(ctx);
             });
         }

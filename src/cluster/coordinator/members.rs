@@ -9,6 +9,7 @@ use actix::{AsyncContext, Context, Handler, Message, MessageResult, ResponseFutu
 use super::actor::{Coordinator, Member};
 use crate::cluster::alerts::Severity;
 use crate::cluster::health::{Beat, Forget, MemberStateChanged, Phis};
+use crate::cluster::wire::control::shards_on;
 use crate::cluster::wire::{
     ApiError, ClusterStatus, ClusterView, Heartbeat, HeartbeatAck, Join, Leave, MemberState, NodeStats, NodeStatus,
     NodeView,
@@ -286,17 +287,7 @@ impl Handler<ClusterStatusMsg> for Coordinator {
             .members
             .values()
             .map(|m| {
-                let shards = self
-                    .models
-                    .values()
-                    .flat_map(|r| {
-                        r.status
-                            .progress
-                            .iter()
-                            .filter(|p| p.node == m.info.id)
-                            .map(move |p| format!("{}/{}", r.status.id, p.shard))
-                    })
-                    .collect();
+                let shards = shards_on(self.models.values().map(|r| &r.status), &m.info.id);
                 NodeStatus {
                     node: NodeView { info: m.info.clone(), state: m.state },
                     stats: m.stats.clone(),

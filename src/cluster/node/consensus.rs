@@ -4,7 +4,7 @@
 //! the status `/v1/cluster` shows, and the recipients the host installs for Raft messages
 //! from peers and for the coordinator's proposals.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{OnceLock, RwLock};
 
 use actix::{Message, Recipient};
@@ -43,6 +43,9 @@ pub struct RaftStatus {
     /// Whether this node is in touch with a quorum (a leader acknowledged by a majority of
     /// voters, or a follower of such a leader, recently). Control-plane writes need it.
     pub quorum: bool,
+    /// Whether it had a quorum and lost it (a node still joining the group has none and is
+    /// not cut off: its writes go to the coordinator, which decides).
+    pub cut_off: bool,
     /// The voters' node ids.
     pub voters: Vec<String>,
     /// The learners' node ids.
@@ -57,8 +60,6 @@ pub struct RaftStatus {
 #[derive(Default)]
 pub struct Consensus {
     raft_id: OnceLock<u64>,
-    quorum: AtomicBool,
-    cut_off: AtomicBool,
     status: RwLock<RaftStatus>,
     delivered: RwLock<Option<std::sync::Arc<ClusterView>>>,
     proposed: std::sync::atomic::AtomicU64,
@@ -74,13 +75,12 @@ impl Consensus {
 
     /// Whether this node is in touch with a quorum now.
     pub fn quorum(&self) -> bool {
-        self.quorum.load(Ordering::Acquire)
+        self.status.read().unwrap_or_else(|e| e.into_inner()).quorum
     }
 
-    /// Whether this node had a quorum and lost it (a node still joining the group has none
-    /// and is not cut off: its writes go to the coordinator, which decides).
+    /// Whether this node had a quorum and lost it ([`RaftStatus::cut_off`]).
     pub fn cut_off(&self) -> bool {
-        self.cut_off.load(Ordering::Acquire)
+        self.status.read().unwrap_or_else(|e| e.into_inner()).cut_off
     }
 
     /// The answer to a control-plane write without a quorum.
@@ -108,10 +108,8 @@ impl Consensus {
         let _ = self.proposals.set(proposals);
     }
 
-    /// Publishes the host's view of the group; `cut_off` when it had a quorum and lost it.
-    pub fn publish(&self, status: RaftStatus, cut_off: bool) {
-        self.quorum.store(status.quorum, Ordering::Release);
-        self.cut_off.store(cut_off, Ordering::Release);
+    /// Publishes the host's view of the group.
+    pub fn publish(&self, status: RaftStatus) {
         *self.status.write().unwrap_or_else(|e| e.into_inner()) = status;
     }
 

@@ -162,20 +162,18 @@ impl RaftHost {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
-        self.node.consensus.publish(
-            RaftStatus {
-                id: self.id,
-                role: role.into(),
-                term: m.current_term,
-                leader: m.current_leader.as_ref().map(name),
-                quorum,
-                voters: membership.voter_ids().map(|i| name(&i)).collect(),
-                learners: membership.learner_ids().map(|i| name(&i)).collect(),
-                last_log_index: m.last_log_index,
-                last_applied: m.last_applied.map(|l| l.index),
-            },
-            self.lost,
-        );
+        self.node.consensus.publish(RaftStatus {
+            id: self.id,
+            role: role.into(),
+            term: m.current_term,
+            leader: m.current_leader.as_ref().map(name),
+            quorum,
+            voters: membership.voter_ids().map(|i| name(&i)).collect(),
+            learners: membership.learner_ids().map(|i| name(&i)).collect(),
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            cut_off: self.lost,
+        });
     }
 
     fn alert(&mut self, quorum: bool) {

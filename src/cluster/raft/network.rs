@@ -85,6 +85,10 @@ pub struct Link {
     contacts: Contacts,
 }
 
+/// openraft's error for a message, and for a snapshot.
+type MessageError = RPCError<u64, RaftPeer, RaftError<u64>>;
+type SnapshotError = StreamingError<TypeConfig, Fatal<u64>>;
+
 /// Why a message got no answer.
 enum Failed {
     Unreachable(PeerError),
@@ -107,11 +111,14 @@ impl Link {
         self.contacts.answered(self.target);
         Ok(answer)
     }
+}
 
-    fn rpc_error<E: std::error::Error>(f: Failed) -> RPCError<u64, RaftPeer, E> {
-        match f {
-            Failed::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
-            Failed::Network(m) => RPCError::Network(NetworkError::new(&std::io::Error::other(m))),
+impl Failed {
+    /// As openraft's error for a message (`RPCError`) or a snapshot (`StreamingError`).
+    fn into_error<E: From<Unreachable> + From<NetworkError>>(self) -> E {
+        match self {
+            Failed::Unreachable(e) => Unreachable::new(&e).into(),
+            Failed::Network(m) => NetworkError::new(&std::io::Error::other(m)).into(),
         }
     }
 }
@@ -121,10 +128,10 @@ impl RaftNetwork<TypeConfig> for Link {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, RaftPeer, RaftError<u64>>> {
+    ) -> Result<AppendEntriesResponse<u64>, MessageError> {
         let req = (rpc, self.contacts.leader_quorum());
         let answer: Result<AppendEntriesResponse<u64>, RaftError<u64>> =
-            self.send(names::RAFT_APPEND, &req, option.hard_ttl()).await.map_err(Self::rpc_error)?;
+            self.send(names::RAFT_APPEND, &req, option.hard_ttl()).await.map_err(Failed::into_error::<MessageError>)?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -137,13 +144,9 @@ impl RaftNetwork<TypeConfig> for Link {
         Err(RPCError::Network(NetworkError::new(&std::io::Error::other("snapshots are sent whole"))))
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<u64>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, RaftPeer, RaftError<u64>>> {
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> Result<VoteResponse<u64>, MessageError> {
         let answer: Result<VoteResponse<u64>, RaftError<u64>> =
-            self.send(names::RAFT_VOTE, &rpc, option.hard_ttl()).await.map_err(Self::rpc_error)?;
+            self.send(names::RAFT_VOTE, &rpc, option.hard_ttl()).await.map_err(Failed::into_error::<MessageError>)?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -153,15 +156,11 @@ impl RaftNetwork<TypeConfig> for Link {
         snapshot: Snapshot<TypeConfig>,
         _cancel: impl std::future::Future<Output = ReplicationClosed>,
         option: RPCOption,
-    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+    ) -> Result<SnapshotResponse<u64>, SnapshotError> {
         let req = (vote, snapshot.meta, *snapshot.snapshot);
-        let answer: Result<SnapshotResponse<u64>, Fatal<u64>> = self
-            .send(names::RAFT_SNAPSHOT, &req, option.hard_ttl().max(Duration::from_secs(10)))
-            .await
-            .map_err(|f| match f {
-                Failed::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
-                Failed::Network(m) => StreamingError::Network(NetworkError::new(&std::io::Error::other(m))),
-            })?;
+        let deadline = option.hard_ttl().max(Duration::from_secs(10));
+        let answer: Result<SnapshotResponse<u64>, Fatal<u64>> =
+            self.send(names::RAFT_SNAPSHOT, &req, deadline).await.map_err(Failed::into_error::<SnapshotError>)?;
         answer.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -48,6 +48,17 @@ impl Registry {
         self.store.put("applied", &self.applied).map_err(|e| io_error(ErrorVerb::Write, e))
     }
 
+    /// Keeps `snapshot` as the current one, with the applied state when `applied` (one
+    /// transaction).
+    fn keep(&self, snapshot: &Snapshot<TypeConfig>, applied: bool) -> Result<(), StorageError> {
+        let write = |e| io_error(ErrorVerb::Write, e);
+        let mut values = vec![("snapshot", wire::to_bytes(&(&snapshot.meta, &*snapshot.snapshot)).map_err(write)?)];
+        if applied {
+            values.push(("applied", wire::to_bytes(&self.applied).map_err(write)?));
+        }
+        self.store.put_all(&values).map_err(write)
+    }
+
     fn snapshot(&self) -> Snapshot<TypeConfig> {
         let last = self.applied.last;
         let id = last.map(|l| format!("{}-{}", l.leader_id, l.index)).unwrap_or_else(|| "empty".into());
@@ -61,9 +72,7 @@ impl Registry {
 impl RaftSnapshotBuilder<TypeConfig> for Registry {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let snapshot = self.snapshot();
-        let bytes =
-            wire::to_bytes(&(&snapshot.meta, &*snapshot.snapshot)).map_err(|e| io_error(ErrorVerb::Write, e))?;
-        self.store.put_all(&[("snapshot", bytes)]).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.keep(&snapshot, false)?;
         Ok(snapshot)
     }
 }
@@ -117,9 +126,7 @@ impl RaftStateMachine<TypeConfig> for Registry {
     ) -> Result<(), StorageError> {
         self.applied =
             Applied { last: meta.last_log_id, membership: meta.last_membership.clone(), view: snapshot.view.clone() };
-        self.save()?;
-        let bytes = wire::to_bytes(&(meta, &*snapshot)).map_err(|e| io_error(ErrorVerb::Write, e))?;
-        self.store.put_all(&[("snapshot", bytes)]).map_err(|e| io_error(ErrorVerb::Write, e))?;
+        self.keep(&Snapshot { meta: meta.clone(), snapshot: snapshot.clone() }, true)?;
         if let Some(v) = snapshot.view {
             self.node.set_view(v);
         }

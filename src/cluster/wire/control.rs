@@ -57,6 +57,14 @@ pub struct ShardProgress {
     pub pulled: bool,
 }
 
+/// `model/shard` for every replica `statuses` place on `node`, as `/v1/cluster` lists them.
+pub fn shards_on<'a>(statuses: impl IntoIterator<Item = &'a ModelStatus>, node: &str) -> Vec<String> {
+    statuses
+        .into_iter()
+        .flat_map(|s| s.progress.iter().filter(|p| p.node == node).map(move |p| format!("{}/{}", s.id, p.shard)))
+        .collect()
+}
+
 /// A model as `GET /v1/models/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelStatus {

@@ -13,8 +13,9 @@ use super::weights::{DigestRequest, Digests, Manifest, ManifestRequest};
 pub const JOIN: &str = "Join";
 /// [`super::Heartbeat`] → [`super::HeartbeatAck`].
 pub const HEARTBEAT: &str = "Heartbeat";
-/// [`super::ClusterView`] pushed by the coordinator → `None` when taken, or the newer
-/// view held when the pusher was superseded (a coordinator of an older term).
+/// A committed [`super::ClusterView`] pushed by the Raft leader right after the commit (the
+/// members would otherwise apply it with the next append) → `None` when taken, or the newer
+/// view held when the pusher's is of an older term.
 pub const VIEW: &str = "View";
 /// [`super::LoadModel`] → [`super::ModelStatus`].
 pub const LOAD_MODEL: &str = "LoadModel";
