@@ -271,16 +271,14 @@ fn when_the_coordinator_dies_a_survivor_takes_over_and_no_request_fails() {
 
 /// A node of `cluster` started at `addr` (an address a killed node had), joining `join`.
 fn start_at(cluster: &Cluster, addr: &str, join: &str) -> Node {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
-        .args(["node", "--listen", addr, "--join", join, "--cluster-key-file"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"));
+    cmd.args(["node", "--listen", addr, "--join", join, "--cluster-key-file"])
         .arg(&cluster.key)
         .arg("--config")
-        .arg(&cluster.config)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .arg(&cluster.config);
+    let stderr = debug_log(&mut cmd, addr);
+    let child =
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(stderr).spawn().unwrap();
     Node { child, addr: addr.to_string() }
 }
 
@@ -370,6 +368,31 @@ fn a_member_restarted_at_once_loads_its_replicas_again() {
             }
             assert!(start.elapsed() < Duration::from_secs(30), "the restarted member never served its replica again");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The Raft group is whole again: every node's Raft core runs (the leader once panicked
+        // here, taking the new incarnation's empty log for the old one's), one leader, three
+        // voters, the restarted node among them under its new Raft id (it votes: a follower).
+        let clients: Vec<ClusterClient> = [&cluster.nodes[0].addr, &cluster.nodes[1].addr, &addr]
+            .iter()
+            .map(|a| ClusterClient::new(a, Some(key.clone())))
+            .collect();
+        loop {
+            let mut s = Vec::new();
+            for c in &clients {
+                s.push(c.cluster().await.unwrap());
+            }
+            let roles: Vec<&serde_json::Value> = s.iter().map(|s| &s["raft"]["role"]).collect();
+            assert!(roles.iter().all(|r| *r != "shutdown"), "a Raft core stopped: {roles:?}");
+            let whole = roles.iter().filter(|r| **r == "leader").count() == 1
+                && s.iter()
+                    .all(|s| s["quorum"] == true && s["raft"]["voters"].as_array().is_some_and(|v| v.len() == 3))
+                && (*roles[2] == "follower" || *roles[2] == "leader");
+            if whole {
+                break;
+            }
+            let rafts: Vec<&serde_json::Value> = s.iter().map(|s| &s["raft"]).collect();
+            assert!(start.elapsed() < Duration::from_secs(60), "the Raft group did not heal: {rafts:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
 }

@@ -59,8 +59,21 @@ pub fn spawn(join: Option<&str>, key: &Path, extra: &[&str]) -> Node {
     if let Some(j) = join {
         cmd.args(["--join", j]);
     }
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = debug_log(&mut cmd, &addr);
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
     Node { child, addr }
+}
+
+/// Where a node's stderr goes: piped (errors only), or, when `MLMF_TEST_LOGS` names a
+/// directory, into `<dir>/<addr>.log` at `RUST_LOG=mlmf=debug` (for reading a failure).
+pub fn debug_log(cmd: &mut Command, addr: &str) -> Stdio {
+    let Some(dir) = std::env::var_os("MLMF_TEST_LOGS") else { return Stdio::piped() };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.log", addr.replace(':', "_")));
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    cmd.env("RUST_LOG", "mlmf=debug,openraft=info");
+    Stdio::from(file)
 }
 
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {

@@ -21,7 +21,7 @@ use crate::cluster::node::{Node, Propose, RaftCall, RaftStatus, RoleChange};
 use crate::cluster::wire::{self, ApiError, ClusterView, MemberState, names};
 
 use super::membership::{Change, Group, plan};
-use super::network::{Contacts, Network};
+use super::network::{Contacts, MISADDRESSED, Network};
 use super::state_machine::Registry;
 use super::store::{LogStore, Store};
 use super::types::{Command, Raft, RaftPeer, RegistrySnapshot, TypeConfig};
@@ -250,12 +250,21 @@ impl RaftHost {
     }
 
     /// Answers a peer's Raft message.
+    /// Each names the Raft id it is meant for: one meant for another incarnation of this
+    /// node (the one before a restart without its data directory, at the same address) is
+    /// refused as [`MISADDRESSED`], so the leader never takes this node's empty log for that
+    /// member's (openraft panics on a follower log that goes backwards).
     async fn answer(
         raft: Raft,
+        me: u64,
         contact: Rc<Cell<Option<Instant>>>,
         name: String,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
+        let (target, payload): (u64, Vec<u8>) = wire::from_bytes(&payload)?;
+        if target != me {
+            return Err(format!("{MISADDRESSED}: meant for Raft id {target}, this node is {me}"));
+        }
         match name.as_str() {
             names::RAFT_APPEND => {
                 let (rpc, leader_quorum): (AppendEntriesRequest<TypeConfig>, bool) = wire::from_bytes(&payload)?;
@@ -310,7 +319,7 @@ impl Handler<RaftCall> for RaftHost {
     type Result = ResponseFuture<Result<Vec<u8>, String>>;
 
     fn handle(&mut self, call: RaftCall, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(RaftHost::answer(self.raft.clone(), Rc::clone(&self.leader_contact), call.name, call.payload))
+        Box::pin(RaftHost::answer(self.raft.clone(), self.id, Rc::clone(&self.leader_contact), call.name, call.payload))
     }
 }
 

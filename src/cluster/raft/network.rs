@@ -3,7 +3,8 @@
 //! everything, with a deadline each. Every answer a peer gives is recorded in [`Contacts`],
 //! which is how a leader knows it still reaches a majority; the leader tells followers so
 //! with each append-entries, so a follower of a leader cut off from the majority knows it
-//! has no quorum either.
+//! has no quorum either. Each message names the Raft id it is for, and a node answers only
+//! those meant for its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,9 @@ use crate::cluster::node::Node;
 use crate::cluster::wire::{self, names};
 
 use super::types::{RaftPeer, TypeConfig};
+
+/// The refusal of a Raft message meant for another Raft id than the answering node's.
+pub const MISADDRESSED: &str = "misaddressed Raft message";
 
 /// When each peer last answered, and whether this node (as leader) reaches a quorum.
 #[derive(Clone, Default)]
@@ -102,9 +106,12 @@ impl Link {
         req: &Req,
         deadline: Duration,
     ) -> Result<Resp, Failed> {
-        let payload = wire::to_bytes(req).map_err(Failed::Network)?;
+        let payload =
+            wire::to_bytes(&(self.target, wire::to_bytes(req).map_err(Failed::Network)?)).map_err(Failed::Network)?;
         let bytes = self.node.links.call_urgent(&self.addr, name, &payload, deadline).await.map_err(|e| match e {
             PeerError::Connect { .. } | PeerError::Closed | PeerError::Timeout { .. } => Failed::Unreachable(e),
+            // Another incarnation of the member answers at its address: as good as gone.
+            PeerError::Remote(ref m) if m.starts_with(MISADDRESSED) => Failed::Unreachable(e),
             other => Failed::Network(other.to_string()),
         })?;
         let answer = wire::from_bytes(&bytes).map_err(Failed::Network)?;
