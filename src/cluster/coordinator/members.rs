@@ -57,15 +57,11 @@ impl Coordinator {
         let mut loads = Vec::new();
         for (id, rec) in self.models.iter_mut() {
             for p in rec.status.progress.iter_mut().filter(|p| p.node == node && p.done) {
+                let Some(spec) = rec.status.plan.shards.get(p.shard) else { continue };
                 if !held.iter().any(|(m, s)| m == id && *s == p.shard) {
                     p.done = false;
                     p.loaded = 0;
-                    loads.push((
-                        id.clone(),
-                        rec.status.path.clone(),
-                        rec.status.plan.shards[p.shard].clone(),
-                        p.replica,
-                    ));
+                    loads.push((id.clone(), rec.status.path.clone(), spec.clone(), p.replica));
                 }
             }
         }

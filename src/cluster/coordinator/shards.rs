@@ -64,7 +64,7 @@ impl Coordinator {
                 // has room for it.
                 let holders: Vec<&str> =
                     rec.status.progress.iter().filter(|p| p.shard == shard).map(|p| p.node.as_str()).collect();
-                let bytes = rec.status.plan.shards[shard].bytes;
+                let Some(bytes) = rec.status.plan.shards.get(shard).map(|s| s.bytes) else { continue };
                 let target = self
                     .members
                     .values()
@@ -87,7 +87,7 @@ impl Coordinator {
                     self.audit("replace", Some(&id), Some(dead), &format!("shard {shard}: no node to take it"));
                     continue;
                 };
-                let spec = rec.status.plan.shards[shard].clone();
+                let Some(spec) = rec.status.plan.shards.get(shard).cloned() else { continue };
                 loads.push((id.clone(), rec.status.path.clone(), spec, replica, target));
             }
         }

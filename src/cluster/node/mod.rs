@@ -154,9 +154,14 @@ impl Node {
     /// coordinator that sent it. (Whether this node coordinates follows the Raft group,
     /// never a view.)
     pub fn set_view(&self, view: ClusterView) -> Option<Arc<ClusterView>> {
+        let view_version = view.version;
         let view = match self.view.offer(view) {
             Offer::Refused(newer) => return Some(newer),
             Offer::Ignored => return None,
+            Offer::Invalid(why) => {
+                tracing::warn!(version = view_version, error = %why, "an invalid cluster view refused");
+                return None;
+            }
             Offer::Adopted(view) => view,
         };
         self.balancers.set_view(&view);

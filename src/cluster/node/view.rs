@@ -1,7 +1,8 @@
 //! [`ViewHolder`]: the latest [`ClusterView`] this node has adopted, and the rule for adopting
 //! another: a view of an older term comes from a superseded coordinator and is refused (the
 //! newer view held is the answer), an older version of the same coordinator's term is
-//! ignored, anything else is adopted.
+//! ignored, a view whose indices point outside it is refused as invalid, anything else is
+//! adopted.
 
 use std::sync::{Arc, RwLock};
 
@@ -16,6 +17,8 @@ pub enum Offer {
     Ignored,
     /// Of an older term: refused; the newer view held is returned for the sender.
     Refused(Arc<ClusterView>),
+    /// Its indices point outside it ([`ClusterView::check`]): never adopted.
+    Invalid(String),
 }
 
 /// The view this node routes by.
@@ -30,6 +33,9 @@ impl ViewHolder {
 
     /// Offers `view`, adopting it unless the rule of the module doc says otherwise.
     pub fn offer(&self, view: ClusterView) -> Offer {
+        if let Err(e) = view.check() {
+            return Offer::Invalid(e);
+        }
         let mut held = self.0.write().unwrap_or_else(|e| e.into_inner());
         if view.term < held.term {
             return Offer::Refused(Arc::clone(&held));
@@ -61,5 +67,22 @@ mod tests {
         assert!(matches!(holder.offer(view(1, 4, "b")), Offer::Adopted(_)));
         assert!(matches!(holder.offer(view(2, 0, "c")), Offer::Adopted(_)));
         assert_eq!(holder.get().coordinator, "c");
+    }
+
+    #[test]
+    fn a_view_with_an_index_outside_it_is_never_adopted() {
+        let holder = ViewHolder::default();
+        let mut bad = crate::cluster::wire::view::tests::two_stages();
+        bad.term = 3;
+        bad.registry[0].status.placement.assignments.push(crate::plan::placement::Assignment {
+            shard: 2,
+            replica: 0,
+            node: "a".into(),
+        });
+        assert!(matches!(holder.offer(bad), Offer::Invalid(e) if e.contains("shard 2")));
+        assert_eq!(holder.get().term, 0, "nothing adopted");
+        let mut good = crate::cluster::wire::view::tests::two_stages();
+        good.term = 3;
+        assert!(matches!(holder.offer(good), Offer::Adopted(_)));
     }
 }

@@ -28,8 +28,13 @@ pub struct Registry {
     applied: Applied,
 }
 
-/// Whether `next` follows `held` (a later term, or a later version of the same term).
+/// Whether `next` follows `held` (a later term, or a later version of the same term) and
+/// its indices point inside it (an entry that does not is skipped by every member alike).
 fn follows(held: Option<&ClusterView>, next: &ClusterView) -> bool {
+    if let Err(e) = next.check() {
+        tracing::warn!(version = next.version, error = %e, "an invalid committed view skipped");
+        return false;
+    }
     held.is_none_or(|h| (next.term, next.version) > (h.term, h.version))
 }
 
@@ -152,5 +157,18 @@ mod tests {
         assert!(follows(Some(&v(1, 5)), &v(2, 0)));
         assert!(!follows(Some(&v(1, 5)), &v(1, 5)));
         assert!(!follows(Some(&v(2, 0)), &v(1, 9)));
+        // A later view whose progress names a shard its plan lacks never applies.
+        let mut bad = crate::cluster::wire::view::tests::two_stages();
+        bad.term = 3;
+        bad.registry[0].status.progress.push(crate::cluster::wire::ShardProgress {
+            shard: 7,
+            replica: 0,
+            node: "a".into(),
+            loaded: 0,
+            total: 0,
+            done: true,
+            pulled: false,
+        });
+        assert!(!follows(Some(&v(2, 0)), &bad));
     }
 }

@@ -79,4 +79,78 @@ impl ClusterView {
     pub fn model(&self, id: &str) -> Option<&ModelRoutes> {
         self.models.iter().find(|m| m.id == id)
     }
+
+    /// Whether every index in the view points at something in it: each registry entry's
+    /// shards numbered `0..n` in order, each in one of its plan's stages, each progress entry
+    /// and assignment naming one of its shards. A view that arrives from a peer (pushed, in a
+    /// heartbeat answer, in a Raft entry or snapshot) is checked before it is adopted, since
+    /// the coordinator indexes its plans with these numbers.
+    pub fn check(&self) -> Result<(), String> {
+        for e in &self.registry {
+            let (id, plan) = (&e.status.id, &e.status.plan);
+            for (i, s) in plan.shards.iter().enumerate() {
+                if s.id != i {
+                    return Err(format!("model {id:?}: shard {i} is numbered {}", s.id));
+                }
+                if s.stage >= plan.num_stages {
+                    return Err(format!("model {id:?}: shard {i} is in stage {} of {}", s.stage, plan.num_stages));
+                }
+            }
+            let n = plan.shards.len();
+            let shards =
+                e.status.progress.iter().map(|p| p.shard).chain(e.status.placement.assignments.iter().map(|a| a.shard));
+            if let Some(bad) = shards.into_iter().find(|s| *s >= n) {
+                return Err(format!("model {id:?}: shard {bad} named, the plan has {n}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cluster::wire::control::{ModelState, ShardProgress};
+    use crate::model::{Checkpoint, ModelLayout};
+    use crate::plan::placement::Assignment;
+    use crate::plan::{Placement, ReplicationMode, ShardPlan, ShardingStrategy};
+
+    /// A registry holding gpt2_tiny in two pipeline stages.
+    pub(crate) fn two_stages() -> ClusterView {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
+        let layout = ModelLayout::from_checkpoint(&Checkpoint::open(&dir).unwrap()).unwrap();
+        let plan = ShardPlan::new(&layout, &ShardingStrategy::PipelineSharding { num_stages: 2 }).unwrap();
+        let status = ModelStatus {
+            id: "m".into(),
+            path: dir.display().to_string(),
+            strategy: "pipeline:2".into(),
+            replication: 1,
+            replication_mode: ReplicationMode::default(),
+            status: ModelState::Ready,
+            plan,
+            placement: Placement { assignments: Vec::new(), node_bytes: Default::default() },
+            progress: Vec::new(),
+        };
+        let entry = RegistryEntry { status, config: layout.config, sha256: None };
+        ClusterView { registry: vec![entry], ..ClusterView::default() }
+    }
+
+    #[test]
+    fn a_view_naming_shards_its_plans_lack_is_refused() {
+        assert_eq!(two_stages().check(), Ok(()));
+        let mut v = two_stages();
+        let p =
+            ShardProgress { shard: 99, replica: 0, node: "a".into(), loaded: 0, total: 0, done: true, pulled: false };
+        v.registry[0].status.progress.push(p);
+        assert!(v.check().unwrap_err().contains("shard 99"), "{:?}", v.check());
+        let mut v = two_stages();
+        v.registry[0].status.placement.assignments.push(Assignment { shard: 2, replica: 0, node: "a".into() });
+        assert!(v.check().is_err());
+        let mut v = two_stages();
+        v.registry[0].status.plan.shards[1].id = 0;
+        assert!(v.check().is_err());
+        let mut v = two_stages();
+        v.registry[0].status.plan.shards[1].stage = 2;
+        assert!(v.check().is_err());
+    }
 }
