@@ -26,7 +26,7 @@ use mlmf_actors::auth::ClusterKey;
 
 use crate::api::types::{InferRequest, LoadRequest};
 pub use crate::api::types::{Priority, TensorJson};
-use crate::client::ClusterClient;
+use crate::client::{ClientError, ClusterClient};
 use crate::cluster::wire::ModelStatus;
 use crate::config::NodeConfig;
 
@@ -196,12 +196,20 @@ impl SimpleDistributedManager {
                 files.load().map_err(|e| DeployError::Node { addr: nodes[0].addr.clone(), message: e.to_string() })?;
             client = client.with_tls(tls.client);
         }
+        // Until every node is a member; a refusal (a 4xx: a key the nodes do not take) ends
+        // the wait at once, and a timeout says what the last attempt met.
         let start = std::time::Instant::now();
-        while client.cluster().await.ok().and_then(|c| c["nodes"].as_array().map(Vec::len)) != Some(nodes.len()) {
+        loop {
+            let last = match client.cluster().await {
+                Ok(c) if c["nodes"].as_array().map(Vec::len) == Some(nodes.len()) => break,
+                Ok(c) => format!("{} of {} nodes joined", c["nodes"].as_array().map_or(0, Vec::len), nodes.len()),
+                Err(e @ ClientError::Api { status: 400..500, .. }) => return Err(e.into()),
+                Err(e) => e.to_string(),
+            };
             if start.elapsed() > Duration::from_secs(30) {
                 return Err(DeployError::Node {
                     addr: nodes[0].addr.clone(),
-                    message: "the nodes did not form a cluster".into(),
+                    message: format!("the nodes did not form a cluster within 30 s; last: {last}"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
