@@ -176,29 +176,35 @@ fn chat_templates_render_as_transformers_renders_them() {
     }
 }
 
-/// A user's balancer that answers an empty route gets its request refused with a 503, not a
-/// panic, and the node keeps serving.
+/// A user's balancer that answers an empty route (no stage, a stage of no member, an empty
+/// later stage) gets its request refused with a 503, not a panic, and the node keeps serving.
 #[test]
 fn an_empty_route_from_a_users_balancer_is_a_503() {
     use mlmf::cluster::balancer::{NoRoute, PickRoute};
     use mlmf::cluster::wire::StageRoute;
-    struct Empty;
+    struct Empty(usize);
     impl actix::Actor for Empty {
         type Context = actix::Context<Self>;
     }
     impl actix::Handler<PickRoute> for Empty {
         type Result = Result<Vec<StageRoute>, NoRoute>;
-        fn handle(&mut self, _: PickRoute, _: &mut actix::Context<Self>) -> Self::Result {
-            Ok(vec![Vec::new()])
+        fn handle(&mut self, pick: PickRoute, _: &mut actix::Context<Self>) -> Self::Result {
+            self.0 += 1;
+            let me = pick.view.nodes.first().map(|n| n.info.id.clone()).unwrap_or_default();
+            Ok(match self.0 % 3 {
+                0 => Vec::new(),
+                1 => vec![Vec::new()],
+                _ => vec![vec![(0, me)], Vec::new()],
+            })
         }
     }
     common::nodes::block_on(async {
         use actix::Actor;
         let cfg = mlmf::config::NodeConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
-        let node = mlmf::server::start_with(cfg, None, Some(Empty.start().recipient())).await.unwrap();
+        let node = mlmf::server::start_with(cfg, None, Some(Empty(0).start().recipient())).await.unwrap();
         let client = mlmf::client::ClusterClient::new(&node.node.addr, None);
         common::nodes::serve_model(&client, 1, "gpt2", &common::fixture("gpt2_tiny"), "none", 1).await;
-        for _ in 0..2 {
+        for _ in 0..6 {
             let e = client.infer("gpt2", &common::nodes::request(&[1, 2, 3], None)).await.unwrap_err();
             assert!(e.to_string().contains("empty"), "{e}");
         }
