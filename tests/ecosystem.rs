@@ -29,16 +29,6 @@ print(json.dumps({"openapi": doc["openapi"], "errors": errors,
                   "schemes": sorted(doc["components"]["securitySchemes"])}))
 "##;
 
-const PARSE_METRICS: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-families = []
-for f in text_string_to_metric_families(open(sys.argv[1]).read()):
-    families.append({"name": f.name, "type": f.type, "help": f.documentation,
-                     "samples": [[s.name, s.labels, s.value] for s in f.samples]})
-print(json.dumps(families))
-"#;
-
 /// `(METHOD, path)` of every route `src/api/routes.rs` registers, in OpenAPI's spelling.
 fn registered_routes() -> Vec<(String, String)> {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/routes.rs")).unwrap();
@@ -164,9 +154,7 @@ fn metrics_parse_with_prometheus_parser_with_conventional_names_and_bounded_labe
     post_json(&addr, &key, "/v1/models/random-name-1/infer", &json!({"input_ids": [[1, 2, 3]]}));
     let (status, text) = get_text(&addr, &key, "/metrics");
     assert_eq!(status, 200);
-    let dir = tempfile::Builder::new().prefix("mlmf-test-metrics-").tempdir().unwrap();
-    let file = write_temp(dir.path(), "metrics.txt", &text);
-    let families = common::tools::run_json(&python, PARSE_METRICS, &[&file]);
+    let families = common::tools::parse_metrics(&python, &text);
     let families = families.as_array().unwrap();
     let names: Vec<&str> = families.iter().map(|f| f["name"].as_str().unwrap()).collect();
     // Every family once (the parser merges none: the text groups each one).

@@ -1,7 +1,9 @@
 //! Who may call what: the cluster key (peers, and every route), the admin key (the
-//! control-plane routes and every status route, no inference) and the inference key (the
-//! serving routes, `/metrics` and the models' status, nothing else). The scoped keys live in
-//! files read again every second and on SIGHUP, so either is rotated without a restart.
+//! control-plane routes and every status route, no inference), the inference key (the
+//! serving routes, `/metrics` and the models' status, nothing else), and the tenants' keys
+//! (what the inference key may, within each tenant's models and limits: [`super::tenants`]).
+//! The scoped keys and the tenants live in files read again every second and on SIGHUP, so
+//! any of them is rotated without a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use actix_web::http::Method;
 use mlmf_actors::auth::{ClusterKey, KeyError, KeyFile};
 
 use super::error::ApiError;
+use super::tenants::{Tenant, Tenants};
 
 /// What a route does, for the keys' scopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,38 +49,48 @@ pub struct Access {
     cluster: Option<ClusterKey>,
     admin: Option<KeyFile>,
     inference: Option<KeyFile>,
+    /// The tenants and their keys.
+    pub tenants: Tenants,
 }
 
 impl Access {
-    /// The cluster key, and the scoped keys read from their files.
+    /// The cluster key, the scoped keys read from their files, and the tenants.
     pub fn new(
         cluster: Option<ClusterKey>,
         admin: Option<&std::path::Path>,
         inference: Option<&std::path::Path>,
+        tenants: Tenants,
     ) -> Result<Access, KeyError> {
         Ok(Access {
             cluster,
             admin: admin.map(KeyFile::open).transpose()?,
             inference: inference.map(KeyFile::open).transpose()?,
+            tenants,
         })
     }
 
     /// Whether any key is required at all.
     pub fn required(&self) -> bool {
-        self.cluster.is_some() || self.admin.is_some() || self.inference.is_some()
+        self.cluster.is_some() || self.admin.is_some() || self.inference.is_some() || self.tenants.configured()
     }
 
     /// Whether the bearer token `presented` may call `method` on `path`: `Err` with 401 for
-    /// no or an unknown key, 403 for a key outside its scope.
-    pub fn check(&self, method: &Method, path: &str, presented: Option<&[u8]>) -> Result<(), ApiError> {
+    /// no or an unknown key, 403 for a key outside its scope; `Ok` with the tenant whose key
+    /// it is, if it is a tenant's.
+    pub fn check(
+        &self,
+        method: &Method,
+        path: &str,
+        presented: Option<&[u8]>,
+    ) -> Result<Option<Arc<Tenant>>, ApiError> {
         if !self.required() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(token) = presented else {
             return Err(ApiError::new(401, "unauthorized", "missing or wrong bearer token"));
         };
         if self.cluster.as_ref().is_some_and(|k| k.verify(token)) {
-            return Ok(());
+            return Ok(None);
         }
         let scope = scope(method, path);
         let forbidden = |who: &str, may: &str| {
@@ -92,20 +105,27 @@ impl Access {
                 Scope::Inference => {
                     forbidden("admin", "load, unload and migrate models and read status (use the inference key)")
                 }
-                _ => Ok(()),
+                _ => Ok(None),
             };
         }
         if self.inference.as_ref().is_some_and(|k| k.verify(token)) {
             return match scope {
-                Scope::Inference | Scope::ServingRead => Ok(()),
+                Scope::Inference | Scope::ServingRead => Ok(None),
                 _ => forbidden("inference", "run inference and read /metrics and the models' status"),
+            };
+        }
+        if let Some(tenant) = self.tenants.find(token) {
+            return match scope {
+                Scope::Inference | Scope::ServingRead => Ok(Some(tenant)),
+                _ => forbidden("tenant", "run inference on its models and read /metrics and the models' status"),
             };
         }
         Err(ApiError::new(401, "unauthorized", "missing or wrong bearer token"))
     }
 
     /// Reads the scoped keys' files again; logs a rotation or a refused file (never a key).
-    pub fn reload(&self, why: &str) {
+    pub fn reload(&self, why: &str, force: bool) {
+        self.tenants.reload(why, force);
         for (name, key) in [("admin", &self.admin), ("inference", &self.inference)] {
             let Some(key) = key else { continue };
             match key.reload() {
@@ -118,10 +138,10 @@ impl Access {
         }
     }
 
-    /// Reads the scoped keys again every second and on SIGHUP, on the current actix system,
+    /// Reads the scoped keys and the tenants again every second and on SIGHUP, on the current actix system,
     /// for as long as the system runs.
     pub fn watch(self: &Arc<Self>) {
-        if self.admin.is_none() && self.inference.is_none() {
+        if self.admin.is_none() && self.inference.is_none() && !self.tenants.configured() {
             return;
         }
         let access = Arc::clone(self);
@@ -136,8 +156,8 @@ impl Access {
                     }
                 };
                 tokio::select! {
-                    _ = hangup => access.reload("SIGHUP"),
-                    _ = tick.tick() => access.reload("file changed"),
+                    _ = hangup => access.reload("SIGHUP", true),
+                    _ = tick.tick() => access.reload("file changed", false),
                 }
             }
         });

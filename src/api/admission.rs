@@ -1,20 +1,24 @@
-//! [`Admission`]: one inference request (`/infer`, completions, chat, embeddings) counted
-//! against the node's bound of requests in flight (`[requests] max_in_flight`; past it the
-//! answer is 429 at once rather than a queue without limit), and recorded in the per-model
-//! request metrics when it ends. A streamed answer holds its admission until its last event,
-//! so a long stream counts as in flight for as long as it runs.
+//! [`Admission`]: one inference request (`/infer`, completions, chat, embeddings, KServe)
+//! counted against the node's bound of requests in flight (`[requests] max_in_flight`; past
+//! it the answer is 429 at once rather than a queue without limit) and, for a tenant's key,
+//! against the tenant's limits and models ([`super::tenants`]); recorded in the per-model
+//! (and per-tenant) metrics when it ends. A streamed answer holds its admission until its
+//! last event, so a long stream counts as in flight for as long as it runs.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 
 use crate::cluster::node::Node;
 use crate::cluster::trace::TraceId;
 
 use super::error::ApiError;
+use super::tenants::{Tenant, TenantSlot};
 use super::trace_context::{request_span, with_trace};
+use super::types::Priority;
 
 /// The metrics label of a request for a model that is not ready (bounded: arbitrary names
 /// from clients never become labels).
@@ -29,17 +33,29 @@ pub struct Admission {
     label: Option<String>,
     start: Instant,
     status: u16,
+    tenant: Option<Arc<Tenant>>,
+    /// The tenant's place in flight, freed on drop.
+    _slot: Option<TenantSlot>,
 }
 
 impl Admission {
-    /// Admits a request on `node` (for `model` when the route names it), or answers 429 when
-    /// `max_in_flight` are in flight.
-    pub fn enter(node: &Node, model: Option<&str>) -> Result<Admission, ApiError> {
+    /// Admits the request `http` on `node` (for `model` when the route names it), or answers
+    /// 429 when `max_in_flight` are in flight or its tenant is over a limit, 403 when its
+    /// tenant may not use `model`.
+    pub fn enter(node: &Node, http: &HttpRequest, model: Option<&str>) -> Result<Admission, ApiError> {
         node.requests.fetch_add(1, Ordering::Relaxed);
         let taken = node.http_in_flight.fetch_add(1, Ordering::AcqRel);
-        let mut admitted = Admission { node: node.clone(), label: None, start: Instant::now(), status: 429 };
+        let tenant = http.extensions().get::<Arc<Tenant>>().cloned();
+        let mut admitted =
+            Admission { node: node.clone(), label: None, start: Instant::now(), status: 429, tenant, _slot: None };
+        if let Some(t) = admitted.tenant.clone() {
+            match t.admit() {
+                Ok(slot) => admitted._slot = Some(slot),
+                Err(e) => return Err(admitted.refuse(e)),
+            }
+        }
         if let Some(m) = model {
-            admitted.model(m);
+            admitted.model(m)?;
         }
         let limit = node.cfg.requests.max_in_flight;
         if taken >= limit {
@@ -55,10 +71,36 @@ impl Admission {
         Ok(admitted)
     }
 
-    /// Names the request's model (its metrics label when it is a ready model).
-    pub fn model(&mut self, model: &str) {
+    /// Records `e` as the answer and returns it.
+    fn refuse(&mut self, e: ApiError) -> ApiError {
+        self.status = e.status;
+        e
+    }
+
+    /// Names the request's model (its metrics label when it is a ready model); 403 when the
+    /// tenant may not use it.
+    pub fn model(&mut self, model: &str) -> Result<(), ApiError> {
+        if let Some(t) = &self.tenant
+            && let Err(e) = t.allows(model)
+        {
+            return Err(self.refuse(e));
+        }
         if self.node.view().model(model).is_some() {
             self.label = Some(model.to_string());
+        }
+        Ok(())
+    }
+
+    /// The priority a request asking for `asked` gets (its tenant's `max_priority` at most).
+    pub fn priority(&self, asked: Option<Priority>) -> Priority {
+        let asked = asked.unwrap_or_default();
+        self.tenant.as_ref().map_or(asked, |t| t.priority(asked))
+    }
+
+    /// Charges the tokens the request used to its tenant.
+    pub fn tokens(&self, prompt: usize, completion: usize) {
+        if let Some(t) = &self.tenant {
+            t.charge(prompt, completion);
         }
     }
 
@@ -71,10 +113,16 @@ impl Admission {
     }
 
     /// Names the model of the admission in `slot` (see [`Admission::model`]).
-    pub fn name_model(slot: &mut Option<Admission>, model: &str) {
-        if let Some(a) = slot.as_mut() {
-            a.model(model);
+    pub fn name_model(slot: &mut Option<Admission>, model: &str) -> Result<(), ApiError> {
+        match slot.as_mut() {
+            Some(a) => a.model(model),
+            None => Ok(()),
         }
+    }
+
+    /// The admission in `slot` (a request's, until a stream takes it).
+    pub fn of(slot: &Option<Admission>) -> Result<&Admission, ApiError> {
+        slot.as_ref().ok_or_else(|| ApiError::new(500, "internal", "the request was not admitted"))
     }
 
     /// The admission in `slot`, taken by a task that streams the answer.
@@ -91,7 +139,7 @@ pub async fn admitted(
     http: &HttpRequest,
     serve: impl for<'a> FnOnce(TraceId, &'a mut Option<Admission>) -> LocalBoxFuture<'a, Result<HttpResponse, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut slot = Some(Admission::enter(node, None)?);
+    let mut slot = Some(Admission::enter(node, http, None)?);
     let (span, trace) = request_span(http);
     let result = tracing::Instrument::instrument(serve(trace, &mut slot), span.clone()).await;
     if let Some(a) = slot.as_mut() {
@@ -106,5 +154,8 @@ impl Drop for Admission {
         let model = self.label.as_deref().unwrap_or(UNKNOWN_MODEL);
         let ok = self.status == 200;
         self.node.metrics.request(model, self.status, ok.then(|| self.start.elapsed().as_secs_f64()));
+        if let Some(t) = &self.tenant {
+            t.answered(self.status);
+        }
     }
 }

@@ -78,7 +78,7 @@ async fn serve(
         obj.insert("max_tokens".into(), m);
     }
     let model = obj.get("model").and_then(Value::as_str).ok_or_else(|| bad("model", "is required"))?.to_string();
-    Admission::name_model(admitted, &model);
+    Admission::name_model(admitted, &model)?;
     let cfg = ready_model(&node, &model)?;
     let tok = model_tokenizer(&node, &model)?.ok_or_else(|| bad("model", format!("{model:?} has no tokenizer")))?;
     let template = tok.chat_template.as_deref().ok_or_else(|| {
@@ -97,7 +97,7 @@ async fn serve(
         prompt: prompt.clone(),
         params,
         session: req.session_id.clone(),
-        priority: req.priority.unwrap_or_default().rank(),
+        priority: Admission::of(admitted)?.priority(req.priority).rank(),
         echo: false,
         trace,
     };
@@ -112,6 +112,7 @@ async fn serve(
         })
         .await?;
         let seq = &done.sequence;
+        Admission::of(admitted)?.tokens(prompt.len(), seq.generated().len());
         let logprobs = if with_logprobs { chat_content(&tok, &steps) } else { Value::Null };
         return Ok(HttpResponse::Ok().json(json!({"id": id, "object": "chat.completion", "created": created,
             "model": model, "usage": usage(prompt.len(), seq.generated().len()),
@@ -145,6 +146,7 @@ async fn serve(
             tx.send(chunk(json!({"content": step.piece}), Some(step), generated)).is_ok()
         })
         .await;
+        admitted.tokens(prompt_len, generated);
         sse::finish(&tx, result.map_err(ApiError::from), &mut admitted);
     };
     actix_web::rt::spawn(tracing::Instrument::instrument(stream, tracing::Span::current()));

@@ -225,7 +225,7 @@ async fn serve(
     admitted: &mut Option<Admission>,
 ) -> Result<HttpResponse, ApiError> {
     let req: CompletionRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    Admission::name_model(admitted, &req.model);
+    Admission::name_model(admitted, &req.model)?;
     let cfg = ready_model(&node, &req.model)?;
     let tok = model_tokenizer(&node, &req.model)?;
     let (prompt, params) = req.to_params(tok.as_deref(), cfg.vocab_size, cfg.max_positions)?;
@@ -236,7 +236,7 @@ async fn serve(
         prompt: prompt.clone(),
         params,
         session: req.session_id.clone(),
-        priority: req.priority.unwrap_or_default().rank(),
+        priority: Admission::of(admitted)?.priority(req.priority).rank(),
         echo: req.echo,
         trace,
     };
@@ -254,6 +254,7 @@ async fn serve(
         .await?;
         let seq = &done.sequence;
         let usage = usage(prompt.len(), seq.generated().len());
+        Admission::of(admitted)?.tokens(prompt.len(), seq.generated().len());
         let mut text = seq.text().to_string();
         let mut logprobs = Logprobs::new(tok.as_deref());
         if req.echo {
@@ -344,5 +345,6 @@ async fn stream_completion(
         tx.send(chunk(step, generated)).is_ok()
     })
     .await;
+    admitted.tokens(prompt_len, generated);
     sse::finish(&tx, result.map_err(ApiError::from), &mut admitted);
 }

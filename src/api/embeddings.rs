@@ -89,13 +89,14 @@ async fn serve(
     slot: &mut Option<Admission>,
 ) -> Result<HttpResponse, ApiError> {
     let req: EmbeddingRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    Admission::name_model(slot, &req.model);
+    Admission::name_model(slot, &req.model)?;
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
         Some(_) => return Err(bad("encoding_format", "must be \"float\" or \"base64\"")),
     };
     let done = embed(&node, &req.model, inputs(&req.input)?, fastrand::u64(..), trace).await?;
+    Admission::of(slot)?.tokens(done.tokens, 0);
     let width = done.embeddings.first().map(Vec::len).unwrap_or(0);
     if let Some(d) = req.dimensions.filter(|&d| d != width as u64) {
         return Err(bad("dimensions", format!("this model's embeddings have {width} dimensions, not {d}")));

@@ -17,7 +17,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if self.status == 503 || self.status == 429 {
+        if let Some(s) = self.retry_after_s {
+            r.insert_header(("Retry-After", s.to_string()));
+        } else if self.status == 503 || self.status == 429 {
             r.insert_header(("Retry-After", "1"));
         }
         r.content_type("application/json").body(self.body().to_string())

@@ -15,13 +15,15 @@ use crate::cluster::trace::TraceId;
 use crate::cluster::wire::{ModelStatus, names};
 use crate::config::AffinityKey;
 
+use super::admission::Admission;
 use super::error::ApiError;
 use super::types::{InferRequest, InferResponse, TensorJson};
 
 /// Largest number of tokens (batch × sequence) one request may carry.
 pub const MAX_TOKENS: usize = 1 << 16;
 
-/// One forward pass of a parsed request (from `/v1/models/{id}/infer` or the KServe route).
+/// One forward pass of a parsed request (from `/v1/models/{id}/infer` or the KServe route),
+/// at the priority `admitted` allows, its tokens charged to `admitted`'s tenant.
 pub(crate) async fn run_infer(
     node: &Node,
     model: &str,
@@ -29,6 +31,7 @@ pub(crate) async fn run_infer(
     start: Instant,
     client_ip: Option<String>,
     trace: TraceId,
+    admitted: &Admission,
 ) -> Result<InferResponse, ApiError> {
     if let Some(text) = req.text.take() {
         if !req.input_ids.is_empty() {
@@ -40,6 +43,7 @@ pub(crate) async fn run_infer(
         req.input_ids = vec![ids.into_iter().map(i64::from).collect()];
     }
     let input = req.to_input(MAX_TOKENS)?;
+    admitted.tokens(req.input_ids.iter().map(Vec::len).sum(), 0);
     let view = node.view();
     let Some(routes) = view.model(model) else {
         // Distinguish "loading" from "unknown" for the client.
@@ -63,7 +67,7 @@ pub(crate) async fn run_infer(
             AffinityKey::ClientIp => client_ip,
             AffinityKey::Model => Some(model.to_string()),
         },
-        priority: req.priority.unwrap_or_default().rank(),
+        priority: admitted.priority(req.priority).rank(),
         trace,
         ..InferOptions::default()
     };

@@ -284,12 +284,13 @@ fn model_of(http: &HttpRequest) -> String {
     responses((status = 200, description = "The outputs (a JSON header, then binary outputs' bytes when any was asked for as binary_data)", body = super::schemas::V2InferResponse),
         (status = 400, description = "A field is wrong: the message names it", body = super::schemas::V2Error),
         (status = 404, description = "No such model", body = super::schemas::V2Error),
-        (status = 429, description = "Too many requests in flight on this node; see Retry-After", body = super::schemas::V2Error),
+        (status = 403, description = "The tenant's key may not use this model", body = super::schemas::V2Error),
+        (status = 429, description = "Too many requests in flight on this node, or the tenant is over a limit; see Retry-After", body = super::schemas::V2Error),
         (status = 503, description = "The model is loading, or no route could serve it", body = super::schemas::V2Error)))]
 pub(crate) async fn infer(node: web::Data<Node>, http: HttpRequest, body: web::Payload) -> HttpResponse {
     let model = model_of(&http);
     let start = Instant::now();
-    let mut admitted = match Admission::enter(&node, Some(&model)) {
+    let mut admitted = match Admission::enter(&node, &http, Some(&model)) {
         Ok(a) => a,
         Err(e) => return v2_error(&e),
     };
@@ -298,7 +299,7 @@ pub(crate) async fn infer(node: web::Data<Node>, http: HttpRequest, body: web::P
     let result = async {
         let raw = read_bytes(body, node.cfg.requests.max_body_bytes).await?;
         let (req, answer) = parse(&raw, header_length(&http, raw.len())?)?;
-        let served = run_infer(&node, &model, req, start, client_ip, trace).await?;
+        let served = run_infer(&node, &model, req, start, client_ip, trace, &admitted).await?;
         let (bytes, header) = encode(&model, answer, served);
         let mut r = HttpResponse::Ok();
         match header {

@@ -2,7 +2,7 @@
 //! gauges read off its state now, in Prometheus' text format: every family one group of
 //! lines under its `# HELP` and `# TYPE`, names prefixed `mlmf_`, base units (`_seconds`,
 //! `_bytes`), counters ending in `_total`, and label values bounded by the cluster's own
-//! members, models and shards.
+//! members, models and shards (and tenants' names, from the configuration).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -33,7 +33,7 @@ fn quote(s: &str) -> String {
 /// Prometheus text exposition of this node's metrics.
 #[utoipa::path(get, path = "/metrics", tag = "cluster",
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
-pub(crate) async fn metrics(node: web::Data<Node>) -> HttpResponse {
+pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<super::access::Access>>) -> HttpResponse {
     let view = node.view();
     let id = quote(&node.id);
     let gauge = |name: &str, help: &str, v: f64| {
@@ -119,5 +119,9 @@ pub(crate) async fn metrics(node: web::Data<Node>) -> HttpResponse {
     sizes.sample(format_args!("mlmf_batch_size_sum{{node=\"{id}\"}}"), batched);
     sizes.sample(format_args!("mlmf_batch_size_count{{node=\"{id}\"}}"), batches);
     families.push(sizes.0);
+    // The tenants' counters, labelled with their names (from the configuration, so bounded).
+    if let Some(a) = access {
+        families.push(a.tenants.render(&node.id));
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(node.metrics.render(&node.id, &families.concat()))
 }

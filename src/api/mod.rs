@@ -5,7 +5,8 @@
 //! `/v2` (binary tensors included) · `POST /v1/completions`, `POST /v1/chat/completions`, `POST /v1/embeddings` (OpenAI's) · `GET /v1/cluster` · `GET /healthz` · `GET /readyz` ·
 //! `GET /metrics` · websocket `/v1/peer`. With a cluster key configured, every request
 //! needs `Authorization: Bearer <key>`; an admin key and an inference key may be given too,
-//! each allowed part of the routes ([`access`]).
+//! each allowed part of the routes ([`access`]), and tenants' keys, each with its models and
+//! limits ([`tenants`]).
 
 pub mod access;
 pub mod admission;
@@ -20,10 +21,12 @@ pub mod kserve;
 pub mod logprobs;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod schemas;
 pub mod serve;
 pub mod sse;
+pub mod tenants;
 pub mod tensor_bytes;
 pub mod trace_context;
 pub mod types;

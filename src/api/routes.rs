@@ -145,10 +145,10 @@ pub(crate) async fn infer_route(
 ) -> Result<HttpResponse, ApiError> {
     let model = id.into_inner();
     let start = Instant::now();
-    let mut admitted = Admission::enter(&node, Some(&model))?;
+    let mut admitted = Admission::enter(&node, &http, Some(&model))?;
     let client_ip = http.peer_addr().map(|a| a.ip().to_string());
     let (span, trace) = request_span(&http);
-    let result = serve_infer(&node, &model, body, start, client_ip, trace).instrument(span.clone()).await;
+    let result = serve_infer(&node, &model, body, start, client_ip, trace, &admitted).instrument(span.clone()).await;
     admitted.end(&result);
     let answer = match result {
         Ok(r) if wants_bytes(&http) => {
@@ -166,9 +166,10 @@ async fn serve_infer(
     start: Instant,
     client_ip: Option<String>,
     trace: TraceId,
+    admitted: &Admission,
 ) -> Result<InferResponse, ApiError> {
     let req: InferRequest = read_json(body, node.cfg.requests.max_body_bytes).await?;
-    super::forward::run_infer(node, model, req, start, client_ip, trace).await
+    super::forward::run_infer(node, model, req, start, client_ip, trace, admitted).await
 }
 
 /// The members, their state, phi and stats, the coordinator and the cluster's health, and the

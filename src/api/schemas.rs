@@ -23,6 +23,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// What happened, naming the field for a bad request.
     pub message: String,
+    /// The tenant's limit that refused the request (`requests_per_s`, `tokens_per_s`,
+    /// `max_concurrent`), on a 429 `rate_limited` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 /// `GET /v1/models`.
@@ -365,7 +369,10 @@ pub enum OpenAiErrors {
     /// No such ready model
     #[response(status = 404)]
     NotFound(#[to_schema] ErrorBody),
-    /// Too many requests in flight on this node; see Retry-After
+    /// The tenant's key may not use this model
+    #[response(status = 403)]
+    Forbidden(#[to_schema] ErrorBody),
+    /// Too many requests in flight on this node, or the tenant is over a limit; see Retry-After
     #[response(status = 429)]
     Overloaded(#[to_schema] ErrorBody),
     /// No route could serve it

@@ -31,16 +31,18 @@ pub fn serve(
     let server = HttpServer::new(move || {
         let access = std::sync::Arc::clone(&access);
         App::new()
+            .app_data(web::Data::from(std::sync::Arc::clone(&access)))
             .app_data(web::Data::new(node.clone()))
             .app_data(web::Data::new(peer_cfg.clone()))
             .app_data(web::Data::new(handler.clone()))
             .wrap_fn(move |req, srv| {
+                use actix_web::HttpMessage;
                 use actix_web::dev::Service;
                 let checked = match req.path() {
                     // The peer route checks the cluster key itself, before the upgrade.
-                    "/v1/peer" => Ok(()),
+                    "/v1/peer" => Ok(None),
                     // Probes and the public description of the API carry no secret.
-                    p if PUBLIC.contains(&p) => Ok(()),
+                    p if PUBLIC.contains(&p) => Ok(None),
                     p => {
                         let token = req
                             .headers()
@@ -51,7 +53,13 @@ pub fn serve(
                         access.check(req.method(), p, token)
                     }
                 };
-                let fut = checked.map(|()| srv.call(req));
+                // A tenant's request carries its tenant to the handler (its limits apply there).
+                let fut = checked.map(|tenant| {
+                    if let Some(t) = tenant {
+                        req.extensions_mut().insert(t);
+                    }
+                    srv.call(req)
+                });
                 async move {
                     match fut {
                         Ok(f) => f.await,

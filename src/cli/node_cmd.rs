@@ -33,6 +33,10 @@ pub struct NodeArgs {
     /// it by rewriting the file.
     #[arg(long)]
     pub inference_key_file: Option<PathBuf>,
+    /// File of tenants (`[[tenants]]`: name, key file, models and limits); read again every
+    /// second and on SIGHUP.
+    #[arg(long)]
+    pub tenants_file: Option<PathBuf>,
     /// TOML config (flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -92,6 +96,9 @@ impl NodeArgs {
         }
         if self.inference_key_file.is_some() {
             cfg.inference_key_file = self.inference_key_file.clone();
+        }
+        if self.tenants_file.is_some() {
+            cfg.tenants_file = self.tenants_file.clone();
         }
         if self.node_id.is_some() {
             cfg.node_id = self.node_id.clone();

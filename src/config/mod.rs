@@ -13,6 +13,7 @@ pub mod generation;
 pub mod health;
 pub mod node_config;
 pub mod telemetry;
+pub mod tenants;
 
 pub use alerts::{AlertConfig, SmtpConfig, SmtpTls};
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
@@ -24,3 +25,4 @@ pub use generation::GenerationConfig;
 pub use health::HealthConfig;
 pub use node_config::{NodeConfig, RequestConfig};
 pub use telemetry::TelemetryConfig;
+pub use tenants::{TenantConfig, TenantsFile};

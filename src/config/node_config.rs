@@ -73,6 +73,10 @@ pub struct NodeConfig {
     /// embeddings, KServe) and read `/metrics` and the models' status, nothing else. Read
     /// again on SIGHUP and every second.
     pub inference_key_file: Option<PathBuf>,
+    /// Tenants: inference keys with their own models and limits (`[[tenants]]`).
+    pub tenants: Vec<super::tenants::TenantConfig>,
+    /// A file of more `[[tenants]]`, read again every second and on SIGHUP.
+    pub tenants_file: Option<PathBuf>,
     /// Directories this node reads models from; empty means any. A model elsewhere is
     /// pulled from a peer that can read it.
     pub model_roots: Vec<PathBuf>,
@@ -127,6 +131,8 @@ impl Default for NodeConfig {
             cluster_key_file: None,
             admin_key_file: None,
             inference_key_file: None,
+            tenants: Vec::new(),
+            tenants_file: None,
             model_roots: Vec::new(),
             data_dir: None,
             memory_mib: None,

@@ -109,9 +109,15 @@ pub async fn start_with(
         None => None,
     };
     let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let access =
-        crate::api::access::Access::new(key.clone(), cfg.admin_key_file.as_deref(), cfg.inference_key_file.as_deref())
-            .map_err(|e| NodeError::Config(format!("admin or inference key: {e}")))?;
+    let tenants = crate::api::tenants::Tenants::new(cfg.tenants.clone(), cfg.tenants_file.clone())
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let access = crate::api::access::Access::new(
+        key.clone(),
+        cfg.admin_key_file.as_deref(),
+        cfg.inference_key_file.as_deref(),
+        tenants,
+    )
+    .map_err(|e| NodeError::Config(format!("admin or inference key: {e}")))?;
     let node = Node::new(cfg.clone(), addr, key, device, tls.as_ref().map(|t| Arc::clone(&t.client)));
     if let Some(b) = balancer {
         let _ = node.balancers.custom.set(b);

@@ -118,8 +118,30 @@ fn answer(mut r: BufReader<TcpStream>) -> (u16, Vec<u8>) {
 
 /// POSTs `body` and returns the status and the JSON answer.
 pub fn post_json(addr: &str, key: &str, path: &str, body: &Value) -> (u16, Value) {
-    let (status, all) = answer(send(addr, key, path, &body.to_string()));
-    (status, serde_json::from_slice(&all).unwrap_or(Value::Null))
+    let (status, _, answer) = post(addr, key, path, body);
+    (status, answer)
+}
+
+/// POSTs `body` and returns the status, the headers (lowercased names) and the JSON answer.
+pub fn post(addr: &str, key: &str, path: &str, body: &Value) -> (u16, Vec<(String, String)>, Value) {
+    let mut r = send(addr, key, path, &body.to_string());
+    let (status, headers) = head(&mut r);
+    let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let mut b = Body { r, chunked, left: 0, done: false };
+    let mut all = Vec::new();
+    loop {
+        let part = b.next();
+        if part.is_empty() {
+            break;
+        }
+        all.extend(part);
+    }
+    (status, headers, serde_json::from_slice(&all).unwrap_or(Value::Null))
+}
+
+/// The value of header `name` (lowercase) among `headers`.
+pub fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    header(headers, name)
 }
 
 /// A server-sent event stream.

@@ -28,3 +28,21 @@ pub fn run_json(python: &std::path::Path, script: &str, args: &[&str]) -> serde_
     assert!(out.status.success(), "the script failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// Prometheus' own parser (`prometheus_client`) run over `text`: its families as JSON, each
+/// `{name, type, help, samples: [[name, labels, value]]}`.
+pub fn parse_metrics(python: &std::path::Path, text: &str) -> serde_json::Value {
+    const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+families = []
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    families.append({"name": f.name, "type": f.type, "help": f.documentation,
+                     "samples": [[s.name, s.labels, s.value] for s in f.samples]})
+print(json.dumps(families))
+"#;
+    let dir = tempfile::Builder::new().prefix("mlmf-test-metrics-").tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    run_json(python, PARSE, &[file.to_str().unwrap()])
+}

@@ -16,12 +16,16 @@ pub struct ApiError {
     pub code: String,
     /// What happened.
     pub message: String,
+    /// The limit that refused the request (a tenant's 429), in the body as `limit`.
+    pub limit: Option<String>,
+    /// Seconds the client should wait (`Retry-After`; 1 when absent on a 429 or 503).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     /// An error with `status` and `code`.
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into() }
+        ApiError { status, code: code.into(), message: message.into(), limit: None, retry_after_s: None }
     }
 
     /// 400.
@@ -31,7 +35,18 @@ impl ApiError {
 
     /// The JSON body: `{"error":{"code","message"}}`.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(limit) = &self.limit {
+            body["error"]["limit"] = limit.as_str().into();
+        }
+        body
+    }
+
+    /// The same error naming the `limit` that refused it, to be retried in `retry_after_s`.
+    pub fn with_limit(mut self, limit: &str, retry_after_s: u64) -> ApiError {
+        self.limit = Some(limit.to_string());
+        self.retry_after_s = Some(retry_after_s);
+        self
     }
 
     /// 404.
