@@ -394,7 +394,7 @@ fn a_high_priority_request_overtakes_queued_low_ones() {
                 done.borrow_mut().push(format!("low-{i}"));
             }
         });
-        let (addr, secret) = (a.addr.clone(), std::fs::read_to_string(&key).unwrap());
+        let (addr, secret) = (a.addr.clone(), std::fs::read_to_string(key).unwrap());
         let high = {
             let (client, done) = (client.clone(), done.clone());
             async move {

@@ -26,7 +26,7 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
     let model = fixture("gpt2_tiny");
     block_on(async {
         serve_model(&client, 3, "m", &model, "none", 3).await;
-        signal(&frozen, "-STOP");
+        signal(frozen, "-STOP");
         let start = Instant::now();
         while state_of(&client, &frozen.addr).await.as_deref() != Some("down") {
             assert!(start.elapsed() < Duration::from_secs(15), "a frozen node was never marked down");
@@ -38,7 +38,7 @@ fn a_frozen_node_is_routed_around_and_rejoins_by_itself_when_thawed() {
             let r = client.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
             assert!(!r.processed_by.contains(&frozen.addr), "routed to a down node");
         }
-        signal(&frozen, "-CONT");
+        signal(frozen, "-CONT");
         let thawed = Instant::now();
         while state_of(&client, &frozen.addr).await.as_deref() != Some("up") {
             assert!(thawed.elapsed() < Duration::from_secs(15), "a thawed node did not come back");
@@ -161,7 +161,7 @@ fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
         }
     };
     block_on(wait_members(&client, 2));
-    signal(&b, "-STOP");
+    signal(b, "-STOP");
     let hook = |status: &str| {
         posts.lock().unwrap().iter().any(|(p, v)| {
             p == "/hook"
@@ -186,7 +186,7 @@ fn alerts_for_a_down_node_and_its_recovery_reach_a_webhook_slack_and_smtp() {
     let firing_hooks =
         posts.lock().unwrap().iter().filter(|(p, v)| p == "/hook" && v["alerts"][0]["status"] == "firing").count();
     assert_eq!(firing_hooks, 1);
-    signal(&b, "-CONT");
+    signal(b, "-CONT");
     wait_for("the resolved webhook", &|| hook("resolved"));
     wait_for("the resolved Slack message", &|| slack("resolved"));
     wait_for("the resolved email", &|| mail("resolved"));

@@ -175,10 +175,10 @@ fn malformed_requests_and_socket_garbage_get_json_4xx_and_the_cluster_keeps_serv
     garbage.push(b"POST /v1/models/g/infer HTTP/1.1\r\nContent-Length: 5\r\n\r\n{".to_vec());
     for addr in &addrs {
         for g in &garbage {
-            if let Some((status, _)) = send_raw(addr, g) {
-                if !(400..500).contains(&status) {
-                    failures.push(format!("garbage of {} bytes to {addr}: status {status}", g.len()));
-                }
+            if let Some((status, _)) = send_raw(addr, g)
+                && !(400..500).contains(&status)
+            {
+                failures.push(format!("garbage of {} bytes to {addr}: status {status}", g.len()));
             }
         }
     }

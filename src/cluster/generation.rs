@@ -118,7 +118,7 @@ pub async fn generate(
         let (input, past) = (ids[cached..end].to_vec(), cached);
         let last_piece = end == ids.len();
         let all_logits = req.echo && prompt_scores.is_none();
-        if !prefilled && !(first && last_piece) {
+        if !(prefilled || first && last_piece) {
             node.metrics.prefill_chunks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let opts = InferOptions {

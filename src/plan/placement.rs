@@ -254,12 +254,15 @@ impl Table {
     ) {
         // Best first; a later node (a larger id) enters only by scoring strictly higher.
         let mut best: Vec<(usize, T)> = Vec::with_capacity(k + 1);
-        for i in 0..self.memory.len() {
-            if self.held[i] || !ok[i] || self.memory[i].saturating_sub(self.used[i]) < need {
+        for (i, &allowed) in ok.iter().enumerate().take(self.memory.len()) {
+            if self.held[i] || !allowed || self.memory[i].saturating_sub(self.used[i]) < need {
                 continue;
             }
             let sc = score(i);
-            if best.len() == k && best.last().is_none_or(|&(_, b)| !(sc > b)) {
+            // "Not strictly higher" (a NaN score never enters).
+            if best.len() == k
+                && best.last().is_none_or(|&(_, b)| sc.partial_cmp(&b) != Some(std::cmp::Ordering::Greater))
+            {
                 continue;
             }
             let at = best.iter().position(|&(_, b)| sc > b).unwrap_or(best.len());

@@ -49,12 +49,15 @@ impl Registry {
         Ok(Registry { store, node, applied })
     }
 
+    // openraft's storage traits answer with its `StorageError`, large as it is.
+    #[allow(clippy::result_large_err)]
     fn save(&self) -> Result<(), StorageError> {
         self.store.put("applied", &self.applied).map_err(|e| io_error(ErrorVerb::Write, e))
     }
 
     /// Keeps `snapshot` as the current one, with the applied state when `applied` (one
     /// transaction).
+    #[allow(clippy::result_large_err)]
     fn keep(&self, snapshot: &Snapshot<TypeConfig>, applied: bool) -> Result<(), StorageError> {
         let write = |e| io_error(ErrorVerb::Write, e);
         let mut values = vec![("snapshot", wire::to_bytes(&(&snapshot.meta, &*snapshot.snapshot)).map_err(write)?)];
