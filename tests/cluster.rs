@@ -41,6 +41,7 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
                 replication: *replication,
                 placement: None,
                 replication_mode: Default::default(),
+                autoscaling: None,
             };
             // Any node takes a load; non-coordinators forward it.
             let s = clients[i % 3].load(&req).await.unwrap_or_else(|e| panic!("{id}: {e}"));

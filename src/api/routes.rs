@@ -72,6 +72,7 @@ pub(crate) async fn load(node: web::Data<Node>, body: web::Payload) -> Result<Ht
         replication: req.replication,
         placement: req.placement,
         replication_mode: req.replication_mode,
+        autoscaling: req.autoscaling,
     };
     let status: ModelStatus = control(&node, names::LOAD_MODEL, &msg).await?;
     Ok(json(202, &status))

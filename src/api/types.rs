@@ -29,6 +29,12 @@ pub struct LoadRequest {
     /// majority of each shard's replicas), `async` (one replica of each shard).
     #[serde(default)]
     pub replication_mode: crate::plan::ReplicationMode,
+    /// Replicas per shard that follow the load: `{"min_replicas", "max_replicas",
+    /// "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
+    /// "look_back_period_s"}` (Ray Serve's names). The model starts with `replication`
+    /// brought within the bounds.
+    #[serde(default)]
+    pub autoscaling: Option<crate::plan::Autoscaling>,
 }
 
 fn none() -> String {

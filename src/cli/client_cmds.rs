@@ -198,6 +198,7 @@ pub fn load(a: LoadArgs) -> Result<(), String> {
             "async" => crate::plan::ReplicationMode::Async,
             _ => crate::plan::ReplicationMode::Sync,
         },
+        autoscaling: None,
     };
     block_on(async move {
         let s = client.load(&req).await.map_err(|e| e.to_string())?;

@@ -136,6 +136,7 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
             replication: a.replication,
             placement: None,
             replication_mode: Default::default(),
+            autoscaling: None,
         };
         client.load(&req).await.map_err(|e| e.to_string())?;
         let s = super::client_cmds::wait_with_bar(&client, &a.id).await?;

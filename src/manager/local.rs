@@ -221,6 +221,7 @@ impl SimpleDistributedManager {
             replication: ft.replication,
             placement: Some(config.placement.request(ft.replication)),
             replication_mode: ft.replication_mode,
+            autoscaling: None,
         };
         client.load(&req).await?;
         client.wait_ready(model_id, Duration::from_secs(3600), |_, _| {}).await?;

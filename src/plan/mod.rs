@@ -2,6 +2,7 @@
 //! and [`placement::place`] puts its shards' replicas onto nodes. Pure functions: no actors,
 //! no clocks, no I/O.
 
+pub mod autoscale;
 pub mod error;
 pub mod partition;
 pub mod placement;
@@ -10,6 +11,7 @@ pub mod replication;
 pub mod shard_plan;
 pub mod strategy;
 
+pub use autoscale::{Autoscaling, Scaler};
 pub use error::PlanError;
 pub use placement::{
     DeviceKind, DevicePreference, NodeInventory, Placement, PlacementRequest, PlacementStrategy, place,

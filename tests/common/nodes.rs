@@ -341,6 +341,7 @@ pub fn load_request(id: &str, model: &Path, strategy: &str, replication: usize) 
         replication,
         placement: None,
         replication_mode: Default::default(),
+        autoscaling: None,
     }
 }
 

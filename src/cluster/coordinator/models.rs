@@ -32,6 +32,11 @@ impl Coordinator {
         if req.replication == 0 || req.replication > 16 {
             return Err(ApiError::bad_request("invalid_replication", "replication must be 1..=16"));
         }
+        let mut req = req;
+        if let Some(a) = &req.autoscaling {
+            a.validate().map_err(|e| ApiError::bad_request("invalid_autoscaling", e))?;
+            req.replication = req.replication.clamp(a.min_replicas, a.max_replicas);
+        }
         let strategy: ShardingStrategy = req
             .strategy
             .parse()
@@ -95,6 +100,7 @@ impl Coordinator {
             plan: plan.clone(),
             placement: placement.clone(),
             progress,
+            autoscaling: req.autoscaling,
         };
         self.models
             .insert(req.id.clone(), Record { status: status.clone(), config: layout.config.clone(), sha256: None });

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Placement, PlacementRequest, ReplicationMode, ShardPlan, ShardSpec};
+use crate::plan::{Autoscaling, Placement, PlacementRequest, ReplicationMode, ShardPlan, ShardSpec};
 
 /// Load a model (HTTP `POST /v1/models`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,8 @@ pub struct LoadModel {
     pub placement: Option<PlacementRequest>,
     /// When the model counts as ready.
     pub replication_mode: ReplicationMode,
+    /// Replicas that follow the load, within bounds.
+    pub autoscaling: Option<Autoscaling>,
 }
 
 /// A model's lifecycle.
@@ -86,6 +88,8 @@ pub struct ModelStatus {
     pub placement: Placement,
     /// Per replica progress.
     pub progress: Vec<ShardProgress>,
+    /// Its autoscaling, when its replicas follow the load.
+    pub autoscaling: Option<Autoscaling>,
 }
 
 /// Load one shard replica.

@@ -130,6 +130,7 @@ pub(crate) mod tests {
             plan,
             placement: Placement { assignments: Vec::new(), node_bytes: Default::default() },
             progress: Vec::new(),
+            autoscaling: None,
         };
         let entry = RegistryEntry { status, config: layout.config, sha256: None };
         ClusterView { registry: vec![entry], ..ClusterView::default() }

@@ -1,0 +1,246 @@
+//! Replica autoscaling, as a pure policy: how many replicas a shard needs for the requests
+//! it has now ([`Autoscaling`], Ray Serve's names and rule), and when a change is due
+//! ([`Scaler`]: a shard's wish to grow must hold for `upscale_delay_s`, its wish to shrink
+//! for `downscale_delay_s`, and any change starts both waits again). Time and load are passed
+//! in, so the coordinator feeds it the figures its members' heartbeats carry and tests feed it
+//! anything.
+
+use serde::{Deserialize, Serialize};
+
+/// A model's autoscaling (`"autoscaling"` of `POST /v1/models`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    /// Fewest replicas per shard.
+    pub min_replicas: usize,
+    /// Most replicas per shard.
+    pub max_replicas: usize,
+    /// Requests in flight or queued per replica to aim for.
+    #[serde(default = "two")]
+    pub target_ongoing_requests: f64,
+    /// Seconds a shard must want more replicas before one is added.
+    #[serde(default = "upscale_delay")]
+    pub upscale_delay_s: f64,
+    /// Seconds a shard must want fewer replicas before one is removed.
+    #[serde(default = "downscale_delay")]
+    pub downscale_delay_s: f64,
+    /// Seconds of load samples averaged into the figure the decision is made on.
+    #[serde(default = "look_back")]
+    pub look_back_period_s: f64,
+}
+
+fn two() -> f64 {
+    2.0
+}
+
+fn upscale_delay() -> f64 {
+    30.0
+}
+
+fn downscale_delay() -> f64 {
+    600.0
+}
+
+fn look_back() -> f64 {
+    30.0
+}
+
+impl Autoscaling {
+    /// Refuses bounds that cannot hold (`min_replicas` at least 1 and at most
+    /// `max_replicas`, at most 64; a positive target; delays of 0 to a day).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_replicas == 0 || self.min_replicas > self.max_replicas || self.max_replicas > 64 {
+            return Err(format!(
+                "autoscaling: need 1 <= min_replicas <= max_replicas <= 64, got {} and {}",
+                self.min_replicas, self.max_replicas
+            ));
+        }
+        if !(self.target_ongoing_requests.is_finite() && self.target_ongoing_requests > 0.0) {
+            return Err(format!(
+                "autoscaling: target_ongoing_requests must be positive, got {}",
+                self.target_ongoing_requests
+            ));
+        }
+        let delays = [
+            ("upscale_delay_s", self.upscale_delay_s),
+            ("downscale_delay_s", self.downscale_delay_s),
+            ("look_back_period_s", self.look_back_period_s),
+        ];
+        for (what, d) in delays {
+            if !(d.is_finite() && (0.0..=86_400.0).contains(&d)) {
+                return Err(format!("autoscaling: {what} must be 0 to 86400 seconds, got {d}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The replicas `ongoing` requests (in flight and queued, summed over the shard's
+    /// replicas) need: `ceil(ongoing / target)`, within the bounds.
+    pub fn desired(&self, ongoing: f64) -> usize {
+        let want = (ongoing.max(0.0) / self.target_ongoing_requests).ceil();
+        (want.min(self.max_replicas as f64) as usize).clamp(self.min_replicas, self.max_replicas)
+    }
+}
+
+/// One shard's scaling: its recent load samples, and since when it has wanted more or fewer
+/// replicas.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scaler {
+    /// `(time, ongoing)` within the look-back period.
+    samples: std::collections::VecDeque<(f64, f64)>,
+    /// When the wish to grow began (seconds on the caller's clock).
+    wants_more_since: Option<f64>,
+    /// When the wish to shrink began.
+    wants_fewer_since: Option<f64>,
+}
+
+impl Scaler {
+    /// The replica count the shard should have now, given `current` replicas serving and
+    /// `ongoing` requests at time `now` (seconds; the mean of the look-back period's samples
+    /// decides): `Some(n)` when a change is due, one replica at a time. A count outside the
+    /// bounds is brought inside at once.
+    pub fn decide(&mut self, policy: &Autoscaling, current: usize, ongoing: f64, now: f64) -> Option<usize> {
+        self.samples.push_back((now, ongoing));
+        while self.samples.front().is_some_and(|(t, _)| now - t > policy.look_back_period_s) {
+            self.samples.pop_front();
+        }
+        let mean = self.load();
+        if current < policy.min_replicas || current > policy.max_replicas {
+            self.reset();
+            return Some(current.clamp(policy.min_replicas, policy.max_replicas));
+        }
+        let desired = policy.desired(mean);
+        if desired > current {
+            self.wants_fewer_since = None;
+            let since = *self.wants_more_since.get_or_insert(now);
+            if now - since >= policy.upscale_delay_s {
+                self.reset();
+                return Some(current + 1);
+            }
+        } else if desired < current {
+            self.wants_more_since = None;
+            let since = *self.wants_fewer_since.get_or_insert(now);
+            if now - since >= policy.downscale_delay_s {
+                self.reset();
+                return Some(current - 1);
+            }
+        } else {
+            self.reset();
+        }
+        None
+    }
+
+    /// The mean ongoing requests over the look-back period.
+    pub fn load(&self) -> f64 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        self.samples.iter().map(|(_, o)| o).sum::<f64>() / self.samples.len() as f64
+    }
+
+    /// Forgets both wishes (after a change, or when the count is right); the samples stay.
+    pub fn reset(&mut self) {
+        self.wants_more_since = None;
+        self.wants_fewer_since = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn policy(min: usize, max: usize, up: f64, down: f64) -> Autoscaling {
+        Autoscaling {
+            min_replicas: min,
+            max_replicas: max,
+            target_ongoing_requests: 2.0,
+            upscale_delay_s: up,
+            downscale_delay_s: down,
+            look_back_period_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn grows_after_the_upscale_delay_and_shrinks_after_the_downscale_delay() {
+        let p = policy(1, 3, 2.0, 10.0);
+        let mut s = Scaler::default();
+        assert_eq!(s.decide(&p, 1, 9.0, 0.0), None, "wants 3, waits");
+        assert_eq!(s.decide(&p, 1, 9.0, 1.9), None);
+        assert_eq!(s.decide(&p, 1, 9.0, 2.0), Some(2));
+        assert_eq!(s.decide(&p, 2, 9.0, 2.5), None, "the wait starts again");
+        assert_eq!(s.decide(&p, 2, 9.0, 4.5), Some(3));
+        assert_eq!(s.decide(&p, 3, 90.0, 10.0), None, "never above max");
+        // A dip shorter than the downscale delay changes nothing.
+        assert_eq!(s.decide(&p, 3, 0.0, 11.0), None);
+        assert_eq!(s.decide(&p, 3, 6.0, 15.0), None);
+        assert_eq!(s.decide(&p, 3, 0.0, 16.0), None);
+        assert_eq!(s.decide(&p, 3, 0.0, 26.0), Some(2));
+        assert_eq!(s.decide(&p, 2, 0.0, 27.0), None, "the wait starts again");
+        assert_eq!(s.decide(&p, 2, 0.0, 37.0), Some(1));
+        assert_eq!(s.decide(&p, 1, 0.0, 100.0), None, "never below min");
+        // Out of bounds (a replica lost, bounds lowered): brought back at once.
+        assert_eq!(s.decide(&p, 0, 0.0, 101.0), Some(1));
+        assert_eq!(s.decide(&p, 5, 0.0, 101.0), Some(3));
+    }
+
+    #[test]
+    fn the_decision_follows_the_mean_of_the_look_back_period() {
+        let mut p = policy(1, 3, 0.0, 0.0);
+        p.look_back_period_s = 5.0;
+        let mut s = Scaler::default();
+        // One busy sample among idle ones is not a reason to grow.
+        for t in 0..4 {
+            assert_eq!(s.decide(&p, 1, 0.0, t as f64), None);
+        }
+        assert_eq!(s.decide(&p, 1, 4.0, 4.0), None, "mean 0.8: one replica is enough");
+        assert!((s.load() - 0.8).abs() < 1e-9);
+        // Load that lasts moves the mean.
+        assert_eq!(s.decide(&p, 1, 10.0, 5.0), Some(2), "mean 14/6 wants 2");
+    }
+
+    #[test]
+    fn bounds_and_targets_are_checked() {
+        assert!(policy(1, 3, 1.0, 1.0).validate().is_ok());
+        assert!(policy(0, 3, 1.0, 1.0).validate().is_err());
+        assert!(policy(4, 3, 1.0, 1.0).validate().is_err());
+        assert!(policy(1, 3, -1.0, 1.0).validate().is_err());
+        let mut p = policy(1, 3, 1.0, 1.0);
+        p.target_ongoing_requests = 0.0;
+        assert!(p.validate().is_err());
+        assert_eq!(p.max_replicas, 3);
+        assert_eq!(policy(2, 5, 0.0, 0.0).desired(0.0), 2);
+        assert_eq!(policy(1, 5, 0.0, 0.0).desired(5.0), 3);
+        assert_eq!(policy(1, 5, 0.0, 0.0).desired(1e9), 5);
+    }
+
+    proptest! {
+        /// Whatever the load: the count stays within the bounds, moves one replica at a
+        /// time, and two changes are never closer than the delay of the second one's
+        /// direction (so it cannot oscillate faster than the delays allow).
+        #[test]
+        fn within_bounds_one_step_at_a_time_never_faster_than_the_delays(
+            min in 1usize..4,
+            extra in 0usize..4,
+            up in 0.0f64..20.0,
+            down in 0.0f64..60.0,
+            loads in prop::collection::vec((0.0f64..40.0, 0.05f64..5.0), 1..300),
+        ) {
+            let p = policy(min, min + extra, up, down);
+            let (mut s, mut n, mut now, mut last_change) = (Scaler::default(), min, 0.0, None::<f64>);
+            for (ongoing, dt) in loads {
+                now += dt;
+                if let Some(next) = s.decide(&p, n, ongoing, now) {
+                    prop_assert!(next == n + 1 || next + 1 == n, "{n} -> {next}");
+                    prop_assert!((p.min_replicas..=p.max_replicas).contains(&next));
+                    let delay = if next > n { up } else { down };
+                    if let Some(t) = last_change {
+                        prop_assert!(now - t >= delay - 1e-9, "{n} -> {next} {:.2} s after the last change", now - t);
+                    }
+                    last_change = Some(now);
+                    n = next;
+                }
+            }
+        }
+    }
+}
