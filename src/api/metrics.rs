@@ -78,6 +78,18 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
         up.sample(format_args!("mlmf_node_up{{node=\"{id}\",member=\"{}\"}}", quote(&n.info.id)), v);
     }
     families.push(up.0);
+    let mut replicas = Family::new(
+        "mlmf_shard_replicas",
+        "gauge",
+        "Replicas of each ready model's shard in the routes (as this node's view has them; autoscaling moves it).",
+    );
+    for m in &view.models {
+        for s in m.stages.iter().flatten() {
+            let labels = format!("node=\"{id}\",model=\"{}\",shard=\"{}\"", quote(&m.id), s.shard);
+            replicas.sample(format_args!("mlmf_shard_replicas{{{labels}}}"), s.nodes.len());
+        }
+    }
+    families.push(replicas.0);
     let mut in_flight = Family::new("mlmf_shard_in_flight", "gauge", "Messages a shard replica is computing.");
     let mut queued =
         Family::new("mlmf_shard_queued", "gauge", "Messages waiting for a shard replica (its queue depth).");

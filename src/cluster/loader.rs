@@ -43,13 +43,18 @@ async fn report(node: &Node, msg: &LoadShard, loaded: u64, total: u64) {
     let _ = node.links.ask(&msg.coordinator, &p, Duration::from_secs(5)).await;
 }
 
+/// Tokens of the warm-up forward a new replica runs before it serves (the references' first
+/// length).
+pub const WARM_UP_TOKENS: usize = 7;
+
 /// Loads `msg`'s replica and registers it on `node`.
 pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, String> {
     let path = PathBuf::from(&msg.path);
     let key = (msg.model.clone(), msg.shard.id);
     if let Some(s) = node.shards.get(&key) {
-        return Ok(ShardLoaded { bytes: s.bytes, pulled: s.pulled });
+        return Ok(ShardLoaded { bytes: s.bytes, pulled: s.pulled, load_ms: 0, warmup_ms: 0 });
     }
+    let started = std::time::Instant::now();
     let (mapped, pulled) = if node.checkpoints.can_read(&path) {
         let n = node.clone();
         let p = path.clone();
@@ -93,18 +98,25 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
     let device = node.device.clone();
     let threads = node.cfg.shard_threads;
     let (m, s, d) = (Arc::clone(&mapped), spec.spec.clone(), device.clone());
-    let first =
-        actix_web::rt::task::spawn_blocking(move || crate::model::Stage::load(&m, &s, &d).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())??;
+    // The stage built, then warmed with one forward of the references' first length (7
+    // tokens) before it is registered: no request can reach a replica that has not run.
+    let (first, load_ms, warmup) = actix_web::rt::task::spawn_blocking(move || {
+        let stage = crate::model::Stage::load(&m, &s, &d).map_err(|e| e.to_string())?;
+        let load_ms = started.elapsed().as_millis() as u64;
+        let warmup = stage.warm_up(WARM_UP_TOKENS).map_err(|e| format!("warm-up forward: {e}"))?;
+        Ok::<_, String>((stage, load_ms, warmup))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let warmup_ms = warmup.as_millis() as u64;
     let caches = ShardCaches { store: Arc::clone(&node.kv), model: msg.model.clone() };
     let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default(), caches);
     let mailbox = mlmf_actors::priority::PriorityMailbox::new(handle.addr.clone(), node.cfg.requests.shard_queue);
     let latency = Arc::default();
     node.shards.insert(key, LocalShard { handle, mailbox, bytes: total, pulled, latency });
     report(node, &msg, total, total).await;
-    tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes = total, "shard loaded");
-    Ok(ShardLoaded { bytes: total, pulled })
+    tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes = total, load_ms, warmup_ms, "shard loaded");
+    Ok(ShardLoaded { bytes: total, pulled, load_ms, warmup_ms })
 }
 
 /// Pulls the shard's tensors from the first source that answers.

@@ -69,6 +69,8 @@ pub struct Metrics {
     ttft: Mutex<BTreeMap<String, Histogram>>,
     /// Mean time per output token after the first, per sequence, by model.
     tpot: Mutex<BTreeMap<String, Histogram>>,
+    /// Autoscaling decisions this node took as coordinator, by `(model, "up"|"down"|"blocked")`.
+    autoscaling: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 fn label(s: &str) -> String {
@@ -101,6 +103,18 @@ impl Metrics {
         if let Some(t) = per_token_s {
             self.tpot.lock().unwrap_or_else(|e| e.into_inner()).entry(model.to_string()).or_default().observe(t);
         }
+    }
+
+    /// Records an autoscaling decision on `model`: `up`, `down`, or `blocked` (no node had
+    /// room for another replica).
+    pub fn autoscaled(&self, model: &str, direction: &'static str) {
+        let model = if model.len() > 64 { "(long)" } else { model };
+        *self
+            .autoscaling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((model.to_string(), direction))
+            .or_default() += 1;
     }
 
     /// Latency bucket counts summed over models (cumulative, `+Inf` last).
@@ -163,6 +177,17 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{node=\"{n}\"}} {}",
                 v.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP mlmf_autoscale_decisions_total Autoscaling decisions taken on this node as coordinator, by model and direction (up, down, blocked).\n",
+        );
+        out.push_str("# TYPE mlmf_autoscale_decisions_total counter\n");
+        for ((m, d), v) in self.autoscaling.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "mlmf_autoscale_decisions_total{{node=\"{n}\",model=\"{}\",direction=\"{d}\"}} {v}",
+                label(m)
             );
         }
         out.push_str(extra);

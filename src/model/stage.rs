@@ -206,6 +206,43 @@ impl Stage {
         Ok(head.forward(x))
     }
 
+    /// One forward of `seq_len` tokens through everything the stage holds (embeddings or a
+    /// hidden state of zeros, every block or its slice's partial sums, the head), the answer
+    /// dropped: what a new replica does before it serves, so its first request finds the
+    /// weights in memory and the kernels ready. Returns the time it took.
+    pub fn warm_up(&self, seq_len: usize) -> Result<std::time::Duration, ForwardError> {
+        let start = std::time::Instant::now();
+        let n = seq_len.clamp(1, self.config.max_positions.max(1));
+        let vocab = self.config.vocab_size.max(1) as u32;
+        let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 1) % vocab).collect();
+        let input = ModelInput::single(&ids);
+        let mut x = match &self.embeddings {
+            Some(_) => self.embed(&input)?,
+            None => Tensor::zeros([1, n, self.config.hidden_size], &self.device),
+        };
+        let ctx = ForwardContext::new(&self.config, &input, &self.device);
+        for (_, block) in self.blocks() {
+            if self.spec.slice.is_whole() {
+                x = block.forward(x, &ctx);
+            } else {
+                let _ = block.attention_partial(x.clone(), &ctx).into_data();
+                let _ = block.mlp_partial(x.clone()).into_data();
+            }
+        }
+        match &self.head {
+            Some(h) => {
+                let out = h.forward(x);
+                if let Some(l) = out.logits {
+                    let _ = l.into_data();
+                }
+            }
+            None => {
+                let _ = x.into_data();
+            }
+        }
+        Ok(start.elapsed())
+    }
+
     /// Runs a whole-model stage end to end (embeddings, blocks, head).
     pub fn run(
         &self,
@@ -228,6 +265,28 @@ mod tests {
 
     fn logits(stage: &Stage, x: Tensor<3>) -> Vec<f32> {
         stage.head(x).unwrap().logits.unwrap().into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Every kind of stage warms up: whole, pipeline stages without embeddings or head, and
+    /// tensor slices.
+    #[test]
+    fn every_kind_of_stage_warms_up() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2_tiny");
+        let ckpt = Arc::new(Checkpoint::open(&dir).unwrap());
+        let mapped = ckpt.map().unwrap();
+        let device = burn::tensor::Device::flex();
+        let cfg = &ckpt.config;
+        let n = cfg.num_layers;
+        let specs = [
+            StageSpec::whole(cfg),
+            StageSpec { embeddings: true, layers: 0..n / 2, head: false, slice: TensorSlice::WHOLE },
+            StageSpec { embeddings: false, layers: n / 2..n, head: true, slice: TensorSlice::WHOLE },
+            StageSpec { embeddings: true, layers: 0..n, head: true, slice: TensorSlice { rank: 1, degree: 2 } },
+        ];
+        for spec in specs {
+            let stage = Stage::load(&mapped, &spec, &device).unwrap();
+            stage.warm_up(7).unwrap();
+        }
     }
 
     /// Sequences of different lengths stepped together give each the logits (and the

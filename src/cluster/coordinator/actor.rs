@@ -77,6 +77,10 @@ pub struct Coordinator {
     /// The SHA-256 of checkpoint parts, by (canonical model directory, part), from this
     /// coordinator's first read of each ([`super::digests`]).
     pub(super) digests: DigestCache,
+    /// Each autoscaled shard's scaler, by (model, shard).
+    pub(super) scalers: super::autoscale::Scalers,
+    /// The clock of the scalers.
+    pub(super) epoch: Instant,
 }
 
 /// Stop coordinating: a coordinator of a newer term has taken over.
@@ -140,6 +144,8 @@ impl Coordinator {
             recent: Default::default(),
             firing: Default::default(),
             digests: Default::default(),
+            scalers: Default::default(),
+            epoch: Instant::now(),
         }
     }
 
@@ -271,6 +277,7 @@ impl Actor for Coordinator {
                 me.check_stats(&id, &previous);
             }
         });
+        self.start_autoscaling(ctx);
         if self.node.cfg.rebalance_moves > 0 {
             let every = Duration::from_millis(self.node.cfg.rebalance_interval_ms.max(100));
             ctx.run_interval(every, |me, ctx| me.rebalance_round(ctx));

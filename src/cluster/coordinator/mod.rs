@@ -7,12 +7,14 @@
 //! - [`members`]: joins, heartbeats, state changes, leaves, cluster status;
 //! - [`models`]: the model registry, loading and unloading;
 //! - [`shards`]: re-placement, migration, rebalancing, memory left per node;
+//! - [`autoscale`]: replicas added and removed as each autoscaled shard's load asks;
 //! - [`dispatch`]: control messages by wire name, as the peer route delivers them;
 //! - [`digests`]: the checksums a node pulling weights checks every byte against;
 //! - [`failover`]: coordinating while this node leads, stepping down when it does not.
 
 pub mod actor;
 pub mod audit;
+pub mod autoscale;
 pub mod digests;
 pub mod dispatch;
 pub mod failover;

@@ -88,6 +88,8 @@ impl Coordinator {
                 total: plan.shards[a.shard].bytes,
                 done: false,
                 pulled: false,
+                load_ms: None,
+                warmup_ms: None,
             })
             .collect();
         let status = ModelStatus {
@@ -182,7 +184,11 @@ impl Coordinator {
                     p.loaded = loaded.bytes;
                     p.total = loaded.bytes;
                     p.pulled = loaded.pulled;
-                    self.audit("replace", Some(&done.model), Some(&done.node), &format!("shard {} loaded", done.shard));
+                    p.load_ms = Some(loaded.load_ms);
+                    p.warmup_ms = Some(loaded.warmup_ms);
+                    let (load_ms, warmup_ms) = (loaded.load_ms, loaded.warmup_ms);
+                    let what = format!("shard {} loaded in {load_ms} ms, warmed in {warmup_ms} ms", done.shard);
+                    self.audit("replace", Some(&done.model), Some(&done.node), &what);
                     let whole = self.models.get(&done.model).is_some_and(|r| {
                         r.status.progress.iter().filter(|p| p.shard == done.shard && p.done).count()
                             >= r.status.replication
@@ -215,6 +221,8 @@ impl Coordinator {
                     p.loaded = loaded.bytes;
                     p.total = loaded.bytes;
                     p.pulled = loaded.pulled;
+                    p.load_ms = Some(loaded.load_ms);
+                    p.warmup_ms = Some(loaded.warmup_ms);
                 }
                 let s = &rec.status;
                 if s.replication_mode.ready(s.replication, &s.loaded_per_shard()) {

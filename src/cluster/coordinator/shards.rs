@@ -102,6 +102,8 @@ impl Coordinator {
                     total: spec.bytes,
                     done: false,
                     pulled: false,
+                    load_ms: None,
+                    warmup_ms: None,
                 });
                 for a in
                     rec.status.placement.assignments.iter_mut().filter(|a| a.shard == spec.id && a.replica == replica)
@@ -158,6 +160,8 @@ impl Coordinator {
                 total: spec.bytes,
                 done: false,
                 pulled: false,
+                load_ms: None,
+                warmup_ms: None,
             });
         }
         tracing::info!(model = %m.model, shard = m.shard, from = %m.from, to = %m.to, "migrating");

@@ -171,6 +171,8 @@ mod tests {
             total: 0,
             done: true,
             pulled: false,
+            load_ms: None,
+            warmup_ms: None,
         });
         assert!(!follows(Some(&v(2, 0)), &bad));
     }

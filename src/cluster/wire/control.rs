@@ -57,6 +57,12 @@ pub struct ShardProgress {
     pub done: bool,
     /// Whether its weights were pulled from a peer.
     pub pulled: bool,
+    /// Milliseconds from the load's start to the replica in memory (read or pulled).
+    #[serde(default)]
+    pub load_ms: Option<u64>,
+    /// Milliseconds of its warm-up forward, run before it joined the routes.
+    #[serde(default)]
+    pub warmup_ms: Option<u64>,
 }
 
 /// `model/shard` for every replica `statuses` place on `node`, as `/v1/cluster` lists them.
@@ -116,6 +122,10 @@ pub struct ShardLoaded {
     pub bytes: u64,
     /// Whether they were pulled from a peer.
     pub pulled: bool,
+    /// Milliseconds from the load's start to the replica in memory.
+    pub load_ms: u64,
+    /// Milliseconds of its warm-up forward.
+    pub warmup_ms: u64,
 }
 
 /// Unload a model's shards from a node.

@@ -1,0 +1,153 @@
+//! Replica autoscaling on three real node processes: a model loaded with `min_replicas: 1,
+//! max_replicas: 3` grows to three replicas of its shard while 24 clients keep requests in
+//! flight, and shrinks back to one after the load stops and the downscale delay passes, with
+//! no failed request in either direction. Each new replica is warmed (its status records the
+//! warm-up forward) before it joins the routes: no request reaches it before, so no request
+//! is retried on another route (`mlmf_retries_total` stays 0 on every node). Every decision
+//! is an audit event and a metric, and the replica count is in `/metrics`.
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use common::http::{bearer, get_text};
+use common::nodes::{Cluster, block_on, load_request, request};
+use mlmf::client::ClusterClient;
+use mlmf::plan::Autoscaling;
+
+/// The sum of `name`'s samples in a node's `/metrics`, those with every label of `labels`.
+fn metric(addr: &str, key: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (status, text) = get_text(addr, key, "/metrics");
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request() {
+    let cluster = Cluster::start("autoscale", 3, |_| {
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 2000\n".to_string()
+    });
+    let key = bearer(&cluster.key);
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let clients: Vec<ClusterClient> = (0..3).map(|i| cluster.client(i)).collect();
+    let policy = Autoscaling {
+        min_replicas: 1,
+        max_replicas: 3,
+        target_ongoing_requests: 1.0,
+        upscale_delay_s: 1.0,
+        downscale_delay_s: 3.0,
+        look_back_period_s: 1.0,
+    };
+    block_on(async {
+        common::nodes::wait_members(&clients[0], 3).await;
+        let mut req = load_request("m", &fixture("gpt2_tiny"), "none", 1);
+        req.autoscaling = Some(policy);
+        clients[0].load(&req).await.unwrap();
+        clients[0].wait_ready("m", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let serving = |s: &mlmf::cluster::wire::ModelStatus| s.progress.iter().filter(|p| p.done).count();
+        assert_eq!(serving(&clients[0].model("m").await.unwrap()), 1);
+
+        // Up: 24 clients back to back, spread over the three nodes, until three replicas
+        // serve and have served for two seconds more.
+        let stop = Rc::new(Cell::new(false));
+        let load = (0..24).map(|i| {
+            let (client, stop) = (clients[i % 3].clone(), stop.clone());
+            async move {
+                let (mut ok, mut failed) = (0usize, Vec::new());
+                while !stop.get() {
+                    match client.infer("m", &request(&[464, 968, 758, 11, 290], None)).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            }
+        });
+        let start = Instant::now();
+        let watch = async {
+            let mut grown = None;
+            loop {
+                let s = clients[0].model("m").await.unwrap();
+                let n = serving(&s);
+                if n == 3 && grown.is_none() {
+                    grown = Some(start.elapsed());
+                    // Each replica warmed before it served.
+                    assert!(
+                        s.progress.iter().all(|p| p.warmup_ms.is_some() && p.load_ms.is_some()),
+                        "{:?}",
+                        s.progress
+                    );
+                }
+                if grown.is_some_and(|g| start.elapsed() > g + Duration::from_secs(2)) {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "replicas did not grow to 3: {:?}", s.progress);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            stop.set(true);
+            grown.unwrap()
+        };
+        let (results, grown) = futures_util::join!(futures_util::future::join_all(load), watch);
+        let served: usize = results.iter().map(|r| r.0).sum();
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+        eprintln!("3 replicas {grown:?} after the load began; {served} requests served, {} failed", failed.len());
+        assert!(
+            failed.is_empty(),
+            "{} failed while replicas were added: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        let s = clients[0].model("m").await.unwrap();
+        let nodes: std::collections::BTreeSet<&str> = s.progress.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(nodes.len(), 3, "one replica per node (anti-affinity): {:?}", s.progress);
+        // No request reached a replica before it could serve: none was retried elsewhere.
+        for a in &addrs {
+            assert_eq!(metric(a, &key, "mlmf_retries_total", &[]), 0.0, "retries on {a}");
+        }
+        for a in &addrs {
+            assert_eq!(metric(a, &key, "mlmf_shard_replicas", &[("model", "m"), ("shard", "0")]), 3.0, "{a}");
+        }
+
+        // Down: one client at a time, slowly, through the downscale delay.
+        let start = Instant::now();
+        let (mut ok, mut failed) = (0usize, Vec::new());
+        loop {
+            match clients[ok % 3].infer("m", &request(&[464, 968, 758], None)).await {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
+            let s = clients[0].model("m").await.unwrap();
+            if serving(&s) == 1 && s.progress.len() == 1 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "replicas did not shrink to 1: {:?}", s.progress);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let shrunk = start.elapsed();
+        eprintln!("back to 1 replica {shrunk:?} after the load stopped; {ok} requests served meanwhile");
+        assert!(shrunk >= Duration::from_secs(3), "shrank before the downscale delay: {shrunk:?}");
+        assert!(failed.is_empty(), "failed while replicas were removed: {failed:?}");
+        // Served by the one left, on every node's routes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for c in &clients {
+            c.infer("m", &request(&[1, 2, 3], None)).await.unwrap();
+        }
+
+        // Every decision was audited and counted on the coordinator.
+        let events = get_text(&addrs[0], &key, "/v1/events").1;
+        let autoscale = events.matches("\"autoscale\"").count();
+        assert!(autoscale >= 4, "{events}");
+        let coordinator = clients[0].cluster().await.unwrap()["coordinator"].as_str().unwrap().to_string();
+        let at = cluster.nodes.iter().map(|n| n.addr.clone()).find(|a| *a == coordinator).unwrap_or(addrs[0].clone());
+        let ups = metric(&at, &key, "mlmf_autoscale_decisions_total", &[("model", "m"), ("direction", "up")]);
+        let downs = metric(&at, &key, "mlmf_autoscale_decisions_total", &[("model", "m"), ("direction", "down")]);
+        assert_eq!((ups, downs), (2.0, 2.0), "decisions on {at}");
+    });
+}
