@@ -239,6 +239,18 @@ fn the_deployment_files_validate() {
     for kind in ["configmap/", "service/mlmf", "statefulset/mlmf", "poddisruptionbudget/mlmf"] {
         assert!(said.contains(kind), "{kind} not validated:\n{said}");
     }
+    // The HorizontalPodAutoscaler recipe on mlmf's own queue metric, and its adapter rule on a
+    // series a node really exports.
+    let hpa = root.join("deploy/k8s/autoscaling.yaml");
+    let out = std::process::Command::new(&validate).arg("--strict").arg(&hpa).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubernetes-validate:\n{said}");
+    for kind in ["horizontalpodautoscaler/mlmf", "configmap/mlmf-prometheus-adapter"] {
+        assert!(said.contains(kind), "{kind} not validated:\n{said}");
+    }
+    let recipe = std::fs::read_to_string(&hpa).unwrap();
+    let metrics_rs = std::fs::read_to_string(root.join("src/api/metrics.rs")).unwrap();
+    assert!(recipe.contains("name: mlmf_http_in_flight") && metrics_rs.contains("\"mlmf_http_in_flight\""));
     // The ConfigMap's node.toml, as the node reads it.
     let yaml = std::fs::read_to_string(&manifests).unwrap();
     let block = yaml.split("node.toml: |\n").nth(1).unwrap().split("\n---").next().unwrap();
