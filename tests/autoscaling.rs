@@ -151,3 +151,37 @@ fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request()
         assert_eq!((ups, downs), (2.0, 2.0), "decisions on {at}");
     });
 }
+
+/// A model the node's TOML declares (`[[models]]`, autoscaling included) is loaded by the
+/// coordinator with no `POST /v1/models`, once there are members to place it on.
+#[test]
+fn a_model_declared_in_the_toml_is_loaded_with_its_autoscaling() {
+    let model = fixture("gpt2_tiny");
+    let cluster = Cluster::start("declared", 2, |_| {
+        format!(
+            "[[models]]\nid = \"d\"\npath = {:?}\nreplication = 2\nautoscaling = {{ min_replicas = 1, max_replicas = 2, \
+             target_ongoing_requests = 4.0 }}\n",
+            model.display().to_string()
+        )
+    });
+    block_on(async {
+        common::nodes::wait_members(&cluster.client(0), 2).await;
+        let client = cluster.client(0);
+        // Not there until the coordinator's next round finds two members to place it on.
+        let start = Instant::now();
+        let s = loop {
+            if let Ok(s) = client.model("d").await
+                && s.status == mlmf::cluster::wire::ModelState::Ready
+            {
+                break s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "the declared model was not loaded");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let a = s.autoscaling.expect("the status carries the autoscaling");
+        assert_eq!((a.min_replicas, a.max_replicas, a.target_ongoing_requests), (1, 2, 4.0));
+        assert_eq!((a.upscale_delay_s, a.downscale_delay_s), (30.0, 600.0), "Ray Serve's defaults");
+        assert_eq!(s.replication, 2);
+        client.infer("d", &request(&[1, 2, 3], None)).await.unwrap();
+    });
+}

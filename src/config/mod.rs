@@ -4,6 +4,7 @@
 //! actors and policies.
 
 pub mod alerts;
+pub mod autoscaling;
 pub mod balancing;
 pub mod batching;
 pub mod consensus;
@@ -11,11 +12,13 @@ pub mod device;
 pub mod error;
 pub mod generation;
 pub mod health;
+pub mod models;
 pub mod node_config;
 pub mod telemetry;
 pub mod tenants;
 
 pub use alerts::{AlertConfig, SmtpConfig, SmtpTls};
+pub use autoscaling::Autoscaling;
 pub use balancing::{AffinityKey, BalancingConfig, BalancingStrategy};
 pub use batching::BatchingConfig;
 pub use consensus::ConsensusConfig;
@@ -23,6 +26,7 @@ pub use device::Backend;
 pub use error::ConfigError;
 pub use generation::GenerationConfig;
 pub use health::HealthConfig;
+pub use models::DeclaredModel;
 pub use node_config::{NodeConfig, RequestConfig};
 pub use telemetry::TelemetryConfig;
 pub use tenants::{TenantConfig, TenantsFile};

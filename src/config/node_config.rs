@@ -77,6 +77,8 @@ pub struct NodeConfig {
     pub tenants: Vec<super::tenants::TenantConfig>,
     /// A file of more `[[tenants]]`, read again every second and on SIGHUP.
     pub tenants_file: Option<PathBuf>,
+    /// Models the coordinator loads when its registry lacks them (`[[models]]`).
+    pub models: Vec<super::models::DeclaredModel>,
     /// Directories this node reads models from; empty means any. A model elsewhere is
     /// pulled from a peer that can read it.
     pub model_roots: Vec<PathBuf>,
@@ -133,6 +135,7 @@ impl Default for NodeConfig {
             inference_key_file: None,
             tenants: Vec::new(),
             tenants_file: None,
+            models: Vec::new(),
             model_roots: Vec::new(),
             data_dir: None,
             memory_mib: None,

@@ -78,9 +78,11 @@ pub struct Coordinator {
     /// coordinator's first read of each ([`super::digests`]).
     pub(super) digests: DigestCache,
     /// Each autoscaled shard's scaler, by (model, shard).
-    pub(super) scalers: super::autoscale::Scalers,
+    pub(super) scalers: std::collections::HashMap<(String, usize), crate::plan::Scaler>,
     /// The clock of the scalers.
     pub(super) epoch: Instant,
+    /// Declared models whose load was refused (said once, tried again).
+    pub(super) declared_refused: std::collections::BTreeSet<String>,
 }
 
 /// Stop coordinating: a coordinator of a newer term has taken over.
@@ -146,6 +148,7 @@ impl Coordinator {
             digests: Default::default(),
             scalers: Default::default(),
             epoch: Instant::now(),
+            declared_refused: Default::default(),
         }
     }
 
@@ -311,5 +314,9 @@ impl Actor for Coordinator {
             ctx.run_later(after, move |me, ctx| me.replace_replicas_of(&id, ctx));
         }
         self.publish(ctx);
+        if !self.node.cfg.models.is_empty() {
+            ctx.run_later(Duration::from_millis(200), |me, ctx| me.load_declared(ctx));
+            ctx.run_interval(Duration::from_secs(2), |me, ctx| me.load_declared(ctx));
+        }
     }
 }

@@ -12,7 +12,6 @@ use actix::{AsyncContext, Context};
 
 use super::actor::Coordinator;
 use crate::cluster::wire::{MemberState, ModelState, ShardProgress};
-use crate::plan::Scaler;
 use crate::plan::placement::Assignment;
 
 impl Coordinator {
@@ -157,6 +156,3 @@ impl Coordinator {
         ctx.run_interval(Duration::from_millis(500), |me, ctx| me.autoscale_round(ctx));
     }
 }
-
-/// The scalers of a coordinator, by (model, shard).
-pub(super) type Scalers = std::collections::HashMap<(String, usize), Scaler>;

@@ -383,3 +383,32 @@ impl Handler<ListModelsMsg> for Coordinator {
         MessageResult(self.models.values().map(|r| self.as_committed(&r.status)).collect())
     }
 }
+
+impl Coordinator {
+    /// Loads every model of the TOML's `[[models]]` that the registry lacks; one that cannot
+    /// be placed yet (too few members) is tried again at the next round, and said once.
+    pub(super) fn load_declared(&mut self, ctx: &mut Context<Self>) {
+        for m in self.node.cfg.models.clone() {
+            if self.models.contains_key(&m.id) {
+                continue;
+            }
+            let req = LoadModel {
+                id: m.id.clone(),
+                path: m.path.clone(),
+                strategy: m.strategy.clone(),
+                replication: m.replication,
+                placement: None,
+                replication_mode: Default::default(),
+                autoscaling: m.autoscaling,
+            };
+            match self.load(req, ctx) {
+                Ok(_) => tracing::info!(model = %m.id, "loading a model the configuration declares"),
+                Err(e) if self.declared_refused.insert(m.id.clone()) => {
+                    tracing::warn!(model = %m.id, error = %e, "a declared model cannot load yet; trying again");
+                    self.audit("load", Some(&m.id), None, &format!("declared in the configuration: {e}"));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
