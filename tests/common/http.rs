@@ -101,7 +101,13 @@ pub fn get_text(addr: &str, key: &str, path: &str) -> (u16, String) {
 }
 
 /// The status and the whole body of an answer.
-fn answer(mut r: BufReader<TcpStream>) -> (u16, Vec<u8>) {
+fn answer(r: BufReader<TcpStream>) -> (u16, Vec<u8>) {
+    let (status, _, all) = answer_with_headers(r);
+    (status, all)
+}
+
+/// The status, the headers (lowercased names) and the whole body of an answer.
+fn answer_with_headers(mut r: BufReader<TcpStream>) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let (status, headers) = head(&mut r);
     let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
     let mut b = Body { r, chunked, left: 0, done: false };
@@ -113,7 +119,7 @@ fn answer(mut r: BufReader<TcpStream>) -> (u16, Vec<u8>) {
         }
         all.extend(part);
     }
-    (status, all)
+    (status, headers, all)
 }
 
 /// POSTs `body` and returns the status and the JSON answer.
@@ -124,18 +130,7 @@ pub fn post_json(addr: &str, key: &str, path: &str, body: &Value) -> (u16, Value
 
 /// POSTs `body` and returns the status, the headers (lowercased names) and the JSON answer.
 pub fn post(addr: &str, key: &str, path: &str, body: &Value) -> (u16, Vec<(String, String)>, Value) {
-    let mut r = send(addr, key, path, &body.to_string());
-    let (status, headers) = head(&mut r);
-    let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
-    let mut b = Body { r, chunked, left: 0, done: false };
-    let mut all = Vec::new();
-    loop {
-        let part = b.next();
-        if part.is_empty() {
-            break;
-        }
-        all.extend(part);
-    }
+    let (status, headers, all) = answer_with_headers(send(addr, key, path, &body.to_string()));
     (status, headers, serde_json::from_slice(&all).unwrap_or(Value::Null))
 }
 

@@ -96,17 +96,7 @@ impl Coordinator {
         let replica = rec.status.progress.iter().filter(|p| p.shard == shard).map(|p| p.replica + 1).max().unwrap_or(0);
         let path = rec.status.path.clone();
         if let Some(rec) = self.models.get_mut(model) {
-            rec.status.progress.push(ShardProgress {
-                shard,
-                replica,
-                node: target.clone(),
-                loaded: 0,
-                total: spec.bytes,
-                done: false,
-                pulled: false,
-                load_ms: None,
-                warmup_ms: None,
-            });
+            rec.status.progress.push(ShardProgress::pending(shard, replica, &target, spec.bytes));
             rec.status.placement.assignments.push(Assignment { shard, replica, node: target.clone() });
             rec.status.replication = rec.status.progress.iter().filter(|p| p.shard == shard).count();
         }

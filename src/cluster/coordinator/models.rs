@@ -80,17 +80,7 @@ impl Coordinator {
         let progress: Vec<ShardProgress> = placement
             .assignments
             .iter()
-            .map(|a| ShardProgress {
-                shard: a.shard,
-                replica: a.replica,
-                node: a.node.clone(),
-                loaded: 0,
-                total: plan.shards[a.shard].bytes,
-                done: false,
-                pulled: false,
-                load_ms: None,
-                warmup_ms: None,
-            })
+            .map(|a| ShardProgress::pending(a.shard, a.replica, &a.node, plan.shards[a.shard].bytes))
             .collect();
         let status = ModelStatus {
             id: req.id.clone(),

@@ -94,17 +94,7 @@ impl Coordinator {
         for (id, path, spec, replica, target) in loads {
             if let Some(rec) = self.models.get_mut(&id) {
                 rec.status.progress.retain(|p| !(p.shard == spec.id && p.replica == replica));
-                rec.status.progress.push(ShardProgress {
-                    shard: spec.id,
-                    replica,
-                    node: target.clone(),
-                    loaded: 0,
-                    total: spec.bytes,
-                    done: false,
-                    pulled: false,
-                    load_ms: None,
-                    warmup_ms: None,
-                });
+                rec.status.progress.push(ShardProgress::pending(spec.id, replica, &target, spec.bytes));
                 for a in
                     rec.status.placement.assignments.iter_mut().filter(|a| a.shard == spec.id && a.replica == replica)
                 {
@@ -152,17 +142,7 @@ impl Coordinator {
         }
         let path = rec.status.path.clone();
         if let Some(rec) = self.models.get_mut(&m.model) {
-            rec.status.progress.push(ShardProgress {
-                shard: m.shard,
-                replica,
-                node: m.to.clone(),
-                loaded: 0,
-                total: spec.bytes,
-                done: false,
-                pulled: false,
-                load_ms: None,
-                warmup_ms: None,
-            });
+            rec.status.progress.push(ShardProgress::pending(m.shard, replica, &m.to, spec.bytes));
         }
         tracing::info!(model = %m.model, shard = m.shard, from = %m.from, to = %m.to, "migrating");
         self.audit("migrate", Some(&m.model), Some(&m.to), &format!("shard {} from {}: loading", m.shard, m.from));

@@ -164,15 +164,8 @@ mod tests {
         let mut bad = crate::cluster::wire::view::tests::two_stages();
         bad.term = 3;
         bad.registry[0].status.progress.push(crate::cluster::wire::ShardProgress {
-            shard: 7,
-            replica: 0,
-            node: "a".into(),
-            loaded: 0,
-            total: 0,
             done: true,
-            pulled: false,
-            load_ms: None,
-            warmup_ms: None,
+            ..crate::cluster::wire::ShardProgress::pending(7, 0, "a", 0)
         });
         assert!(!follows(Some(&v(2, 0)), &bad));
     }

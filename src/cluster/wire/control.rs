@@ -166,6 +166,23 @@ pub struct Progress {
     pub total: u64,
 }
 
+impl ShardProgress {
+    /// A replica of `shard` placed on `node`, its `total` bytes still to load.
+    pub fn pending(shard: usize, replica: usize, node: &str, total: u64) -> ShardProgress {
+        ShardProgress {
+            shard,
+            replica,
+            node: node.to_string(),
+            loaded: 0,
+            total,
+            done: false,
+            pulled: false,
+            load_ms: None,
+            warmup_ms: None,
+        }
+    }
+}
+
 impl ModelStatus {
     /// Loaded replicas of each shard of the plan, by shard id.
     pub fn loaded_per_shard(&self) -> Vec<usize> {

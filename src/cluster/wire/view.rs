@@ -140,17 +140,7 @@ pub(crate) mod tests {
     fn a_view_naming_shards_its_plans_lack_is_refused() {
         assert_eq!(two_stages().check(), Ok(()));
         let mut v = two_stages();
-        let p = ShardProgress {
-            shard: 99,
-            replica: 0,
-            node: "a".into(),
-            loaded: 0,
-            total: 0,
-            done: true,
-            pulled: false,
-            load_ms: None,
-            warmup_ms: None,
-        };
+        let p = ShardProgress { done: true, ..ShardProgress::pending(99, 0, "a", 0) };
         v.registry[0].status.progress.push(p);
         assert!(v.check().unwrap_err().contains("shard 99"), "{:?}", v.check());
         let mut v = two_stages();
