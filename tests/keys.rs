@@ -54,8 +54,10 @@ fn admin_and_inference_keys_keep_to_their_routes_and_rotate_without_a_restart() 
         &["--admin-key-file", admin_file.to_str().unwrap(), "--inference-key-file", inference_file.to_str().unwrap()],
     );
     let addr = node.addr.clone();
-    until("the node answers", || {
-        std::net::TcpStream::connect(&addr).is_ok() && get_text(&addr, "", "/healthz").0 == 200
+    // Ready, not only alive: a node answers /healthz before it leads its Raft group, and a
+    // load before that is refused with `not_joined`.
+    until("the node is ready", || {
+        std::net::TcpStream::connect(&addr).is_ok() && get_text(&addr, "", "/readyz").0 == 200
     });
     let load = json!({"id": "g", "path": fixture("gpt2_tiny"), "strategy": "none", "replication": 1});
     let infer = json!({"input_ids": [[1, 2, 3]]});
