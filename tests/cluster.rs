@@ -33,6 +33,7 @@ fn three_nodes_serve_every_strategy_through_http_and_a_node_pulls_what_it_cannot
         [("m-layer", "layer:2", 1), ("m-pipe", "pipeline:3", 1), ("m-tensor", "tensor:2", 1), ("m-none", "none", 2)];
     block_on(async {
         wait_members(&clients[0], 3).await;
+        wait_all_ready(&clients).await;
         for (i, (id, strategy, replication)) in models.iter().enumerate() {
             let req = LoadRequest {
                 id: id.to_string(),

@@ -93,6 +93,39 @@ pub async fn wait_members(client: &ClusterClient, n: usize) {
     }
 }
 
+/// Waits until the plain-HTTP node at `addr` answers `/readyz` with 200: it has joined (a
+/// node answers `/healthz` before, and the coordinator lists it as a member before its own
+/// join has returned, so a control request it takes meanwhile is refused `not_joined`).
+pub fn wait_http_ready(addr: &str) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    loop {
+        let ok = std::net::TcpStream::connect(addr).ok().and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            write!(s, "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).ok()?;
+            Some(head.starts_with(b"HTTP/1.1 200"))
+        });
+        if ok == Some(true) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{addr} did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every one of `clients`' nodes answers `/readyz` (has joined).
+pub async fn wait_all_ready(clients: &[ClusterClient]) {
+    let start = Instant::now();
+    for c in clients {
+        while !c.ready().await {
+            assert!(start.elapsed() < Duration::from_secs(60), "a node did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 pub fn request(ids: &[i64], outputs: Option<Vec<String>>) -> InferRequest {
     InferRequest {
         text: None,
@@ -365,6 +398,7 @@ impl Cluster {
         let mut c = Cluster { dir, key, config: path, nodes: Vec::new() };
         for _ in 0..n {
             let node = c.join();
+            wait_http_ready(&node.addr);
             c.nodes.push(node);
         }
         c
