@@ -136,8 +136,9 @@ impl Coordinator {
         let drain = self.node.cfg.attempt_timeout();
         let model = model.to_string();
         ctx.run_later(drain, move |me, ctx| {
-            me.unload_shard_from(&model, Some(shard), vec![node.clone()], ctx);
-            me.audit("autoscale", Some(&model), Some(&node), &format!("shard {shard}: drained and unloaded"));
+            if me.unload_drained(&model, shard, &node, ctx) {
+                me.audit("autoscale", Some(&model), Some(&node), &format!("shard {shard}: drained and unloaded"));
+            }
         });
     }
 

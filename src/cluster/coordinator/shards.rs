@@ -169,7 +169,9 @@ impl Coordinator {
         let drain = self.node.cfg.attempt_timeout();
         let (model, from, to) = (m.model.clone(), m.from.clone(), m.to.clone());
         ctx.run_later(drain, move |me, ctx| {
-            me.unload_shard_from(&model, Some(shard), vec![from.clone()], ctx);
+            if !me.unload_drained(&model, shard, &from, ctx) {
+                return;
+            }
             me.audit("migrate", Some(&model), Some(&from), &format!("shard {shard}: drained and unloaded"));
             me.notice(
                 "shard_migrated",
@@ -177,6 +179,22 @@ impl Coordinator {
                 format!("shard {shard} of {model} moved from {from} to {to}; the source is drained and unloaded"),
             );
         });
+    }
+
+    /// Unloads a drained replica of `model`'s `shard` from `node`, unless the registry has
+    /// placed that shard on `node` again meanwhile (a replica of a node that died while this
+    /// one drained is re-placed where the shard still is, and stays): whether it unloaded.
+    pub(super) fn unload_drained(&mut self, model: &str, shard: usize, node: &str, ctx: &mut Context<Self>) -> bool {
+        let placed_again = self
+            .models
+            .get(model)
+            .is_some_and(|r| r.status.progress.iter().any(|p| p.shard == shard && p.node == node));
+        if placed_again {
+            self.audit("drain", Some(model), Some(node), &format!("shard {shard}: placed here again; kept"));
+            return false;
+        }
+        self.unload_shard_from(model, Some(shard), vec![node.to_string()], ctx);
+        true
     }
 
     /// One rebalancing round: a bounded number of migrations from the fullest nodes to the
