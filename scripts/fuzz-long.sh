@@ -35,13 +35,11 @@ for t in "${targets[@]}"; do
     cases=0
     failures=0
     while [ $(($(date +%s) - start)) -lt "$seconds" ]; do
-        if PROPTEST_CASES=$round "$bin" --exact "$t" --test-threads 1 >"/tmp/mlmf-fuzz-long-$t.log" 2>&1; then
-            cases=$((cases + round))
-        else
+        if ! PROPTEST_CASES=$round "$bin" --exact "$t" --test-threads 1 >"/tmp/mlmf-fuzz-long-$t.log" 2>&1; then
             failures=$((failures + 1))
             cp "/tmp/mlmf-fuzz-long-$t.log" "/tmp/mlmf-fuzz-long-$t.failure-$failures.log"
-            cases=$((cases + round))
         fi
+        cases=$((cases + round))
     done
     echo "| \`$t\` | $cases | $(($(date +%s) - start)) s | $failures |"
 done
