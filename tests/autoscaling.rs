@@ -2,8 +2,10 @@
 //! max_replicas: 3` grows to three replicas of its shard while 24 clients keep requests in
 //! flight, and shrinks back to one after the load stops and the downscale delay passes, with
 //! no failed request in either direction. Each new replica is warmed (its status records the
-//! warm-up forward) before it joins the routes: no request reaches it before, so no request
-//! is retried on another route (`mlmf_retries_total` stays 0 on every node). Every decision
+//! warm-up forward) before it joins the routes: its compute threads handle no request before
+//! the warm-up has finished (`mlmf_shard_cold_messages_total` stays 0 while
+//! `mlmf_shard_messages_total` grows), so no request is retried on another route
+//! (`mlmf_retries_total` stays 0 on every node). Every decision
 //! is an audit event and a metric, and the replica count is in `/metrics`.
 
 mod common;
@@ -107,8 +109,16 @@ fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request()
         let s = clients[0].model("m").await.unwrap();
         let nodes: std::collections::BTreeSet<&str> = s.progress.iter().map(|p| p.node.as_str()).collect();
         assert_eq!(nodes.len(), 3, "one replica per node (anti-affinity): {:?}", s.progress);
-        // No request reached a replica before it could serve: none was retried elsewhere.
+        // No request reached a replica before it could serve: each new replica's compute
+        // threads handled none before its warm-up forward had finished, and it did serve
+        // after it; none was retried elsewhere.
         for a in &addrs {
+            let labels = [("model", "m"), ("shard", "0")];
+            assert_eq!(metric(a, &key, "mlmf_shard_cold_messages_total", &labels), 0.0, "cold messages on {a}");
+            assert!(
+                metric(a, &key, "mlmf_shard_messages_total", &labels) > 0.0,
+                "no message reached the replica on {a}"
+            );
             assert_eq!(metric(a, &key, "mlmf_retries_total", &[]), 0.0, "retries on {a}");
         }
         for a in &addrs {

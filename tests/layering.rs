@@ -69,12 +69,12 @@ fn no_source_file_is_over_the_size_limit() {
 #[test]
 fn a_back_edge_from_cluster_to_api_is_caught() {
     let mut tree = SourceTree::read_workspace();
-    let shard = tree.file_mut("src/cluster/shard.rs");
+    let shard = tree.file_mut("src/cluster/shard/mod.rs");
     shard.push_str("\nfn back_edge() { let _ = crate::api::routes::configure; }\n");
     tree.reparse();
     let report = tree.check();
     assert!(
-        report.iter().any(|l| l.contains("src/cluster/shard.rs") && l.contains("api")),
+        report.iter().any(|l| l.contains("src/cluster/shard/mod.rs") && l.contains("api")),
         "a back edge cluster -> api was not reported: {report:?}"
     );
 }

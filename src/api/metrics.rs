@@ -100,17 +100,50 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
     );
     let mut latency_ms =
         Family::new("mlmf_shard_latency_ms", "gauge", "Deprecated: mlmf_shard_latency_seconds in milliseconds.");
+    let mut handled =
+        Family::new("mlmf_shard_messages_total", "counter", "Requests a shard replica's compute threads handled.");
+    let mut cold = Family::new(
+        "mlmf_shard_cold_messages_total",
+        "counter",
+        "Requests a shard replica handled before its warm-up forward had finished (0 when it joined the routes warm).",
+    );
     for ((model, shard), l) in node.shards.entries() {
         let s = l.stats(&model, shard);
         let labels = format!("node=\"{id}\",model=\"{}\",shard=\"{shard}\"", quote(&model));
         in_flight.sample(format_args!("mlmf_shard_in_flight{{{labels}}}"), s.in_flight);
         queued.sample(format_args!("mlmf_shard_queued{{{labels}}}"), s.queued);
+        handled.sample(format_args!("mlmf_shard_messages_total{{{labels}}}"), l.handle.counters.handled());
+        cold.sample(format_args!("mlmf_shard_cold_messages_total{{{labels}}}"), s.cold_messages);
         for (q, ms) in [("0.5", s.p50_ms), ("0.99", s.p99_ms)] {
             latency.sample(format_args!("mlmf_shard_latency_seconds{{{labels},quantile=\"{q}\"}}"), ms / 1e3);
             latency_ms.sample(format_args!("mlmf_shard_latency_ms{{{labels},quantile=\"{q}\"}}"), ms);
         }
     }
-    families.extend([in_flight.0, queued.0, latency.0, latency_ms.0]);
+    families.extend([in_flight.0, queued.0, latency.0, latency_ms.0, handled.0, cold.0]);
+    let counter = |name: &str, help: &str, v: &std::sync::atomic::AtomicU64| {
+        let mut f = Family::new(name, "counter", help);
+        f.sample(format_args!("{name}{{node=\"{id}\"}}"), v.load(Ordering::Relaxed));
+        f.0
+    };
+    families.extend([
+        counter(
+            "mlmf_warm_cache_hits_total",
+            "Shard loads served by a replica kept in memory since its unload.",
+            &node.warm.hits,
+        ),
+        counter(
+            "mlmf_warm_cache_misses_total",
+            "Shard loads that found no kept replica (or a stale one) while the warm cache is on.",
+            &node.warm.misses,
+        ),
+        counter(
+            "mlmf_warm_cache_evictions_total",
+            "Kept replicas dropped: past the byte budget, past warm_ttl_s, or their files changed.",
+            &node.warm.evictions,
+        ),
+        gauge("mlmf_warm_cache_bytes", "Bytes held by the unloaded replicas kept in memory.", node.warm.bytes() as f64),
+        gauge("mlmf_warm_cache_replicas", "Unloaded replicas kept in memory.", node.warm.len() as f64),
+    ]);
     families.push(gauge(
         "mlmf_batch_queue_depth",
         "Forward requests waiting for a batch slot on this node.",

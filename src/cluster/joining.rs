@@ -21,7 +21,8 @@ pub struct JoinError {
 }
 
 /// This node as the cluster knows it: id, address, the memory it offers shards (the
-/// configured `memory_mib`, else the machine's available memory, less the KV cache budget),
+/// configured `memory_mib`, else the machine's available memory, less the KV cache budget and
+/// the warm cache's),
 /// its device kind.
 pub fn node_info(node: &Node) -> NodeInfo {
     let memory_bytes = node.cfg.memory_mib.map(|m| m << 20).unwrap_or_else(|| {
@@ -33,8 +34,9 @@ pub fn node_info(node: &Node) -> NodeInfo {
         Some("wgpu") | Some("cuda") => DeviceKind::Gpu,
         _ => DeviceKind::Cpu,
     };
-    // The KV cache budget is memory the shards' weights cannot have.
-    let memory_bytes = memory_bytes.saturating_sub(node.cfg.generation.kv_cache_bytes);
+    // The KV cache budget and the warm cache's are memory the shards' weights cannot have.
+    let budgets = node.cfg.generation.kv_cache_bytes.saturating_add(node.cfg.cache.warm_bytes);
+    let memory_bytes = memory_bytes.saturating_sub(budgets);
     NodeInfo {
         id: node.id.clone(),
         addr: node.addr.clone(),

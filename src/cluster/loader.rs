@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{Checkpoint, MappedCheckpoint};
 
-use super::node::{ControlMessage, LocalShard, Node};
-use super::shard::{RestartPolicy, ShardActor, ShardCaches};
+use super::node::{ControlMessage, LocalShard, Node, Origin};
+use super::shard::{RestartPolicy, ShardActor, ShardCaches, ShardHandle, WarmUp};
 use super::wire::{
     self, DigestRequest, Digests, FETCH_MAX, Fetch, LoadShard, Manifest, ManifestFile, ManifestRequest, ManifestTensor,
     Progress, ShardLoaded, names,
@@ -47,14 +47,27 @@ async fn report(node: &Node, msg: &LoadShard, loaded: u64, total: u64) {
 /// length).
 pub const WARM_UP_TOKENS: usize = 7;
 
-/// Loads `msg`'s replica and registers it on `node`.
+/// Loads `msg`'s replica and registers it on `node`: from the node's warm cache when it
+/// kept this very replica, otherwise from the files (read here or pulled from a peer).
 pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, String> {
     let path = PathBuf::from(&msg.path);
     let key = (msg.model.clone(), msg.shard.id);
     if let Some(s) = node.shards.get(&key) {
-        return Ok(ShardLoaded { bytes: s.bytes, pulled: s.pulled, load_ms: 0, warmup_ms: 0 });
+        let loaded = ShardLoaded { bytes: s.bytes, pulled: s.pulled, load_ms: 0, warmup_ms: 0, from_warm_cache: false };
+        return Ok(loaded);
     }
     let started = std::time::Instant::now();
+    if let Some(kept) = node.warm.take(&msg.model, &msg.shard, &path) {
+        match warm_up(&kept.handle).await {
+            Ok(warmup) => {
+                let load_ms = started.elapsed().saturating_sub(warmup).as_millis() as u64;
+                return Ok(register(node, &msg, kept, load_ms, warmup, true).await);
+            }
+            Err(e) => {
+                tracing::warn!(model = %msg.model, shard = msg.shard.id, error = %e, "a kept replica failed its warm-up; loading it again")
+            }
+        }
+    }
     let (mapped, pulled) = if node.checkpoints.can_read(&path) {
         let n = node.clone();
         let p = path.clone();
@@ -65,8 +78,11 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
         (pull(node, &msg).await?, true)
     };
     let names: Vec<String> = msg.shard.tensors.clone();
-    let total: u64 =
-        names.iter().filter_map(|n| mapped.checkpoint().tensors.get(n)).map(|t| t.bytes).sum::<u64>().max(1);
+    let entries: Vec<_> = names.iter().filter_map(|n| mapped.checkpoint().tensors.get(n)).collect();
+    let total: u64 = entries.iter().map(|t| t.bytes).sum::<u64>().max(1);
+    let threads = node.cfg.shard_threads;
+    let numel: u64 = entries.iter().map(|t| t.shape.iter().map(|&d| d as u64).product::<u64>()).sum();
+    let resident = numel.saturating_mul(4).saturating_mul(threads as u64);
     if !pulled {
         // Page the shard's bytes in, reporting progress; this is the read that costs time on
         // a cold disk, and what the progress bar shows.
@@ -94,29 +110,59 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
             }
         }
     }
+    // Stamped before the stage is built from them: a file replaced meanwhile makes the kept
+    // replica stale, never a stale replica look current.
+    let origin = if pulled {
+        None
+    } else {
+        let files = mapped.checkpoint().files.iter().map(|f| f.path.clone());
+        let dir = mapped.checkpoint().dir.canonicalize().ok();
+        dir.zip(Origin::stamp(files)).map(|(dir, files)| Origin { dir, files, resident })
+    };
     let spec = msg.shard.clone();
     let device = node.device.clone();
-    let threads = node.cfg.shard_threads;
     let (m, s, d) = (Arc::clone(&mapped), spec.spec.clone(), device.clone());
-    // The stage built, then warmed with one forward of the references' first length (7
-    // tokens) before it is registered: no request can reach a replica that has not run.
-    let (first, load_ms, warmup) = actix_web::rt::task::spawn_blocking(move || {
-        let stage = crate::model::Stage::load(&m, &s, &d).map_err(|e| e.to_string())?;
-        let load_ms = started.elapsed().as_millis() as u64;
-        let warmup = stage.warm_up(WARM_UP_TOKENS).map_err(|e| format!("warm-up forward: {e}"))?;
-        Ok::<_, String>((stage, load_ms, warmup))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    let warmup_ms = warmup.as_millis() as u64;
+    let first = actix_web::rt::task::spawn_blocking(move || crate::model::Stage::load(&m, &s, &d))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let load_ms = started.elapsed().as_millis() as u64;
     let caches = ShardCaches { store: Arc::clone(&node.kv), model: msg.model.clone() };
     let handle = ShardActor::start_loaded(spec, mapped, first, device, threads, RestartPolicy::default(), caches);
+    // Warmed with one forward of the references' first length (7 tokens) before it is
+    // registered: no request can reach a replica that has not run (its counters show it).
+    let warmup = warm_up(&handle).await?;
     let mailbox = mlmf_actors::priority::PriorityMailbox::new(handle.addr.clone(), node.cfg.requests.shard_queue);
-    let latency = Arc::default();
-    node.shards.insert(key, LocalShard { handle, mailbox, bytes: total, pulled, latency });
-    report(node, &msg, total, total).await;
-    tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes = total, load_ms, warmup_ms, "shard loaded");
-    Ok(ShardLoaded { bytes: total, pulled, load_ms, warmup_ms })
+    let local = LocalShard { handle, mailbox, bytes: total, pulled, latency: Arc::default(), origin };
+    Ok(register(node, &msg, local, load_ms, warmup, false).await)
+}
+
+/// Runs the warm-up forward on the replica's compute thread.
+async fn warm_up(handle: &ShardHandle) -> Result<Duration, String> {
+    match handle.addr.send(WarmUp { tokens: WARM_UP_TOKENS }).await {
+        Ok(Ok(took)) => Ok(took),
+        Ok(Err(e)) => Err(format!("warm-up forward: {e}")),
+        Err(e) => Err(format!("warm-up forward: {e}")),
+    }
+}
+
+/// Puts a warm replica in the node's registry (the routes reach it from now on).
+async fn register(
+    node: &Node,
+    msg: &LoadShard,
+    local: LocalShard,
+    load_ms: u64,
+    warmup: Duration,
+    from_warm_cache: bool,
+) -> ShardLoaded {
+    let (bytes, pulled) = (local.bytes, local.pulled);
+    // Its latency is counted afresh from here (a kept replica's earlier life is not this one).
+    let local = LocalShard { latency: Arc::default(), ..local };
+    node.shards.insert((msg.model.clone(), msg.shard.id), local);
+    report(node, msg, bytes, bytes).await;
+    let warmup_ms = warmup.as_millis() as u64;
+    tracing::info!(model = %msg.model, shard = msg.shard.id, pulled, bytes, load_ms, warmup_ms, from_warm_cache, "shard loaded");
+    ShardLoaded { bytes, pulled, load_ms, warmup_ms, from_warm_cache }
 }
 
 /// Pulls the shard's tensors from the first source that answers.

@@ -36,11 +36,15 @@ impl Handler<LoadShard> for NodeActor {
     }
 }
 
-/// Drops every shard of `model` held here (their threads stop once idle).
+/// Drops every shard of `model` held here (their threads stop once idle), or keeps them in
+/// the node's warm cache when it is on.
 pub fn unload_local(node: &Node, model: &str, shard: Option<usize>) {
     let gone = node.shards.remove_where(|k| k.0 == model && shard.is_none_or(|s| s == k.1));
     if !gone.is_empty() {
         tracing::info!(%model, shards = gone.len(), "unloaded");
+    }
+    for ((model, _), replica) in gone {
+        node.warm.keep(&model, replica);
     }
     if shard.is_none() {
         node.kv.release_model(model);

@@ -137,6 +137,16 @@ pub enum TpOutput {
     Stage(StageOutput),
 }
 
+/// Runs one forward of `tokens` tokens through everything the replica holds, the answer
+/// dropped, and marks it warm: a new replica gets this before it joins the routes. Answers
+/// how long the forward took.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<std::time::Duration, ShardError>")]
+pub struct WarmUp {
+    /// Tokens of the forward.
+    pub tokens: usize,
+}
+
 /// Makes the shard's compute panic, to exercise supervision (fault-injection tests).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Message)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::AlertConfig;
 use super::balancing::BalancingConfig;
 use super::batching::BatchingConfig;
+use super::cache::CacheConfig;
 use super::consensus::ConsensusConfig;
 use super::error::ConfigError;
 use super::generation::GenerationConfig;
@@ -120,6 +121,8 @@ pub struct NodeConfig {
     pub telemetry: TelemetryConfig,
     /// Dynamic batching of forward requests.
     pub batching: BatchingConfig,
+    /// What is kept of unloaded shard replicas.
+    pub cache: CacheConfig,
 }
 
 impl Default for NodeConfig {
@@ -155,6 +158,7 @@ impl Default for NodeConfig {
             generation: GenerationConfig::default(),
             telemetry: TelemetryConfig::default(),
             batching: BatchingConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -219,7 +223,8 @@ impl NodeConfig {
             return bad("generation.idle_timeout_ms", "must be positive");
         }
         let smtp = || self.alerts.smtp.as_ref().and_then(|s| s.problem());
-        let problem = self.telemetry.problem().or_else(|| self.batching.problem()).or_else(smtp);
+        let problem =
+            self.telemetry.problem().or_else(|| self.batching.problem()).or_else(|| self.cache.problem()).or_else(smtp);
         if let Some((key, message)) = problem.or_else(|| self.consensus.problem()) {
             return Err(ConfigError::Invalid { key, message });
         }

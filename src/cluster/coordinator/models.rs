@@ -176,8 +176,10 @@ impl Coordinator {
                     p.pulled = loaded.pulled;
                     p.load_ms = Some(loaded.load_ms);
                     p.warmup_ms = Some(loaded.warmup_ms);
+                    p.from_warm_cache = loaded.from_warm_cache;
                     let (load_ms, warmup_ms) = (loaded.load_ms, loaded.warmup_ms);
-                    let what = format!("shard {} loaded in {load_ms} ms, warmed in {warmup_ms} ms", done.shard);
+                    let from = if loaded.from_warm_cache { " from the warm cache" } else { "" };
+                    let what = format!("shard {} loaded{from} in {load_ms} ms, warmed in {warmup_ms} ms", done.shard);
                     self.audit("replace", Some(&done.model), Some(&done.node), &what);
                     let whole = self.models.get(&done.model).is_some_and(|r| {
                         r.status.progress.iter().filter(|p| p.shard == done.shard && p.done).count()
@@ -213,6 +215,7 @@ impl Coordinator {
                     p.pulled = loaded.pulled;
                     p.load_ms = Some(loaded.load_ms);
                     p.warmup_ms = Some(loaded.warmup_ms);
+                    p.from_warm_cache = loaded.from_warm_cache;
                 }
                 let s = &rec.status;
                 if s.replication_mode.ready(s.replication, &s.loaded_per_shard()) {

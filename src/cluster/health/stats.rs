@@ -54,6 +54,7 @@ impl StatsSampler {
             shard_stats: node.shards.entries().iter().map(|((m, s), l)| l.stats(m, *s)).collect(),
             kv_cache_bytes: {
                 node.kv.expire();
+                node.warm.expire();
                 node.kv.bytes()
             },
             kv_caches: node.kv.len(),

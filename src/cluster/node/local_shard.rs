@@ -1,7 +1,10 @@
 //! [`LocalShard`]: a shard replica loaded on this node, as the node's registry holds it: the
-//! actor, its priority queue, and its load and latency figures.
+//! actor, its priority queue, its load and latency figures, and where its weights came from
+//! ([`Origin`], what the warm cache checks before it gives an unloaded replica back).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use mlmf_actors::priority::PriorityMailbox;
 use mlmf_actors::registry::SendError;
@@ -24,6 +27,40 @@ pub struct LocalShard {
     pub pulled: bool,
     /// Time per message, queueing included.
     pub latency: Arc<Mutex<Histogram>>,
+    /// Where its weights were read from, when from this node's own files (not pulled).
+    pub origin: Option<Origin>,
+}
+
+/// The model directory a replica was read from, as it was then: what says whether the
+/// replica, unloaded and kept, still holds what those files hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// The canonical model directory.
+    pub dir: PathBuf,
+    /// Each weight file with its length and modification time when it was read.
+    pub files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    /// Bytes the replica holds in memory: its tensors as f32, once per compute thread (an
+    /// upper bound for a tensor slice, which holds part of each).
+    pub resident: u64,
+}
+
+impl Origin {
+    /// Stamps of `files` now (absent when one cannot be read).
+    pub fn stamp(files: impl IntoIterator<Item = PathBuf>) -> Option<Vec<(PathBuf, u64, Option<SystemTime>)>> {
+        files
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::metadata(&p).ok()?;
+                let modified = m.modified().ok();
+                Some((p, m.len(), modified))
+            })
+            .collect()
+    }
+
+    /// Whether the files are as they were when the replica was read.
+    pub fn unchanged(&self) -> bool {
+        Origin::stamp(self.files.iter().map(|f| f.0.clone())).is_some_and(|now| now == self.files)
+    }
 }
 
 impl LocalShard {
@@ -50,6 +87,7 @@ impl LocalShard {
             in_flight: self.mailbox.working(),
             queued: self.mailbox.queued(),
             messages: h.count(),
+            cold_messages: self.handle.counters.cold(),
             p50_ms: h.quantile_ms(0.5),
             p99_ms: h.quantile_ms(0.99),
         }

@@ -1,7 +1,8 @@
 //! [`Node`]: what every part of one node shares, each responsibility in a part of its own:
 //! identity and configuration (here), the links to peers ([`links`]), the view of the
 //! cluster ([`view`]), the balancers ([`balancers`]), the mapped checkpoints
-//! ([`checkpoints`]), the loaded shard replicas ([`local_shard`]), and whether this node
+//! ([`checkpoints`]), the loaded shard replicas ([`local_shard`]) and the unloaded ones kept
+//! ([`warm_cache`]), and whether this node
 //! coordinates ([`role`]).
 
 pub mod balancers;
@@ -13,6 +14,7 @@ pub mod model_files;
 pub mod role;
 pub mod tokenizers;
 pub mod view;
+pub mod warm_cache;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -38,10 +40,11 @@ pub use balancers::BalancerPool;
 pub use checkpoints::CheckpointCache;
 pub use consensus::{Consensus, Propose, RaftCall, RaftStatus};
 pub use links::PeerLinks;
-pub use local_shard::LocalShard;
+pub use local_shard::{LocalShard, Origin};
 pub use role::{ControlMessage, ControlRole, RoleChange};
 pub use tokenizers::TokenizerCache;
 pub use view::{Offer, ViewHolder};
+pub use warm_cache::WarmCache;
 
 /// Everything one node's parts share. Cheap to clone.
 #[derive(Clone)]
@@ -75,6 +78,8 @@ pub struct NodeInner {
     pub tokenizers: TokenizerCache,
     /// Loaded shards by `(model, shard id)`.
     pub shards: Registry<(String, usize), LocalShard>,
+    /// Unloaded shard replicas kept in memory (`[cache] warm_bytes`).
+    pub warm: WarmCache,
     /// The KV caches of the sequences this node's shard replicas serve.
     pub kv: Arc<KvStore>,
     /// Requests waiting to be batched, and what was batched.
@@ -126,6 +131,7 @@ impl Node {
             checkpoints: CheckpointCache::new(&id, cfg.model_roots.clone()),
             tokenizers: TokenizerCache::default(),
             shards: Registry::default(),
+            warm: WarmCache::new(&cfg.cache),
             kv: Arc::new(KvStore::new(&cfg.generation)),
             batches: Default::default(),
             pending: DashMap::new(),

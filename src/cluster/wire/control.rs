@@ -63,6 +63,10 @@ pub struct ShardProgress {
     /// Milliseconds of its warm-up forward, run before it joined the routes.
     #[serde(default)]
     pub warmup_ms: Option<u64>,
+    /// Whether it came back from its node's warm cache (kept in memory since it was
+    /// unloaded there) rather than from the files.
+    #[serde(default)]
+    pub from_warm_cache: bool,
 }
 
 /// `model/shard` for every replica `statuses` place on `node`, as `/v1/cluster` lists them.
@@ -126,6 +130,8 @@ pub struct ShardLoaded {
     pub load_ms: u64,
     /// Milliseconds of its warm-up forward.
     pub warmup_ms: u64,
+    /// Whether it came back from the node's warm cache.
+    pub from_warm_cache: bool,
 }
 
 /// Unload a model's shards from a node.
@@ -179,6 +185,7 @@ impl ShardProgress {
             pulled: false,
             load_ms: None,
             warmup_ms: None,
+            from_warm_cache: false,
         }
     }
 }

@@ -81,6 +81,10 @@ pub struct ShardStats {
     pub queued: usize,
     /// Messages handled since it loaded.
     pub messages: u64,
+    /// Of the requests its compute threads handled, those before its warm-up forward had
+    /// finished (0 for every replica that joined the routes warm).
+    #[serde(default)]
+    pub cold_messages: u64,
     /// Median time per message (queueing included), ms, as a bucket bound.
     pub p50_ms: f64,
     /// 99th percentile, ms, as a bucket bound.

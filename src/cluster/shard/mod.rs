@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,11 @@ use crate::model::{ForwardContext, KvCache, LoadError, MappedCheckpoint, Stage};
 use crate::plan::ShardSpec;
 
 use super::kv_store::{KvKey, KvStore};
-use super::wire::{KvStep, Sublayer};
+use super::wire::KvStep;
 
-pub use super::shard_messages::{Forward, InjectPanic, ShardError, StageOutput, TpOutput, TpStep};
+pub use super::shard_messages::{Forward, InjectPanic, ShardError, StageOutput, TpOutput, TpStep, WarmUp};
+
+mod tensor_parallel;
 
 /// How many restarts within how long before a shard gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,41 @@ pub struct ShardActor {
     stage: Result<Stage, String>,
     /// Where this replica keeps its sequences' KV caches (shared by its threads).
     caches: ShardCaches,
+    /// The messages its threads handled (shared by them).
+    counters: Arc<ShardCounters>,
+}
+
+/// What a replica's threads count of the requests they handle.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    handled: AtomicU64,
+    cold: AtomicU64,
+    warmed: AtomicBool,
+}
+
+impl ShardCounters {
+    fn count(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        if !self.warmed.load(Ordering::Acquire) {
+            self.cold.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests ([`Forward`], [`TpStep`]) handled since the replica started.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the ones handled before its [`WarmUp`] had finished (a replica that joins
+    /// the routes only once warm handles none).
+    pub fn cold(&self) -> u64 {
+        self.cold.load(Ordering::Relaxed)
+    }
+
+    /// Whether its warm-up forward has run.
+    pub fn warmed(&self) -> bool {
+        self.warmed.load(Ordering::Acquire)
+    }
 }
 
 /// The node's KV store and the model a replica belongs to (the first part of its keys).
@@ -83,6 +121,8 @@ pub struct ShardHandle {
     pub addr: Addr<ShardActor>,
     /// What it holds.
     pub spec: ShardSpec,
+    /// What its threads counted.
+    pub counters: Arc<ShardCounters>,
 }
 
 impl ShardActor {
@@ -116,6 +156,8 @@ impl ShardActor {
         let threads = threads.max(1);
         let initial = Mutex::new(threads);
         let factory_spec = spec.clone();
+        let counters = Arc::new(ShardCounters::default());
+        let shared = Arc::clone(&counters);
         let addr = SyncArbiter::start(threads, move || {
             let spec = factory_spec.clone();
             // The first `threads` builds are starts, not restarts.
@@ -138,7 +180,12 @@ impl ShardActor {
                 if log.len() > policy.max_restarts {
                     let reason = format!("{} restarts within {:?}", log.len(), policy.window);
                     tracing::error!(shard = spec.id, %reason, "shard escalated");
-                    return ShardActor { spec, stage: Err(reason), caches: caches.clone() };
+                    return ShardActor {
+                        spec,
+                        stage: Err(reason),
+                        caches: caches.clone(),
+                        counters: Arc::clone(&shared),
+                    };
                 }
                 tracing::warn!(shard = spec.id, "restarting shard from the mapped checkpoint");
             }
@@ -146,9 +193,9 @@ impl ShardActor {
                 Some(s) => Ok(s),
                 None => Stage::load(&mapped, &spec.spec, &device).map_err(|e| e.to_string()),
             };
-            ShardActor { spec, stage, caches: caches.clone() }
+            ShardActor { spec, stage, caches: caches.clone(), counters: Arc::clone(&shared) }
         });
-        ShardHandle { addr, spec }
+        ShardHandle { addr, spec, counters }
     }
 
     fn run(&self, msg: &Forward) -> Result<StageOutput, ShardError> {
@@ -311,100 +358,6 @@ impl ShardActor {
         self.finish(stage, x, Vec::new())
     }
 
-    fn tp(&self, step: TpStep) -> Result<TpOutput, ShardError> {
-        let id = self.spec.id;
-        let invalid = |message: String| ShardError::Invalid { shard: id, message };
-        let stage =
-            self.stage.as_ref().map_err(|reason| ShardError::Escalated { shard: id, reason: reason.clone() })?;
-        let cfg = &stage.config;
-        let dev = &stage.device;
-        let act = |bytes: &[u8]| -> Result<Tensor<3>, ShardError> {
-            let x = decode::<3>(bytes, dev).map_err(|e| invalid(e.to_string()))?;
-            if x.dims()[2] != cfg.hidden_size {
-                return Err(invalid(format!("activation of shape {:?}, hidden size {}", x.dims(), cfg.hidden_size)));
-            }
-            Ok(x)
-        };
-        let block = |layer: usize| {
-            stage
-                .blocks()
-                .find(|(i, _)| *i == layer)
-                .map(|(_, b)| b)
-                .ok_or_else(|| invalid(format!("no block {layer}")))
-        };
-        let bytes = |t: Tensor<3>| encode(t).map(TpOutput::Bytes).map_err(|e| invalid(e.to_string()));
-        match step {
-            TpStep::Embed { input, past } => {
-                input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
-                bytes(stage.embed_at(&input, past).map_err(|e| invalid(e.to_string()))?)
-            }
-            TpStep::Partial { input, layer, sublayer, x, kv } => {
-                input.validate(cfg).map_err(|e| invalid(e.to_string()))?;
-                let b = block(layer)?;
-                let x = act(&x)?;
-                let [bb, l, _] = x.dims();
-                if [bb, l] != [input.batch, input.seq_len] {
-                    return Err(invalid(format!("activation of shape {:?} for a {bb}x{l} input", x.dims())));
-                }
-                let past = kv.map(|k| k.past).unwrap_or(0);
-                let ctx = || ForwardContext::continuing(cfg, &input, past, dev);
-                match (sublayer, kv) {
-                    (Sublayer::Attention, None) => bytes(b.attention_partial(x, &ctx())),
-                    (Sublayer::Attention, Some(k)) => {
-                        // One block of the member's cache: the first block of a step from
-                        // position 0 starts the sequence afresh.
-                        let n = stage.spec.layers.clone().position(|i| i == layer).unwrap_or(0);
-                        let key = self.caches.key(id, k.seq);
-                        let fresh = k.past == 0 && n == 0;
-                        let mut cache = match self.caches.store.take(&key) {
-                            Some(c) if !fresh => c,
-                            _ if k.past == 0 => stage.new_cache(),
-                            _ => return Err(ShardError::CacheMiss { shard: id, seq: k.seq, past: k.past }),
-                        };
-                        let kv_layer = &mut cache.layers[n];
-                        if kv_layer.positions() < k.past {
-                            return Err(ShardError::CacheMiss { shard: id, seq: k.seq, past: k.past });
-                        }
-                        kv_layer.truncate(k.past);
-                        let out = b.attention_partial_kv(x, &ctx(), Some(kv_layer));
-                        self.caches.store.put(key, cache);
-                        bytes(out)
-                    }
-                    (Sublayer::Mlp, _) => bytes(b.mlp_partial(x)),
-                }
-            }
-            TpStep::Combine { layer, sublayer, x, partials } => {
-                let b = block(layer)?;
-                let x = act(&x)?;
-                let mut sum: Option<Tensor<3>> = None;
-                for p in &partials {
-                    let p = act(p)?;
-                    if p.dims() != x.dims() {
-                        return Err(invalid(format!("partial of shape {:?}, expected {:?}", p.dims(), x.dims())));
-                    }
-                    sum = Some(match sum {
-                        None => p,
-                        Some(s) => s + p,
-                    });
-                }
-                let sum = sum.ok_or_else(|| invalid("no partial sums to combine".into()))?;
-                match sublayer {
-                    Sublayer::Attention => bytes(b.attention_combine(x, sum)),
-                    Sublayer::Mlp => bytes(b.mlp_combine(x, sum)),
-                }
-            }
-            TpStep::Finish { x, last_only } => {
-                if !stage.spec.head {
-                    return Ok(TpOutput::Stage(StageOutput::Hidden { bytes: x, blocks: Vec::new() }));
-                }
-                let x = if last_only { last_position(act(&x)?) } else { act(&x)? };
-                let head = stage.head(x).map_err(|e| invalid(e.to_string()))?;
-                let outputs = RunOutputs::from_head(head).map_err(|e| invalid(e.to_string()))?;
-                Ok(TpOutput::Stage(StageOutput::Final(outputs)))
-            }
-        }
-    }
-
     /// The cache a whole-stage generation step continues: a fresh one from position 0, else
     /// the one held, cut back to the step's position (a retried step is computed again).
     fn continued(&self, key: &KvKey, k: KvStep, fresh: KvCache) -> Result<KvCache, ShardError> {
@@ -448,6 +401,7 @@ impl Handler<Forward> for ShardActor {
     type Result = Result<StageOutput, ShardError>;
 
     fn handle(&mut self, msg: Forward, ctx: &mut SyncContext<Self>) -> Self::Result {
+        self.counters.count();
         self.guarded(ctx, |me| me.run(&msg))
     }
 }
@@ -456,7 +410,23 @@ impl Handler<TpStep> for ShardActor {
     type Result = Result<TpOutput, ShardError>;
 
     fn handle(&mut self, msg: TpStep, ctx: &mut SyncContext<Self>) -> Self::Result {
+        self.counters.count();
         self.guarded(ctx, |me| me.tp(msg))
+    }
+}
+
+impl Handler<WarmUp> for ShardActor {
+    type Result = Result<Duration, ShardError>;
+
+    fn handle(&mut self, msg: WarmUp, ctx: &mut SyncContext<Self>) -> Self::Result {
+        let took = self.guarded(ctx, |me| {
+            let id = me.spec.id;
+            let stage =
+                me.stage.as_ref().map_err(|reason| ShardError::Escalated { shard: id, reason: reason.clone() })?;
+            stage.warm_up(msg.tokens).map_err(|e| ShardError::Invalid { shard: id, message: format!("warm-up: {e}") })
+        })?;
+        self.counters.warmed.store(true, Ordering::Release);
+        Ok(took)
     }
 }
 
@@ -554,6 +524,21 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(bad, Err(ShardError::Invalid { .. })), "{bad:?}");
+    }
+
+    #[actix::test]
+    async fn requests_before_the_warm_up_are_counted_cold() {
+        let shards = start_plan("none", RestartPolicy::default());
+        let input = Arc::new(ModelInput::single(&[1, 2, 3]));
+        let c = &shards[0].counters;
+        assert!(!c.warmed());
+        run_pipeline(&shards, Arc::clone(&input)).await.unwrap();
+        assert_eq!((c.handled(), c.cold()), (1, 1));
+        let took = shards[0].addr.send(WarmUp { tokens: 7 }).await.unwrap().unwrap();
+        assert!(c.warmed() && took > Duration::ZERO);
+        run_pipeline(&shards, Arc::clone(&input)).await.unwrap();
+        run_pipeline(&shards, input).await.unwrap();
+        assert_eq!((c.handled(), c.cold()), (3, 1), "a warm replica's requests are not cold");
     }
 
     #[actix::test]
