@@ -11,57 +11,23 @@
 //! `cargo bench --bench soak` (30 minutes; `MLMF_SOAK_MINUTES`, `MLMF_SOAK_KILL_EVERY_S`,
 //! `MLMF_SOAK_CLIENTS` to change it). Not in CI.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::nodes::{fixture, free_port, http, start};
+
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Node {
     id: String,
     addr: String,
     child: Option<Child>,
-}
-
-fn start(id: &str, addr: &str, key: &Path, join: Option<&str>, log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlmf"));
-    cmd.args(["node", "--listen", addr, "--node-id", id, "--cluster-key-file"]).arg(key);
-    if let Some(j) = join {
-        cmd.args(["--join", j]);
-    }
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file).spawn().unwrap()
-}
-
-/// `(status, body)` of one request, `None` when the connection failed.
-fn http(addr: &str, key: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut all = String::new();
-    s.read_to_string(&mut all).ok()?;
-    let status = all.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, all.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
 fn rss_mib(child: &Child) -> f64 {
@@ -104,7 +70,7 @@ fn main() {
     let log = |id: &str| dir.join(format!("{id}.log"));
     let first = nodes[0].addr.clone();
     for (i, n) in nodes.iter_mut().enumerate() {
-        n.child = Some(start(&n.id, &n.addr, &key, (i > 0).then_some(first.as_str()), &log(&n.id)));
+        n.child = Some(start(&n.id, &n.addr, &key, (i > 0).then_some(first.as_str()), &log(&n.id), &[]));
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -202,7 +168,7 @@ fn main() {
             }
             std::thread::sleep(Duration::from_secs(2));
             let join = nodes.iter().enumerate().find(|(i, _)| *i != v).map(|(_, n)| n.addr.clone()).unwrap();
-            nodes[v].child = Some(start(&nodes[v].id, &nodes[v].addr, &key, Some(&join), &log(&nodes[v].id)));
+            nodes[v].child = Some(start(&nodes[v].id, &nodes[v].addr, &key, Some(&join), &log(&nodes[v].id), &[]));
             let back = Instant::now();
             while http(&nodes[v].addr, &bearer, "GET", "/readyz", "").is_none_or(|(s, _)| s != 200)
                 && back.elapsed() < Duration::from_secs(60)

@@ -1,5 +1,8 @@
-//! Shared by the benches: checkpoints with random weights written to a temp directory.
+//! Shared by the benches: checkpoints with random weights written to a temp directory, and
+//! node processes with a plain HTTP client ([`nodes`]).
 #![allow(dead_code)]
+
+pub mod nodes;
 
 use std::path::PathBuf;
 
