@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use common::median;
 use mlmf::api::types::InferRequest;
 use mlmf::client::ClusterClient;
 use mlmf::config::NodeConfig;
@@ -30,11 +31,6 @@ use mlmf::plan::ShardingStrategy;
 
 fn quick() -> bool {
     std::env::var("MLMF_BENCH_QUICK").is_ok()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {

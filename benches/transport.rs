@@ -7,10 +7,13 @@
 //!
 //! Throughput keeps 8 messages in flight on one connection. `cargo bench --bench transport`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::median;
 use futures_util::{SinkExt, StreamExt};
 use mlmf_actors::compression::Compression;
 use mlmf_actors::peer::{Handler, PeerClient, PeerConfig, accept};
@@ -145,11 +148,6 @@ async fn bare(url: &str, size: usize) -> Row {
         rtt_us: median(rtts) * 1e6,
         mb_s: (done * size * 2) as f64 / secs / 1e6,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

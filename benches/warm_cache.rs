@@ -15,8 +15,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::gpt2_small;
 use common::nodes::{fixture, free_port, http, start, wait_for};
+use common::{gpt2_small, median};
 
 const ROUNDS: usize = 5;
 
@@ -74,11 +74,6 @@ fn unload(addr: &str, key: &str) {
         assert!(t.elapsed() < Duration::from_secs(30), "the replica was not kept");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

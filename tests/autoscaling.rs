@@ -154,6 +154,15 @@ fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request()
         let events = get_text(&addrs[0], &key, "/v1/events").1;
         let autoscale = events.matches("\"autoscale\"").count();
         assert!(autoscale >= 4, "{events}");
+        // Each added replica's completion is an autoscale event (not a re-placement's).
+        let parsed: serde_json::Value = serde_json::from_str(&events).unwrap();
+        let loaded = parsed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "autoscale" && e["detail"].as_str().unwrap_or("").contains("warmed in"))
+            .count();
+        assert_eq!(loaded, 2, "{events}");
         let coordinator = clients[0].cluster().await.unwrap()["coordinator"].as_str().unwrap().to_string();
         let at = cluster.nodes.iter().map(|n| n.addr.clone()).find(|a| *a == coordinator).unwrap_or(addrs[0].clone());
         let ups = metric(&at, &key, "mlmf_autoscale_decisions_total", &[("model", "m"), ("direction", "up")]);

@@ -4,6 +4,12 @@
 
 pub mod nodes;
 
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 use std::path::PathBuf;
 
 /// Deterministic pseudo-normal weights (sum of uniforms), scaled like HF's 0.02 init.

@@ -100,6 +100,11 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
     );
     let mut latency_ms =
         Family::new("mlmf_shard_latency_ms", "gauge", "Deprecated: mlmf_shard_latency_seconds in milliseconds.");
+    let mut ongoing = Family::new(
+        "mlmf_shard_ongoing_requests",
+        "gauge",
+        "Requests in a shard replica's queued and computing messages (a batch counts its rows; what autoscaling reads).",
+    );
     let mut handled =
         Family::new("mlmf_shard_messages_total", "counter", "Requests a shard replica's compute threads handled.");
     let mut cold = Family::new(
@@ -112,6 +117,7 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
         let labels = format!("node=\"{id}\",model=\"{}\",shard=\"{shard}\"", quote(&model));
         in_flight.sample(format_args!("mlmf_shard_in_flight{{{labels}}}"), s.in_flight);
         queued.sample(format_args!("mlmf_shard_queued{{{labels}}}"), s.queued);
+        ongoing.sample(format_args!("mlmf_shard_ongoing_requests{{{labels}}}"), s.requests);
         handled.sample(format_args!("mlmf_shard_messages_total{{{labels}}}"), l.handle.counters.handled());
         cold.sample(format_args!("mlmf_shard_cold_messages_total{{{labels}}}"), s.cold_messages);
         for (q, ms) in [("0.5", s.p50_ms), ("0.99", s.p99_ms)] {
@@ -119,7 +125,7 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
             latency_ms.sample(format_args!("mlmf_shard_latency_ms{{{labels},quantile=\"{q}\"}}"), ms);
         }
     }
-    families.extend([in_flight.0, queued.0, latency.0, latency_ms.0, handled.0, cold.0]);
+    families.extend([in_flight.0, queued.0, ongoing.0, latency.0, latency_ms.0, handled.0, cold.0]);
     let counter = |name: &str, help: &str, v: &std::sync::atomic::AtomicU64| {
         let mut f = Family::new(name, "counter", help);
         f.sample(format_args!("{name}{{node=\"{id}\"}}"), v.load(Ordering::Relaxed));

@@ -219,7 +219,7 @@ fn send_failure(node: &Node, e: mlmf_actors::registry::SendError) -> StageFailur
 /// Runs `msg` on a local shard at priority `prio`, mapping both failure layers.
 async fn on_shard<M, R>(node: &Node, shard: &LocalShard, prio: u8, msg: M) -> Result<R, StageFailure>
 where
-    M: actix::Message<Result = Result<R, ShardError>> + Send + 'static,
+    M: actix::Message<Result = Result<R, ShardError>> + super::shard::Carries + Send + 'static,
     R: Send + 'static,
     super::shard::ShardActor: actix::Handler<M, Result = M::Result>,
 {

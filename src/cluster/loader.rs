@@ -133,7 +133,8 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
     // registered: no request can reach a replica that has not run (its counters show it).
     let warmup = warm_up(&handle).await?;
     let mailbox = mlmf_actors::priority::PriorityMailbox::new(handle.addr.clone(), node.cfg.requests.shard_queue);
-    let local = LocalShard { handle, mailbox, bytes: total, pulled, latency: Arc::default(), origin };
+    let local =
+        LocalShard { handle, mailbox, bytes: total, pulled, latency: Arc::default(), ongoing: Arc::default(), origin };
     Ok(register(node, &msg, local, load_ms, warmup, false).await)
 }
 

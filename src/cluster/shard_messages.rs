@@ -69,6 +69,29 @@ pub struct Forward {
     pub kv_batch: Vec<KvStep>,
 }
 
+/// How many requests a message to a shard carries, as the load figures count them: the rows
+/// of its input (a dynamic batch of requests, a batch of sequences' decode steps), one for a
+/// step that carries none.
+pub trait Carries {
+    /// Requests in this message.
+    fn requests(&self) -> usize;
+}
+
+impl Carries for Forward {
+    fn requests(&self) -> usize {
+        if self.kv_batch.is_empty() { self.input.batch.max(1) } else { self.kv_batch.len() }
+    }
+}
+
+impl Carries for TpStep {
+    fn requests(&self) -> usize {
+        match self {
+            TpStep::Embed { input, .. } | TpStep::Partial { input, .. } => input.batch.max(1),
+            TpStep::Combine { .. } | TpStep::Finish { .. } => 1,
+        }
+    }
+}
+
 /// What a stage returns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StageOutput {
@@ -152,3 +175,25 @@ pub struct WarmUp {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<StageOutput, ShardError>")]
 pub struct InjectPanic;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward(batch: usize, kv_rows: usize) -> Forward {
+        let input =
+            ModelInput { batch, seq_len: 1, input_ids: vec![1; batch], attention_mask: None, token_type_ids: None };
+        let step = KvStep { seq: 0, past: 3, all_logits: false };
+        Forward { input: Arc::new(input), hidden: None, block_outputs: false, kv: None, kv_batch: vec![step; kv_rows] }
+    }
+
+    #[test]
+    fn a_message_carries_its_rows_as_requests() {
+        assert_eq!(forward(1, 0).requests(), 1);
+        assert_eq!(forward(5, 0).requests(), 5, "a dynamic batch of five requests");
+        assert_eq!(forward(4, 4).requests(), 4, "a batch of four sequences' decode steps");
+        let input = Arc::new(ModelInput::single(&[1, 2, 3]));
+        assert_eq!(TpStep::Embed { input, past: 0 }.requests(), 1);
+        assert_eq!(TpStep::Finish { x: Vec::new(), last_only: true }.requests(), 1);
+    }
+}

@@ -79,6 +79,9 @@ pub struct Coordinator {
     pub(super) digests: DigestCache,
     /// Each autoscaled shard's scaler, by (model, shard).
     pub(super) scalers: std::collections::HashMap<(String, usize), crate::plan::Scaler>,
+    /// Replicas autoscaling is loading, as `(model, shard, node)` (their completion is an
+    /// `autoscale` event, not a `replace`).
+    pub(super) scaling_up: std::collections::HashSet<(String, usize, String)>,
     /// The clock of the scalers.
     pub(super) epoch: Instant,
     /// Declared models whose load was refused (said once, tried again).
@@ -147,6 +150,7 @@ impl Coordinator {
             firing: Default::default(),
             digests: Default::default(),
             scalers: Default::default(),
+            scaling_up: Default::default(),
             epoch: Instant::now(),
             declared_refused: Default::default(),
         }

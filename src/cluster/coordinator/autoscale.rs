@@ -1,5 +1,6 @@
 //! Autoscaling rounds: for every ready model with autoscaling, each shard's requests in
-//! flight and queued (summed over its replicas, from the members' heartbeats) go to its
+//! flight and queued (a batch counted by its rows; summed over its replicas, from the
+//! members' heartbeats) go to its
 //! [`Scaler`]; a replica is added where the placement rules allow (a live member without
 //! that shard, with room, holding the fewest replicas), loaded and warmed before it joins
 //! the routes, or the idlest one leaves the routes, drains for an attempt's time and is
@@ -15,7 +16,8 @@ use crate::cluster::wire::{MemberState, ModelState, ShardProgress};
 use crate::plan::placement::Assignment;
 
 impl Coordinator {
-    /// Requests in flight and queued on the live replicas of `model`'s `shard`, by node.
+    /// Requests in flight and queued on the live replicas of `model`'s `shard` (a batch
+    /// counts its rows), by node.
     fn ongoing(&self, model: &str, shard: usize) -> Vec<(String, f64)> {
         self.members
             .values()
@@ -25,7 +27,7 @@ impl Coordinator {
                     .shard_stats
                     .iter()
                     .filter(|s| s.model == model && s.shard == shard)
-                    .map(|s| (m.info.id.clone(), (s.in_flight + s.queued) as f64))
+                    .map(|s| (m.info.id.clone(), s.requests.max(s.in_flight + s.queued) as f64))
             })
             .collect()
     }
@@ -103,6 +105,7 @@ impl Coordinator {
         tracing::info!(model, shard, node = %target, "autoscaling up");
         self.audit("autoscale", Some(model), Some(&target), &format!("{why}: loading on {target}"));
         self.node.metrics.autoscaled(model, "up");
+        self.scaling_up.insert((model.to_string(), shard, target.clone()));
         self.spawn_load(model, &path, &spec, replica, &target, ctx);
         self.publish(ctx);
     }

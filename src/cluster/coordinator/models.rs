@@ -168,6 +168,8 @@ impl Coordinator {
             // A re-placed replica, or one still loading after an async/quorum ready: it
             // joins the routes when loaded.
             let entry = rec.status.progress.iter_mut().find(|p| p.shard == done.shard && p.node == done.node);
+            let scaled = self.scaling_up.remove(&(done.model.clone(), done.shard, done.node.clone()));
+            let kind = if scaled { "autoscale" } else { "replace" };
             match (done.result, entry) {
                 (Ok(loaded), Some(p)) => {
                     p.done = true;
@@ -180,7 +182,7 @@ impl Coordinator {
                     let (load_ms, warmup_ms) = (loaded.load_ms, loaded.warmup_ms);
                     let from = if loaded.from_warm_cache { " from the warm cache" } else { "" };
                     let what = format!("shard {} loaded{from} in {load_ms} ms, warmed in {warmup_ms} ms", done.shard);
-                    self.audit("replace", Some(&done.model), Some(&done.node), &what);
+                    self.audit(kind, Some(&done.model), Some(&done.node), &what);
                     let whole = self.models.get(&done.model).is_some_and(|r| {
                         r.status.progress.iter().filter(|p| p.shard == done.shard && p.done).count()
                             >= r.status.replication
@@ -195,7 +197,7 @@ impl Coordinator {
                     tracing::error!(model = %done.model, shard = done.shard, node = %done.node, %reason, "re-placement failed");
                     rec.status.progress.retain(|p| !(p.shard == done.shard && p.node == done.node && !p.done));
                     self.migrations.retain(|x| !(x.model == done.model && x.shard == done.shard && x.to == done.node));
-                    self.audit("replace", Some(&done.model), Some(&done.node), &format!("error: {reason}"));
+                    self.audit(kind, Some(&done.model), Some(&done.node), &format!("error: {reason}"));
                 }
                 (Ok(_), None) => {}
             }

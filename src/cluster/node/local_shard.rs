@@ -3,6 +3,7 @@
 //! ([`Origin`], what the warm cache checks before it gives an unloaded replica back).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -10,7 +11,7 @@ use mlmf_actors::priority::PriorityMailbox;
 use mlmf_actors::registry::SendError;
 
 use crate::cluster::metrics::Histogram;
-use crate::cluster::shard::{ShardActor, ShardHandle};
+use crate::cluster::shard::{Carries, ShardActor, ShardHandle};
 use crate::cluster::wire::ShardStats;
 
 /// A shard replica loaded on this node.
@@ -27,8 +28,27 @@ pub struct LocalShard {
     pub pulled: bool,
     /// Time per message, queueing included.
     pub latency: Arc<Mutex<Histogram>>,
+    /// Requests in the messages sent to it and not answered yet (queued or computing; a
+    /// batch counts its rows).
+    pub ongoing: Arc<AtomicUsize>,
     /// Where its weights were read from, when from this node's own files (not pulled).
     pub origin: Option<Origin>,
+}
+
+/// Requests counted in a replica's `ongoing` while this lives.
+struct Ongoing<'a>(&'a AtomicUsize, usize);
+
+impl<'a> Ongoing<'a> {
+    fn add(counter: &'a AtomicUsize, n: usize) -> Ongoing<'a> {
+        counter.fetch_add(n, Ordering::Relaxed);
+        Ongoing(counter, n)
+    }
+}
+
+impl Drop for Ongoing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
 }
 
 /// The model directory a replica was read from, as it was then: what says whether the
@@ -68,11 +88,13 @@ impl LocalShard {
     /// once when the queue is full.
     pub async fn send<M>(&self, priority: u8, msg: M) -> Result<M::Result, SendError>
     where
-        M: actix::Message + Send + 'static,
+        M: actix::Message + Carries + Send + 'static,
         M::Result: Send,
         ShardActor: actix::Handler<M, Result = <M as actix::Message>::Result>,
     {
         let start = std::time::Instant::now();
+        // Counted until answered, or until the caller gives up on it (the guard's drop).
+        let _ongoing = Ongoing::add(&self.ongoing, msg.requests());
         let out = self.mailbox.send(priority, msg).await;
         self.latency.lock().unwrap_or_else(|e| e.into_inner()).observe(start.elapsed().as_secs_f64());
         out
@@ -87,6 +109,7 @@ impl LocalShard {
             in_flight: self.mailbox.working(),
             queued: self.mailbox.queued(),
             messages: h.count(),
+            requests: self.ongoing.load(Ordering::Relaxed),
             cold_messages: self.handle.counters.cold(),
             p50_ms: h.quantile_ms(0.5),
             p99_ms: h.quantile_ms(0.99),

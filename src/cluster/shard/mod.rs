@@ -27,7 +27,7 @@ use crate::plan::ShardSpec;
 use super::kv_store::{KvKey, KvStore};
 use super::wire::KvStep;
 
-pub use super::shard_messages::{Forward, InjectPanic, ShardError, StageOutput, TpOutput, TpStep, WarmUp};
+pub use super::shard_messages::{Carries, Forward, InjectPanic, ShardError, StageOutput, TpOutput, TpStep, WarmUp};
 
 mod tensor_parallel;
 

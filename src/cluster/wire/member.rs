@@ -81,6 +81,10 @@ pub struct ShardStats {
     pub queued: usize,
     /// Messages handled since it loaded.
     pub messages: u64,
+    /// Requests in its queued and computing messages (a batch counts its rows): the load
+    /// figure autoscaling reads.
+    #[serde(default)]
+    pub requests: usize,
     /// Of the requests its compute threads handled, those before its warm-up forward had
     /// finished (0 for every replica that joined the routes warm).
     #[serde(default)]
