@@ -46,6 +46,7 @@ fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request()
         upscale_delay_s: 1.0,
         downscale_delay_s: 3.0,
         look_back_period_s: 1.0,
+        target_tokens_per_s: None,
     };
     block_on(async {
         common::nodes::wait_members(&clients[0], 3).await;
@@ -202,5 +203,66 @@ fn a_model_declared_in_the_toml_is_loaded_with_its_autoscaling() {
         assert_eq!((a.upscale_delay_s, a.downscale_delay_s), (30.0, 600.0), "Ray Serve's defaults");
         assert_eq!(s.replication, 2);
         client.infer("d", &request(&[1, 2, 3], None)).await.unwrap();
+    });
+}
+
+/// Tokens/s alone can grow a shard: with `target_ongoing_requests` far above anything four
+/// clients make, their tokens per second past `target_tokens_per_s` ask for the second
+/// replica, and the decision says so.
+#[test]
+fn tokens_per_second_past_their_target_add_a_replica() {
+    let cluster = Cluster::start("autoscale-tokens", 2, |_| {
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 2000\n".to_string()
+    });
+    let key = bearer(&cluster.key);
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let clients: Vec<ClusterClient> = (0..2).map(|i| cluster.client(i)).collect();
+    let policy = Autoscaling {
+        min_replicas: 1,
+        max_replicas: 2,
+        target_ongoing_requests: 1000.0,
+        upscale_delay_s: 1.0,
+        downscale_delay_s: 600.0,
+        look_back_period_s: 1.0,
+        target_tokens_per_s: Some(20.0),
+    };
+    block_on(async {
+        common::nodes::wait_members(&clients[0], 2).await;
+        let mut req = load_request("t", &fixture("gpt2_tiny"), "none", 1);
+        req.autoscaling = Some(policy);
+        clients[0].load(&req).await.unwrap();
+        clients[0].wait_ready("t", Duration::from_secs(60), |_, _| {}).await.unwrap();
+        let stop = Rc::new(Cell::new(false));
+        let load = (0..4).map(|i| {
+            let (client, stop) = (clients[i % 2].clone(), stop.clone());
+            async move {
+                let mut failed = Vec::new();
+                while !stop.get() {
+                    if let Err(e) = client.infer("t", &request(&[464, 968, 758, 11, 290], None)).await {
+                        failed.push(e.to_string());
+                    }
+                }
+                failed
+            }
+        });
+        let watch = async {
+            let start = Instant::now();
+            loop {
+                let s = clients[0].model("t").await.unwrap();
+                if s.progress.iter().filter(|p| p.done).count() == 2 {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "no second replica: {:?}", s.progress);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            stop.set(true);
+        };
+        let (failed, ()) = futures_util::join!(futures_util::future::join_all(load), watch);
+        let failed: Vec<&String> = failed.iter().flatten().collect();
+        assert!(failed.is_empty(), "{failed:?}");
+        let tokens: f64 = addrs.iter().map(|a| metric(a, &key, "mlmf_shard_tokens_total", &[("model", "t")])).sum();
+        assert!(tokens >= 5.0, "tokens counted: {tokens}");
+        let events = get_text(&addrs[0], &key, "/v1/events").1;
+        assert!(events.contains("1 -> 2 replicas") && events.contains("tokens/s, target 20"), "{events}");
     });
 }

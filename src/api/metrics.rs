@@ -107,6 +107,11 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
     );
     let mut handled =
         Family::new("mlmf_shard_messages_total", "counter", "Requests a shard replica's compute threads handled.");
+    let mut tokens = Family::new(
+        "mlmf_shard_tokens_total",
+        "counter",
+        "Tokens through a shard replica (every row's positions of the inputs it computed).",
+    );
     let mut cold = Family::new(
         "mlmf_shard_cold_messages_total",
         "counter",
@@ -119,13 +124,14 @@ pub(crate) async fn metrics(node: web::Data<Node>, access: Option<web::Data<supe
         queued.sample(format_args!("mlmf_shard_queued{{{labels}}}"), s.queued);
         ongoing.sample(format_args!("mlmf_shard_ongoing_requests{{{labels}}}"), s.requests);
         handled.sample(format_args!("mlmf_shard_messages_total{{{labels}}}"), l.handle.counters.handled());
+        tokens.sample(format_args!("mlmf_shard_tokens_total{{{labels}}}"), s.tokens);
         cold.sample(format_args!("mlmf_shard_cold_messages_total{{{labels}}}"), s.cold_messages);
         for (q, ms) in [("0.5", s.p50_ms), ("0.99", s.p99_ms)] {
             latency.sample(format_args!("mlmf_shard_latency_seconds{{{labels},quantile=\"{q}\"}}"), ms / 1e3);
             latency_ms.sample(format_args!("mlmf_shard_latency_ms{{{labels},quantile=\"{q}\"}}"), ms);
         }
     }
-    families.extend([in_flight.0, queued.0, ongoing.0, latency.0, latency_ms.0, handled.0, cold.0]);
+    families.extend([in_flight.0, queued.0, ongoing.0, latency.0, latency_ms.0, handled.0, tokens.0, cold.0]);
     let counter = |name: &str, help: &str, v: &std::sync::atomic::AtomicU64| {
         let mut f = Family::new(name, "counter", help);
         f.sample(format_args!("{name}{{node=\"{id}\"}}"), v.load(Ordering::Relaxed));

@@ -24,6 +24,11 @@ pub struct Autoscaling {
     /// Seconds of load samples averaged into the figure the decision is made on.
     #[serde(default = "look_back")]
     pub look_back_period_s: f64,
+    /// Tokens per second per replica to aim for (every token through the shard: prompts'
+    /// and generated ones). When set, a shard gets the replicas its tokens/s need if that is
+    /// more than its requests need; absent, requests alone decide.
+    #[serde(default)]
+    pub target_tokens_per_s: Option<f64>,
 }
 
 fn two() -> f64 {
@@ -57,6 +62,11 @@ impl Autoscaling {
                 "autoscaling: target_ongoing_requests must be positive, got {}",
                 self.target_ongoing_requests
             ));
+        }
+        if let Some(t) = self.target_tokens_per_s
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(format!("autoscaling: target_tokens_per_s must be positive, got {t}"));
         }
         let delays = [
             ("upscale_delay_s", self.upscale_delay_s),

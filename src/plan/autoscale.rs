@@ -7,11 +7,31 @@
 
 pub use crate::config::Autoscaling;
 
+/// A shard's load, summed over its replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Load {
+    /// Requests in flight and queued (a batch counted by its rows).
+    pub ongoing: f64,
+    /// Tokens per second through the shard.
+    pub tokens_per_s: f64,
+}
+
+impl Load {
+    /// `ongoing` requests, no token figure.
+    pub fn requests(ongoing: f64) -> Load {
+        Load { ongoing, tokens_per_s: 0.0 }
+    }
+}
+
 impl Autoscaling {
-    /// The replicas `ongoing` requests (in flight and queued, summed over the shard's
-    /// replicas) need: `ceil(ongoing / target)`, within the bounds.
-    pub fn desired(&self, ongoing: f64) -> usize {
-        let want = (ongoing.max(0.0) / self.target_ongoing_requests).ceil();
+    /// The replicas `load` needs: `ceil(ongoing / target_ongoing_requests)`, or
+    /// `ceil(tokens_per_s / target_tokens_per_s)` when that is set and more, within the
+    /// bounds.
+    pub fn desired(&self, load: Load) -> usize {
+        let mut want = (load.ongoing.max(0.0) / self.target_ongoing_requests).ceil();
+        if let Some(t) = self.target_tokens_per_s {
+            want = want.max((load.tokens_per_s.max(0.0) / t).ceil());
+        }
         (want.min(self.max_replicas as f64) as usize).clamp(self.min_replicas, self.max_replicas)
     }
 }
@@ -20,8 +40,8 @@ impl Autoscaling {
 /// replicas.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scaler {
-    /// `(time, ongoing)` within the look-back period.
-    samples: std::collections::VecDeque<(f64, f64)>,
+    /// `(time, load)` within the look-back period.
+    samples: std::collections::VecDeque<(f64, Load)>,
     /// When the wish to grow began (seconds on the caller's clock).
     wants_more_since: Option<f64>,
     /// When the wish to shrink began.
@@ -30,11 +50,11 @@ pub struct Scaler {
 
 impl Scaler {
     /// The replica count the shard should have now, given `current` replicas serving and
-    /// `ongoing` requests at time `now` (seconds; the mean of the look-back period's samples
+    /// its `load` at time `now` (seconds; the mean of the look-back period's samples
     /// decides): `Some(n)` when a change is due, one replica at a time. A count outside the
     /// bounds is brought inside at once.
-    pub fn decide(&mut self, policy: &Autoscaling, current: usize, ongoing: f64, now: f64) -> Option<usize> {
-        self.samples.push_back((now, ongoing));
+    pub fn decide(&mut self, policy: &Autoscaling, current: usize, load: Load, now: f64) -> Option<usize> {
+        self.samples.push_back((now, load));
         while self.samples.front().is_some_and(|(t, _)| now - t > policy.look_back_period_s) {
             self.samples.pop_front();
         }
@@ -64,12 +84,15 @@ impl Scaler {
         None
     }
 
-    /// The mean ongoing requests over the look-back period.
-    pub fn load(&self) -> f64 {
+    /// The mean load over the look-back period.
+    pub fn load(&self) -> Load {
         if self.samples.is_empty() {
-            return 0.0;
+            return Load::default();
         }
-        self.samples.iter().map(|(_, o)| o).sum::<f64>() / self.samples.len() as f64
+        let n = self.samples.len() as f64;
+        let ongoing = self.samples.iter().map(|(_, l)| l.ongoing).sum::<f64>() / n;
+        let tokens_per_s = self.samples.iter().map(|(_, l)| l.tokens_per_s).sum::<f64>() / n;
+        Load { ongoing, tokens_per_s }
     }
 
     /// Forgets both wishes (after a change, or when the count is right); the samples stay.
@@ -92,6 +115,7 @@ mod tests {
             upscale_delay_s: up,
             downscale_delay_s: down,
             look_back_period_s: 0.0,
+            target_tokens_per_s: None,
         }
     }
 
@@ -99,23 +123,23 @@ mod tests {
     fn grows_after_the_upscale_delay_and_shrinks_after_the_downscale_delay() {
         let p = policy(1, 3, 2.0, 10.0);
         let mut s = Scaler::default();
-        assert_eq!(s.decide(&p, 1, 9.0, 0.0), None, "wants 3, waits");
-        assert_eq!(s.decide(&p, 1, 9.0, 1.9), None);
-        assert_eq!(s.decide(&p, 1, 9.0, 2.0), Some(2));
-        assert_eq!(s.decide(&p, 2, 9.0, 2.5), None, "the wait starts again");
-        assert_eq!(s.decide(&p, 2, 9.0, 4.5), Some(3));
-        assert_eq!(s.decide(&p, 3, 90.0, 10.0), None, "never above max");
+        assert_eq!(s.decide(&p, 1, Load::requests(9.0), 0.0), None, "wants 3, waits");
+        assert_eq!(s.decide(&p, 1, Load::requests(9.0), 1.9), None);
+        assert_eq!(s.decide(&p, 1, Load::requests(9.0), 2.0), Some(2));
+        assert_eq!(s.decide(&p, 2, Load::requests(9.0), 2.5), None, "the wait starts again");
+        assert_eq!(s.decide(&p, 2, Load::requests(9.0), 4.5), Some(3));
+        assert_eq!(s.decide(&p, 3, Load::requests(90.0), 10.0), None, "never above max");
         // A dip shorter than the downscale delay changes nothing.
-        assert_eq!(s.decide(&p, 3, 0.0, 11.0), None);
-        assert_eq!(s.decide(&p, 3, 6.0, 15.0), None);
-        assert_eq!(s.decide(&p, 3, 0.0, 16.0), None);
-        assert_eq!(s.decide(&p, 3, 0.0, 26.0), Some(2));
-        assert_eq!(s.decide(&p, 2, 0.0, 27.0), None, "the wait starts again");
-        assert_eq!(s.decide(&p, 2, 0.0, 37.0), Some(1));
-        assert_eq!(s.decide(&p, 1, 0.0, 100.0), None, "never below min");
+        assert_eq!(s.decide(&p, 3, Load::requests(0.0), 11.0), None);
+        assert_eq!(s.decide(&p, 3, Load::requests(6.0), 15.0), None);
+        assert_eq!(s.decide(&p, 3, Load::requests(0.0), 16.0), None);
+        assert_eq!(s.decide(&p, 3, Load::requests(0.0), 26.0), Some(2));
+        assert_eq!(s.decide(&p, 2, Load::requests(0.0), 27.0), None, "the wait starts again");
+        assert_eq!(s.decide(&p, 2, Load::requests(0.0), 37.0), Some(1));
+        assert_eq!(s.decide(&p, 1, Load::requests(0.0), 100.0), None, "never below min");
         // Out of bounds (a replica lost, bounds lowered): brought back at once.
-        assert_eq!(s.decide(&p, 0, 0.0, 101.0), Some(1));
-        assert_eq!(s.decide(&p, 5, 0.0, 101.0), Some(3));
+        assert_eq!(s.decide(&p, 0, Load::requests(0.0), 101.0), Some(1));
+        assert_eq!(s.decide(&p, 5, Load::requests(0.0), 101.0), Some(3));
     }
 
     #[test]
@@ -125,12 +149,12 @@ mod tests {
         let mut s = Scaler::default();
         // One busy sample among idle ones is not a reason to grow.
         for t in 0..4 {
-            assert_eq!(s.decide(&p, 1, 0.0, t as f64), None);
+            assert_eq!(s.decide(&p, 1, Load::requests(0.0), t as f64), None);
         }
-        assert_eq!(s.decide(&p, 1, 4.0, 4.0), None, "mean 0.8: one replica is enough");
-        assert!((s.load() - 0.8).abs() < 1e-9);
+        assert_eq!(s.decide(&p, 1, Load::requests(4.0), 4.0), None, "mean 0.8: one replica is enough");
+        assert!((s.load().ongoing - 0.8).abs() < 1e-9);
         // Load that lasts moves the mean.
-        assert_eq!(s.decide(&p, 1, 10.0, 5.0), Some(2), "mean 14/6 wants 2");
+        assert_eq!(s.decide(&p, 1, Load::requests(10.0), 5.0), Some(2), "mean 14/6 wants 2");
     }
 
     #[test]
@@ -143,9 +167,26 @@ mod tests {
         p.target_ongoing_requests = 0.0;
         assert!(p.validate().is_err());
         assert_eq!(p.max_replicas, 3);
-        assert_eq!(policy(2, 5, 0.0, 0.0).desired(0.0), 2);
-        assert_eq!(policy(1, 5, 0.0, 0.0).desired(5.0), 3);
-        assert_eq!(policy(1, 5, 0.0, 0.0).desired(1e9), 5);
+        assert_eq!(policy(2, 5, 0.0, 0.0).desired(Load::requests(0.0)), 2);
+        assert_eq!(policy(1, 5, 0.0, 0.0).desired(Load::requests(5.0)), 3);
+        assert_eq!(policy(1, 5, 0.0, 0.0).desired(Load::requests(1e9)), 5);
+    }
+
+    #[test]
+    fn tokens_per_second_ask_for_replicas_when_set() {
+        let mut p = policy(1, 4, 0.0, 0.0);
+        let busy = Load { ongoing: 1.0, tokens_per_s: 250.0 };
+        assert_eq!(p.desired(busy), 1, "requests alone decide without a token target");
+        p.target_tokens_per_s = Some(100.0);
+        assert_eq!(p.desired(busy), 3, "ceil(250 / 100)");
+        assert_eq!(p.desired(Load { ongoing: 7.0, tokens_per_s: 10.0 }), 4, "requests want more: ceil(7 / 2)");
+        assert_eq!(p.desired(Load { ongoing: 0.0, tokens_per_s: 1e9 }), 4, "never above max");
+        let mut s = Scaler::default();
+        assert_eq!(s.decide(&p, 1, busy, 0.0), Some(2));
+        p.target_tokens_per_s = Some(0.0);
+        assert!(p.validate().is_err());
+        p.target_tokens_per_s = Some(f64::NAN);
+        assert!(p.validate().is_err());
     }
 
     proptest! {
@@ -158,13 +199,15 @@ mod tests {
             extra in 0usize..4,
             up in 0.0f64..20.0,
             down in 0.0f64..60.0,
-            loads in prop::collection::vec((0.0f64..40.0, 0.05f64..5.0), 1..300),
+            tokens_target in prop::option::of(1.0f64..500.0),
+            loads in prop::collection::vec((0.0f64..40.0, 0.0f64..5000.0, 0.05f64..5.0), 1..300),
         ) {
-            let p = policy(min, min + extra, up, down);
+            let mut p = policy(min, min + extra, up, down);
+            p.target_tokens_per_s = tokens_target;
             let (mut s, mut n, mut now, mut last_change) = (Scaler::default(), min, 0.0, None::<f64>);
-            for (ongoing, dt) in loads {
+            for (ongoing, tokens_per_s, dt) in loads {
                 now += dt;
-                if let Some(next) = s.decide(&p, n, ongoing, now) {
+                if let Some(next) = s.decide(&p, n, Load { ongoing, tokens_per_s }, now) {
                     prop_assert!(next == n + 1 || next + 1 == n, "{n} -> {next}");
                     prop_assert!((p.min_replicas..=p.max_replicas).contains(&next));
                     let delay = if next > n { up } else { down };

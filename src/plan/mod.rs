@@ -11,7 +11,7 @@ pub mod replication;
 pub mod shard_plan;
 pub mod strategy;
 
-pub use autoscale::{Autoscaling, Scaler};
+pub use autoscale::{Autoscaling, Load, Scaler};
 pub use error::PlanError;
 pub use placement::{
     DeviceKind, DevicePreference, NodeInventory, Placement, PlacementRequest, PlacementStrategy, place,

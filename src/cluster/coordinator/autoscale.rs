@@ -13,23 +13,24 @@ use actix::{AsyncContext, Context};
 
 use super::actor::Coordinator;
 use crate::cluster::wire::{MemberState, ModelState, ShardProgress};
+use crate::plan::Load;
 use crate::plan::placement::Assignment;
 
 impl Coordinator {
     /// Requests in flight and queued on the live replicas of `model`'s `shard` (a batch
     /// counts its rows), by node.
     fn ongoing(&self, model: &str, shard: usize) -> Vec<(String, f64)> {
-        self.members
-            .values()
-            .filter(|m| m.state == MemberState::Up)
-            .flat_map(|m| {
-                m.stats
-                    .shard_stats
-                    .iter()
-                    .filter(|s| s.model == model && s.shard == shard)
-                    .map(|s| (m.info.id.clone(), s.requests.max(s.in_flight + s.queued) as f64))
+        self.replica_loads(model, shard).map(|(node, load)| (node, load.ongoing)).collect()
+    }
+
+    /// Each live replica's load (requests and tokens/s) of `model`'s `shard`, by node.
+    fn replica_loads<'a>(&'a self, model: &'a str, shard: usize) -> impl Iterator<Item = (String, Load)> + 'a {
+        self.members.values().filter(|m| m.state == MemberState::Up).flat_map(move |m| {
+            m.stats.shard_stats.iter().filter(move |s| s.model == model && s.shard == shard).map(|s| {
+                let ongoing = s.requests.max(s.in_flight + s.queued) as f64;
+                (m.info.id.clone(), Load { ongoing, tokens_per_s: s.tokens_per_s })
             })
-            .collect()
+        })
     }
 
     /// One round over every autoscaled model's shards.
@@ -51,7 +52,10 @@ impl Coordinator {
                     .filter(|p| p.shard == shard && p.done)
                     .filter(|p| self.members.get(&p.node).is_some_and(|m| m.state == MemberState::Up))
                     .count();
-                let load: f64 = self.ongoing(id, shard).iter().map(|(_, o)| o).sum();
+                let load = self.replica_loads(id, shard).fold(Load::default(), |a, (_, l)| Load {
+                    ongoing: a.ongoing + l.ongoing,
+                    tokens_per_s: a.tokens_per_s + l.tokens_per_s,
+                });
                 let scaler = self.scalers.entry((id.clone(), shard)).or_default();
                 if busy {
                     // A change in progress: the wait for the next starts once it is done.
@@ -59,12 +63,18 @@ impl Coordinator {
                     continue;
                 }
                 if let Some(want) = scaler.decide(&policy, serving, load, now) {
-                    changes.push((id.clone(), shard, serving, want, scaler.load(), policy.target_ongoing_requests));
+                    changes.push((id.clone(), shard, serving, want, scaler.load(), policy));
                 }
             }
         }
-        for (model, shard, from, to, load, target) in changes {
-            let why = format!("shard {shard}: {from} -> {to} replicas ({load:.1} ongoing, target {target} each)");
+        for (model, shard, from, to, load, policy) in changes {
+            let target = policy.target_ongoing_requests;
+            let mut why =
+                format!("shard {shard}: {from} -> {to} replicas ({:.1} ongoing, target {target} each", load.ongoing);
+            if let Some(t) = policy.target_tokens_per_s {
+                why.push_str(&format!("; {:.0} tokens/s, target {t} each", load.tokens_per_s));
+            }
+            why.push(')');
             if to > from {
                 self.add_replica(&model, shard, &why, ctx);
             } else if to < from {

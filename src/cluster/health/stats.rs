@@ -2,6 +2,9 @@
 //! requests, errors, per-replica queues and latency), sampled from this process, the machine
 //! (sysinfo) and the node's own counters.
 
+use std::collections::HashMap;
+use std::time::Instant;
+
 use crate::cluster::metrics::BUCKETS;
 use crate::cluster::node::Node;
 use crate::cluster::wire::NodeStats;
@@ -11,11 +14,18 @@ pub struct StatsSampler {
     sys: sysinfo::System,
     pid: Option<sysinfo::Pid>,
     last_buckets: Vec<u64>,
+    /// Each replica's tokens at the previous sample, and when.
+    last_tokens: HashMap<(String, usize), (Instant, u64)>,
 }
 
 impl Default for StatsSampler {
     fn default() -> Self {
-        StatsSampler { sys: sysinfo::System::new(), pid: sysinfo::get_current_pid().ok(), last_buckets: Vec::new() }
+        StatsSampler {
+            sys: sysinfo::System::new(),
+            pid: sysinfo::get_current_pid().ok(),
+            last_buckets: Vec::new(),
+            last_tokens: HashMap::new(),
+        }
     }
 }
 
@@ -33,6 +43,32 @@ pub fn p99_between(before: &[u64], after: &[u64]) -> f64 {
 }
 
 impl StatsSampler {
+    /// Each loaded replica's stats, its tokens/s measured since the previous sample (a
+    /// replica new since then counts from its load).
+    fn shard_stats(&mut self, node: &Node) -> Vec<crate::cluster::wire::ShardStats> {
+        let now = Instant::now();
+        let mut seen = HashMap::new();
+        let stats = node
+            .shards
+            .entries()
+            .iter()
+            .map(|((m, s), l)| {
+                let mut st = l.stats(m, *s);
+                let key = (m.clone(), *s);
+                if let Some((then, before)) = self.last_tokens.get(&key) {
+                    let dt = now.duration_since(*then).as_secs_f64();
+                    if dt > 0.0 && st.tokens >= *before {
+                        st.tokens_per_s = (st.tokens - before) as f64 / dt;
+                    }
+                }
+                seen.insert(key, (now, st.tokens));
+                st
+            })
+            .collect();
+        self.last_tokens = seen;
+        stats
+    }
+
     /// Current stats of `node`.
     pub fn sample(&mut self, node: &Node) -> NodeStats {
         self.sys.refresh_memory();
@@ -51,7 +87,7 @@ impl StatsSampler {
             in_flight: node.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             requests: node.requests.load(std::sync::atomic::Ordering::Relaxed),
             errors: node.metrics.errors.load(std::sync::atomic::Ordering::Relaxed),
-            shard_stats: node.shards.entries().iter().map(|((m, s), l)| l.stats(m, *s)).collect(),
+            shard_stats: self.shard_stats(node),
             kv_cache_bytes: {
                 node.kv.expire();
                 node.warm.expire();

@@ -110,6 +110,8 @@ impl LocalShard {
             queued: self.mailbox.queued(),
             messages: h.count(),
             requests: self.ongoing.load(Ordering::Relaxed),
+            tokens: self.handle.counters.tokens(),
+            tokens_per_s: 0.0,
             cold_messages: self.handle.counters.cold(),
             p50_ms: h.quantile_ms(0.5),
             p99_ms: h.quantile_ms(0.99),

@@ -62,12 +62,14 @@ pub struct ShardActor {
 pub struct ShardCounters {
     handled: AtomicU64,
     cold: AtomicU64,
+    tokens: AtomicU64,
     warmed: AtomicBool,
 }
 
 impl ShardCounters {
-    fn count(&self) {
+    fn count(&self, tokens: usize) {
         self.handled.fetch_add(1, Ordering::Relaxed);
+        self.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
         if !self.warmed.load(Ordering::Acquire) {
             self.cold.fetch_add(1, Ordering::Relaxed);
         }
@@ -82,6 +84,12 @@ impl ShardCounters {
     /// the routes only once warm handles none).
     pub fn cold(&self) -> u64 {
         self.cold.load(Ordering::Relaxed)
+    }
+
+    /// Tokens through it: every row's positions of the inputs it computed (a tensor-parallel
+    /// member counts them at its embedding, once per step).
+    pub fn tokens(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
     }
 
     /// Whether its warm-up forward has run.
@@ -401,7 +409,7 @@ impl Handler<Forward> for ShardActor {
     type Result = Result<StageOutput, ShardError>;
 
     fn handle(&mut self, msg: Forward, ctx: &mut SyncContext<Self>) -> Self::Result {
-        self.counters.count();
+        self.counters.count(msg.input.batch * msg.input.seq_len);
         self.guarded(ctx, |me| me.run(&msg))
     }
 }
@@ -410,7 +418,11 @@ impl Handler<TpStep> for ShardActor {
     type Result = Result<TpOutput, ShardError>;
 
     fn handle(&mut self, msg: TpStep, ctx: &mut SyncContext<Self>) -> Self::Result {
-        self.counters.count();
+        let tokens = match &msg {
+            TpStep::Embed { input, .. } => input.batch * input.seq_len,
+            _ => 0,
+        };
+        self.counters.count(tokens);
         self.guarded(ctx, |me| me.tp(msg))
     }
 }

@@ -85,6 +85,12 @@ pub struct ShardStats {
     /// figure autoscaling reads.
     #[serde(default)]
     pub requests: usize,
+    /// Tokens through it since it loaded (every row's positions of the inputs it computed).
+    #[serde(default)]
+    pub tokens: u64,
+    /// Tokens per second through it since the node's previous heartbeat.
+    #[serde(default)]
+    pub tokens_per_s: f64,
     /// Of the requests its compute threads handled, those before its warm-up forward had
     /// finished (0 for every replica that joined the routes warm).
     #[serde(default)]
