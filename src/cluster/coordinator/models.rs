@@ -326,6 +326,9 @@ impl Handler<UnloadModelMsg> for Coordinator {
         };
         tracing::info!(model = %msg.0, "unloading model");
         self.audit("unload", Some(&msg.0), None, "ok");
+        // A model loaded again under this id starts its autoscaling afresh.
+        self.scalers.retain(|k, _| k.0 != msg.0);
+        self.scaling_up.retain(|k| k.0 != msg.0);
         let nodes = rec.status.placement.assignments.iter().map(|a| a.node.clone()).collect();
         self.publish(ctx);
         self.unload_from(&msg.0, nodes, ctx);
