@@ -31,3 +31,24 @@ impl CacheConfig {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::NodeConfig;
+
+    /// The README's example of the warm cache and a declared model's autoscaling.
+    #[test]
+    fn the_readme_example_parses_and_a_ttl_of_zero_is_refused() {
+        let text = "[[models]]\nid = \"gpt2\"\npath = \"/models/gpt2\"\nstrategy = \"pipeline:2\"\n\
+                    autoscaling = { min_replicas = 1, max_replicas = 4, target_ongoing_requests = 4.0, \
+                    target_tokens_per_s = 2000.0, upscale_delay_s = 10.0, downscale_delay_s = 300.0 }\n\
+                    \n[cache]\nwarm_bytes = 4294967296\n";
+        let cfg: NodeConfig = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!((cfg.cache.warm_bytes, cfg.cache.warm_ttl_s), (4 << 30, 600));
+        let a = cfg.models[0].autoscaling.unwrap();
+        assert_eq!((a.max_replicas, a.target_tokens_per_s), (4, Some(2000.0)));
+        let off: NodeConfig = toml::from_str("[cache]\nwarm_bytes = 1\nwarm_ttl_s = 0\n").unwrap();
+        assert!(off.validate().unwrap_err().to_string().contains("cache.warm_ttl_s"));
+    }
+}
