@@ -6,7 +6,8 @@
 //! the warm-up has finished (`mlmf_shard_cold_messages_total` stays 0 while
 //! `mlmf_shard_messages_total` grows), so no request is retried on another route
 //! (`mlmf_retries_total` stays 0 on every node). Every decision
-//! is an audit event and a metric, and the replica count is in `/metrics`.
+//! is an audit event and a metric, and the replica count is in `/metrics`. Grown again, the
+//! two nodes that gave their replica up give back the one their warm cache kept.
 
 mod common;
 
@@ -34,7 +35,8 @@ fn metric(addr: &str, key: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[test]
 fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request() {
     let cluster = Cluster::start("autoscale", 3, |_| {
-        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 2000\n".to_string()
+        "[health]\nheartbeat_interval_ms = 200\nacceptable_pause_ms = 2000\n[cache]\nwarm_bytes = 100000000\n"
+            .to_string()
     });
     let key = bearer(&cluster.key);
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
@@ -59,54 +61,10 @@ fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request()
 
         // Up: 24 clients back to back, spread over the three nodes, until three replicas
         // serve and have served for two seconds more.
-        let stop = Rc::new(Cell::new(false));
-        let load = (0..24).map(|i| {
-            let (client, stop) = (clients[i % 3].clone(), stop.clone());
-            async move {
-                let (mut ok, mut failed) = (0usize, Vec::new());
-                while !stop.get() {
-                    match client.infer("m", &request(&[464, 968, 758, 11, 290], None)).await {
-                        Ok(_) => ok += 1,
-                        Err(e) => failed.push(e.to_string()),
-                    }
-                }
-                (ok, failed)
-            }
-        });
-        let start = Instant::now();
-        let watch = async {
-            let mut grown = None;
-            loop {
-                let s = clients[0].model("m").await.unwrap();
-                let n = serving(&s);
-                if n == 3 && grown.is_none() {
-                    grown = Some(start.elapsed());
-                    // Each replica warmed before it served.
-                    assert!(
-                        s.progress.iter().all(|p| p.warmup_ms.is_some() && p.load_ms.is_some()),
-                        "{:?}",
-                        s.progress
-                    );
-                }
-                if grown.is_some_and(|g| start.elapsed() > g + Duration::from_secs(2)) {
-                    break;
-                }
-                assert!(start.elapsed() < Duration::from_secs(60), "replicas did not grow to 3: {:?}", s.progress);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            stop.set(true);
-            grown.unwrap()
-        };
-        let (results, grown) = futures_util::join!(futures_util::future::join_all(load), watch);
-        let served: usize = results.iter().map(|r| r.0).sum();
-        let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
-        eprintln!("3 replicas {grown:?} after the load began; {served} requests served, {} failed", failed.len());
-        assert!(
-            failed.is_empty(),
-            "{} failed while replicas were added: {:?}",
-            failed.len(),
-            &failed[..failed.len().min(5)]
-        );
+        let (grown, served, s) = grow_to_three(&clients).await;
+        eprintln!("3 replicas {grown:?} after the load began; {served} requests served");
+        // Each replica warmed before it served.
+        assert!(s.progress.iter().all(|p| p.warmup_ms.is_some() && p.load_ms.is_some()), "{:?}", s.progress);
         let s = clients[0].model("m").await.unwrap();
         let nodes: std::collections::BTreeSet<&str> = s.progress.iter().map(|p| p.node.as_str()).collect();
         assert_eq!(nodes.len(), 3, "one replica per node (anti-affinity): {:?}", s.progress);
@@ -169,7 +127,74 @@ fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request()
         let ups = metric(&at, &key, "mlmf_autoscale_decisions_total", &[("model", "m"), ("direction", "up")]);
         let downs = metric(&at, &key, "mlmf_autoscale_decisions_total", &[("model", "m"), ("direction", "down")]);
         assert_eq!((ups, downs), (2.0, 2.0), "decisions on {at}");
+
+        // Up again, once the two replicas removed have drained and been unloaded: the two
+        // nodes that gave their replica up kept it in their warm cache, and give it back
+        // instead of reading the files again.
+        let start = Instant::now();
+        while addrs.iter().map(|a| metric(a, &key, "mlmf_warm_cache_replicas", &[])).sum::<f64>() < 2.0 {
+            assert!(start.elapsed() < Duration::from_secs(60), "the drained replicas were not kept");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (regrown, _, s) = grow_to_three(&clients).await;
+        eprintln!("3 replicas again {regrown:?} after the load began");
+        let kept = s.progress.iter().filter(|p| p.from_warm_cache).count();
+        assert_eq!(kept, 2, "the re-added replicas came from the warm cache: {:?}", s.progress);
+        let hits: f64 = addrs.iter().map(|a| metric(a, &key, "mlmf_warm_cache_hits_total", &[])).sum();
+        assert_eq!(hits, 2.0);
+        for a in &addrs {
+            let labels = [("model", "m"), ("shard", "0")];
+            assert_eq!(metric(a, &key, "mlmf_shard_cold_messages_total", &labels), 0.0, "cold messages on {a}");
+            assert_eq!(metric(a, &key, "mlmf_retries_total", &[]), 0.0, "retries on {a}");
+        }
     });
+}
+
+/// Runs 24 clients back to back against model `m`, spread over the nodes, until three of its
+/// replicas serve and have served for two seconds more; asserts that none of their requests
+/// failed. Returns when the third replica began serving, the requests served, and the status.
+async fn grow_to_three(clients: &[ClusterClient]) -> (Duration, usize, mlmf::cluster::wire::ModelStatus) {
+    let serving = |s: &mlmf::cluster::wire::ModelStatus| s.progress.iter().filter(|p| p.done).count();
+    let stop = Rc::new(Cell::new(false));
+    let load = (0..24).map(|i| {
+        let (client, stop) = (clients[i % clients.len()].clone(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.get() {
+                match client.infer("m", &request(&[464, 968, 758, 11, 290], None)).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }
+    });
+    let start = Instant::now();
+    let watch = async {
+        let mut grown = None;
+        loop {
+            let s = clients[0].model("m").await.unwrap();
+            if serving(&s) == 3 && grown.is_none() {
+                grown = Some(start.elapsed());
+            }
+            if grown.is_some_and(|g| start.elapsed() > g + Duration::from_secs(2)) {
+                stop.set(true);
+                return (grown.unwrap(), s);
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "replicas did not grow to 3: {:?}", s.progress);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (results, (grown, status)) = futures_util::join!(futures_util::future::join_all(load), watch);
+    let served: usize = results.iter().map(|r| r.0).sum();
+    let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed while replicas were added: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    (grown, served, status)
 }
 
 /// A model the node's TOML declares (`[[models]]`, autoscaling included) is loaded by the
