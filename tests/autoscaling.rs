@@ -16,21 +16,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::fixture;
-use common::http::{bearer, get_text};
+use common::http::{bearer, get_text, metric};
 use common::nodes::{Cluster, block_on, load_request, request};
 use mlmf::client::ClusterClient;
 use mlmf::plan::Autoscaling;
-
-/// The sum of `name`'s samples in a node's `/metrics`, those with every label of `labels`.
-fn metric(addr: &str, key: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (status, text) = get_text(addr, key, "/metrics");
-    assert_eq!(status, 200);
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
 
 #[test]
 fn replicas_follow_the_load_up_to_max_and_back_to_min_without_a_failed_request() {

@@ -10,25 +10,14 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::fixture;
-use common::http::{bearer, get_text};
+use common::http::{bearer, metric};
 use common::nodes::{Cluster, block_on, load_request, request};
 use mlmf::client::ClusterClient;
 use mlmf::cluster::wire::ModelStatus;
 
 /// The sum of `name`'s samples on every node, those carrying every label of `labels`.
 fn total(addrs: &[String], key: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut sum = 0.0;
-    for a in addrs {
-        let (status, text) = get_text(a, key, "/metrics");
-        assert_eq!(status, 200);
-        sum += text
-            .lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")))
-            .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum::<f64>();
-    }
-    sum
+    addrs.iter().map(|a| metric(a, key, name, labels)).sum()
 }
 
 /// Copies the fixture `name` into `dir` (so that the test may touch its files).

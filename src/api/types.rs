@@ -31,7 +31,8 @@ pub struct LoadRequest {
     pub replication_mode: crate::plan::ReplicationMode,
     /// Replicas per shard that follow the load: `{"min_replicas", "max_replicas",
     /// "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
-    /// "look_back_period_s"}` (Ray Serve's names). The model starts with `replication`
+    /// "look_back_period_s", "target_tokens_per_s"}` (Ray Serve's names, and a token target).
+    /// The model starts with `replication`
     /// brought within the bounds.
     #[serde(default)]
     pub autoscaling: Option<crate::plan::Autoscaling>,

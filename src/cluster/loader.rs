@@ -61,6 +61,8 @@ pub async fn load_shard(node: &Node, msg: LoadShard) -> Result<ShardLoaded, Stri
         match warm_up(&kept.handle).await {
             Ok(warmup) => {
                 let load_ms = started.elapsed().saturating_sub(warmup).as_millis() as u64;
+                // Its latency is counted afresh (its earlier life is not this one's).
+                let kept = LocalShard { latency: Arc::default(), ..kept };
                 return Ok(register(node, &msg, kept, load_ms, warmup, true).await);
             }
             Err(e) => {
@@ -157,8 +159,6 @@ async fn register(
     from_warm_cache: bool,
 ) -> ShardLoaded {
     let (bytes, pulled) = (local.bytes, local.pulled);
-    // Its latency is counted afresh from here (a kept replica's earlier life is not this one).
-    let local = LocalShard { latency: Arc::default(), ..local };
     node.shards.insert((msg.model.clone(), msg.shard.id), local);
     report(node, msg, bytes, bytes).await;
     let warmup_ms = warmup.as_millis() as u64;

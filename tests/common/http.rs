@@ -100,6 +100,18 @@ pub fn get_text(addr: &str, key: &str, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&all).into_owned())
 }
 
+/// The sum of `name`'s samples in the node at `addr`'s `/metrics`, those with every label
+/// of `labels`.
+pub fn metric(addr: &str, key: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (status, text) = get_text(addr, key, "/metrics");
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
 /// The status and the whole body of an answer.
 fn answer(r: BufReader<TcpStream>) -> (u16, Vec<u8>) {
     let (status, _, all) = answer_with_headers(r);

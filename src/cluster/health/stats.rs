@@ -71,6 +71,8 @@ impl StatsSampler {
 
     /// Current stats of `node`.
     pub fn sample(&mut self, node: &Node) -> NodeStats {
+        // Kept replicas past their time go at each heartbeat.
+        node.warm.expire();
         self.sys.refresh_memory();
         self.sys.refresh_cpu_usage();
         let mut process_memory = 0;
@@ -90,7 +92,6 @@ impl StatsSampler {
             shard_stats: self.shard_stats(node),
             kv_cache_bytes: {
                 node.kv.expire();
-                node.warm.expire();
                 node.kv.bytes()
             },
             kv_caches: node.kv.len(),

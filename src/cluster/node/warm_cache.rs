@@ -16,12 +16,17 @@ use crate::plan::ShardSpec;
 
 use super::local_shard::LocalShard;
 
-/// One replica kept.
+/// One replica kept (only one read from this node's files, so with an origin).
 struct Kept {
     model: String,
     shard: LocalShard,
-    resident: u64,
     since: Instant,
+}
+
+impl Kept {
+    fn resident(&self) -> u64 {
+        self.shard.origin.as_ref().map_or(0, |o| o.resident)
+    }
 }
 
 /// Unloaded replicas kept in memory, and what became of the loads that looked for them.
@@ -67,15 +72,15 @@ impl WarmCache {
             return;
         }
         let mut kept = self.lock();
-        let mut used: u64 = kept.iter().map(|k| k.resident).sum();
+        let mut used: u64 = kept.iter().map(Kept::resident).sum();
         while used + resident > self.budget {
             let Some(old) = kept.pop_front() else { break };
-            used -= old.resident;
+            used -= old.resident();
             self.evictions.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(model = %old.model, shard = old.shard.handle.spec.id, "warm cache: evicted for room");
         }
         tracing::debug!(%model, shard = shard.handle.spec.id, resident, "warm cache: kept an unloaded replica");
-        kept.push_back(Kept { model: model.to_string(), shard, resident, since: Instant::now() });
+        kept.push_back(Kept { model: model.to_string(), shard, since: Instant::now() });
     }
 
     /// The kept replica of `model`'s shard `spec` read from `dir`, if one is kept and its
@@ -120,7 +125,7 @@ impl WarmCache {
 
     /// Bytes held by the kept replicas.
     pub fn bytes(&self) -> u64 {
-        self.lock().iter().map(|k| k.resident).sum()
+        self.lock().iter().map(Kept::resident).sum()
     }
 
     /// Replicas kept.
