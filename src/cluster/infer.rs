@@ -167,9 +167,10 @@ pub async fn infer(
                 node.metrics.retries.fetch_add(1, Ordering::Relaxed);
                 last = format!("{}: {}", f.node, f.message);
                 last_node = f.node.clone();
-                if f.node != node.id {
-                    avoid.push(f.node);
-                }
+                // This node too: its replica may be gone (a rejoin that lost it, before the
+                // coordinator has noticed) while a peer's serves. With every route avoided,
+                // the next pick clears the list and tries them all again.
+                avoid.push(f.node);
             }
         }
     }
