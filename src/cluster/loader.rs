@@ -262,7 +262,9 @@ async fn pull_from(node: &Node, msg: &LoadShard, src: &str) -> Result<Arc<Mapped
     let dir = node.data_dir().join(format!("{safe_model}-{}", &hex(&digest)[..12]));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"));
-    write("config.json", &manifest.config_json)?;
+    if !manifest.config_json.is_empty() {
+        write("config.json", &manifest.config_json)?;
+    }
     if let Some(index) = &manifest.index_json {
         write(INDEX_FILE, index)?;
     }
@@ -338,7 +340,11 @@ pub async fn manifest(node: &Node, req: ManifestRequest) -> Result<Manifest, Str
             let sha256: [u8; 32] = Sha256::digest(raw).into();
             tensors.push(ManifestTensor { name: name.clone(), file: e.file, offset: e.offset, len: e.bytes, sha256 });
         }
-        let config_json = std::fs::read(ckpt.dir.join("config.json")).map_err(|e| e.to_string())?;
+        // A GGUF model's config travels in its header: it sends an empty config.json.
+        let config_json = match ckpt.config_file() {
+            Some(path) => std::fs::read(path).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
         let index_json = std::fs::read(ckpt.dir.join(INDEX_FILE)).ok();
         Ok(Manifest { config_json, index_json, files, tensors })
     })

@@ -28,6 +28,14 @@ pub enum GenerateError {
     /// Encoding or decoding failed.
     #[error("tokenizer: {0}")]
     Tokenize(String),
+    /// A GGUF file's tokenizer metadata is malformed or unsupported (the message names the key).
+    #[error("GGUF {key}: {message}")]
+    Vocab {
+        /// The metadata key (`tokenizer.ggml.merges`).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A request field is out of range (the message names the field).
     #[error("{field}: {message}")]
     Invalid {

@@ -1,8 +1,11 @@
 //! [`TextTokenizer`]: a model's HuggingFace tokenizer (`tokenizer.json`, read with the
 //! `tokenizers` crate) and its special tokens, from `tokenizer_config.json`,
 //! `generation_config.json` and `config.json` (later files fill what earlier ones leave
-//! out): bos, eos (one or several), pad, whether a bos is prepended, and the longest input.
-//! Every file's size is checked before it is read.
+//! out): bos, eos (one or several), pad, whether a bos is prepended, and the longest input;
+//! its chat template from `tokenizer_config.json`, else `chat_template.jinja` or
+//! `chat_template.json` beside it (where transformers 5 saves it). Every file's size is checked
+//! before it is read. A GGUF file's tokenizer comes from its metadata instead
+//! ([`TextTokenizer::from_gguf_vocab`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +13,8 @@ use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use super::error::GenerateError;
+use super::gguf_metadata;
+use super::gguf_vocab::{GgufVocab, adds_bos, build_tokenizer};
 use super::json_file::read_json;
 
 /// Largest `tokenizer.json` read (the largest public vocabularies take about 20 MiB).
@@ -28,7 +33,8 @@ pub struct TextTokenizer {
     pub pad: Option<u32>,
     /// Whether a bos is prepended to a prompt.
     pub add_bos: bool,
-    /// The chat template of `tokenizer_config.json`, when it has one.
+    /// The chat template (`tokenizer_config.json`'s, `chat_template.jinja`, `chat_template.json`,
+    /// or a GGUF file's `tokenizer.chat_template`), when there is one.
     pub chat_template: Option<String>,
 }
 
@@ -60,6 +66,9 @@ fn token_ids(v: &Value) -> Vec<u32> {
 impl TextTokenizer {
     /// The tokenizer of the model directory `dir`; `None` when it has no `tokenizer.json`.
     pub fn load(dir: &Path) -> Result<Option<TextTokenizer>, GenerateError> {
+        if crate::model::is_gguf_model(dir) {
+            return Self::from_gguf(&gguf_metadata::open(dir)?);
+        }
         let path = dir.join("tokenizer.json");
         let Some(json) = read_json(&path, MAX_TOKENIZER_BYTES)? else { return Ok(None) };
         let mut inner: Tokenizer = serde_json::from_value(json)
@@ -85,16 +94,45 @@ impl TextTokenizer {
             eos.insert(0, e);
         }
         let pad = by_name("pad_token").or_else(|| by_id("pad_token_id").and_then(|v| v.first().copied()));
+        let chat_template = match cfg.get("chat_template").and_then(Value::as_str) {
+            Some(t) => Some(t.to_string()),
+            None => chat_template_file(dir)?,
+        };
         let vocab = inner.get_vocab_size(true) as u32;
         let known = |t: &u32| *t < vocab;
         Ok(Some(TextTokenizer {
             add_bos: cfg.get("add_bos_token").and_then(Value::as_bool).unwrap_or(false) && bos.is_some(),
-            chat_template: cfg.get("chat_template").and_then(Value::as_str).map(str::to_string),
+            chat_template,
             bos: bos.filter(known),
             eos: eos.into_iter().filter(known).collect(),
             pad: pad.filter(known),
             inner,
         }))
+    }
+
+    /// The tokenizer a GGUF model carries in its metadata (`tokenizer.ggml.*` and
+    /// `tokenizer.chat_template`); `None` when it carries none.
+    pub fn from_gguf(model: &mlmf_gguf::GgufModel) -> Result<Option<TextTokenizer>, GenerateError> {
+        match gguf_metadata::vocab_of(model)? {
+            None => Ok(None),
+            Some((vocab, template)) => Self::from_gguf_vocab(&vocab, template).map(Some),
+        }
+    }
+
+    /// The tokenizer a GGUF file's metadata describes, as transformers builds it
+    /// ([`build_tokenizer`]): bos, eos and pad from the file's ids, the eos alone ending a
+    /// generation, and a bos prepended as the file's `add_bos_token` says (absent: as
+    /// transformers' class for the kind, [`adds_bos`]).
+    pub fn from_gguf_vocab(v: &GgufVocab, chat_template: Option<String>) -> Result<TextTokenizer, GenerateError> {
+        // `build_tokenizer` has checked every id against the vocabulary.
+        Ok(TextTokenizer {
+            inner: build_tokenizer(v)?,
+            bos: v.bos,
+            eos: v.eos.into_iter().collect(),
+            pad: v.pad,
+            add_bos: adds_bos(v),
+            chat_template,
+        })
     }
 
     /// As [`TextTokenizer::load`], an error when the directory has no tokenizer.
@@ -147,6 +185,34 @@ impl TextTokenizer {
     }
 }
 
+/// The chat template transformers 5 saves beside `tokenizer_config.json`: `chat_template.jinja`,
+/// or `chat_template.json` (`{"chat_template": "..."}`).
+fn chat_template_file(dir: &Path) -> Result<Option<String>, GenerateError> {
+    if let Some(template) = read_text(&dir.join("chat_template.jinja"), MAX_CONFIG_BYTES)? {
+        return Ok(Some(template));
+    }
+    let json = read_json(&dir.join("chat_template.json"), MAX_CONFIG_BYTES)?;
+    Ok(json.as_ref().and_then(|j| j.get("chat_template")).and_then(Value::as_str).map(str::to_string))
+}
+
+/// Reads `path` as UTF-8 text when it exists and is at most `max` bytes.
+fn read_text(path: &Path, max: u64) -> Result<Option<String>, GenerateError> {
+    let io = |source| GenerateError::Io { path: path.to_path_buf(), source };
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    if len > max {
+        let message = format!("{len} bytes is over the {max} allowed");
+        return Err(GenerateError::File { path: path.into(), message });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| GenerateError::File { path: path.into(), message: format!("not UTF-8 text: {e}") })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +244,51 @@ mod tests {
         assert!(TextTokenizer::load(&fixture("bert_tiny")).unwrap().is_none());
         let e = TextTokenizer::require(&fixture("bert_tiny")).unwrap_err().to_string();
         assert!(e.contains("tokenizer.json"), "{e}");
+    }
+
+    #[test]
+    fn the_chat_template_is_read_from_beside_tokenizer_config() {
+        let dir = std::env::temp_dir().join(format!("mlmf-chat-template-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture("gpt2_tiny").join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        let template = |dir: &Path| TextTokenizer::require(dir).unwrap().chat_template;
+        assert_eq!(template(&dir), None);
+        std::fs::write(dir.join("chat_template.json"), r#"{"chat_template": "from json"}"#).unwrap();
+        assert_eq!(template(&dir).as_deref(), Some("from json"));
+        std::fs::write(dir.join("chat_template.jinja"), "{{ messages }}").unwrap();
+        assert_eq!(template(&dir).as_deref(), Some("{{ messages }}"), "the .jinja file comes first");
+        std::fs::write(dir.join("tokenizer_config.json"), r#"{"chat_template": "from config"}"#).unwrap();
+        assert_eq!(template(&dir).as_deref(), Some("from config"), "tokenizer_config.json comes first");
+        std::fs::write(dir.join("tokenizer_config.json"), "{}").unwrap();
+        std::fs::write(dir.join("chat_template.jinja"), vec![b' '; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        let e = TextTokenizer::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("chat_template.jinja") && e.contains("allowed"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_gguf_vocabulary_gives_its_special_tokens() {
+        let tokens: Vec<String> =
+            ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "h", "i", "hi"].map(String::from).into();
+        let (types, merges) = ([3, 3, 3, 1, 1, 1], ["h i".to_string()]);
+        let v = GgufVocab {
+            model: "gpt2",
+            tokens: &tokens,
+            token_types: Some(&types),
+            merges: Some(&merges),
+            bos: Some(1),
+            eos: Some(2),
+            pad: Some(2),
+            ..Default::default()
+        };
+        let t = TextTokenizer::from_gguf_vocab(&v, Some("{{ x }}".into())).unwrap();
+        assert_eq!((t.bos, t.eos.as_slice(), t.pad, t.add_bos), (Some(1), &[2][..], Some(2), false));
+        assert_eq!(t.encode("<|im_start|>hi<|im_end|>").unwrap(), [1, 5, 2]);
+        let t = TextTokenizer::from_gguf_vocab(&GgufVocab { add_bos: Some(true), ..v }, None).unwrap();
+        assert_eq!(t.encode("hi").unwrap(), [1, 5]);
+        assert_eq!(t.decode(&[1, 5, 2]).unwrap(), "hi");
+        let bad = GgufVocab { eos: Some(6), ..v };
+        assert!(TextTokenizer::from_gguf_vocab(&bad, None).unwrap_err().to_string().contains("eos_token_id"));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! offset against the file before anything is allocated. [`Checkpoint::map`] then
 //! memory-maps the files so that a stage materialises only the tensors (or the slices of
 //! tensors) it holds.
+//!
+//! A GGUF file (`gguf_checkpoint.rs`) opens into the same [`Checkpoint`]: its tensors under
+//! the names `transformers` gives them, its quantized types as [`StoredDtype::Quant`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
+use mlmf_quant::QuantType;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -30,7 +34,7 @@ const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// How a tensor is stored on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredDtype {
     /// IEEE binary32.
     F32,
@@ -42,6 +46,15 @@ pub enum StoredDtype {
     F64,
     /// Any other dtype (integers, fp8, ...): listed, not computed with.
     Other(&'static str),
+    /// A GGUF tensor type: quantized blocks (or a float type of GGUF's), computed as stored.
+    Quant(QuantType),
+}
+
+impl Serialize for StoredDtype {
+    /// As its name (`"F32"`, `"Q4_K"`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 impl StoredDtype {
@@ -66,9 +79,11 @@ impl StoredDtype {
         })
     }
 
-    /// Bytes per element.
+    /// Bytes per element (per block for [`StoredDtype::Quant`], whose rows are read by
+    /// [`MappedCheckpoint`] as whole blocks).
     pub fn size(self) -> usize {
         match self {
+            StoredDtype::Quant(q) => q.block_bytes(),
             StoredDtype::F32 => 4,
             StoredDtype::F16 | StoredDtype::BF16 => 2,
             StoredDtype::F64 => 8,
@@ -89,6 +104,40 @@ impl StoredDtype {
             StoredDtype::BF16 => "BF16",
             StoredDtype::F64 => "F64",
             StoredDtype::Other(n) => n,
+            StoredDtype::Quant(q) => q.name(),
+        }
+    }
+}
+
+/// The order in which a matrix's rows are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum RowOrder {
+    /// As the model computes with them.
+    #[default]
+    Stored,
+    /// The query or key projection of a LLaMA-family GGUF file, whose converter permuted the
+    /// rows of each of `heads` heads so that GGML's RoPE rotates adjacent pairs: the
+    /// `transformers` row `s·d/2 + j` of a head of width `d` is stored at `2j + s`.
+    RopePairs {
+        /// The heads the rows are grouped in.
+        heads: usize,
+    },
+}
+
+impl RowOrder {
+    /// Where the model's row `r` of a matrix of `rows` rows is stored.
+    pub fn stored_row(self, r: usize, rows: usize) -> usize {
+        match self {
+            RowOrder::Stored => r,
+            RowOrder::RopePairs { heads } => {
+                let d = rows / heads.max(1);
+                if d < 2 {
+                    return r;
+                }
+                let half = d / 2;
+                let (head, rem) = (r / d, r % d);
+                head * d + 2 * (rem % half) + rem / half
+            }
         }
     }
 }
@@ -108,6 +157,8 @@ pub struct TensorEntry {
     pub offset: u64,
     /// Length of the data in bytes.
     pub bytes: u64,
+    /// How its rows are ordered in the file.
+    pub row_order: RowOrder,
 }
 
 /// One safetensors file of a checkpoint.
@@ -117,6 +168,9 @@ pub struct WeightFile {
     pub path: PathBuf,
     /// Its length in bytes.
     pub len: u64,
+    /// Where a GGUF file's tensor data starts (its header, metadata and tensor infos end);
+    /// `None` for safetensors, whose header says it.
+    pub gguf_data_start: Option<u64>,
 }
 
 impl WeightFile {
@@ -133,6 +187,9 @@ impl WeightFile {
     /// read again from the file and checked against its length.
     pub fn header_end(&self) -> Result<u64, String> {
         use std::os::unix::fs::FileExt;
+        if let Some(start) = self.gguf_data_start {
+            return Ok(start);
+        }
         let mut len8 = [0u8; 8];
         std::fs::File::open(&self.path)
             .and_then(|h| h.read_exact_at(&mut len8, 0))
@@ -156,6 +213,8 @@ pub struct Checkpoint {
     pub files: Vec<WeightFile>,
     /// Every tensor by name.
     pub tensors: BTreeMap<String, TensorEntry>,
+    /// The GGUF model it was read from (its metadata holds the tokenizer), if any.
+    pub gguf: Option<Arc<mlmf_gguf::GgufModel>>,
 }
 
 impl Checkpoint {
@@ -183,9 +242,14 @@ impl Checkpoint {
                     });
                 }
             }
-            weight_files.push(WeightFile { path, len });
+            weight_files.push(WeightFile { path, len, gguf_data_start: None });
         }
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, files: weight_files, tensors })
+        Ok(Checkpoint { dir: dir.to_path_buf(), config, files: weight_files, tensors, gguf: None })
+    }
+
+    /// Its `config.json`; `None` for a GGUF model, whose config is in its metadata.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.gguf.is_none().then(|| self.dir.join("config.json"))
     }
 
     /// The entry of `name`, or [`LoadError::MissingTensor`].
@@ -209,7 +273,8 @@ impl Checkpoint {
             // outside what mlmf guards against (as with every mmap-based loader); the length
             // is re-checked so that a file truncated since `open` is an error, not a SIGBUS
             // at the first read.
-            let map = unsafe { Mmap::map(&file) }.map_err(|source| LoadError::Io { path: f.path.clone(), source })?;
+            let map =
+                Arc::new(unsafe { Mmap::map(&file) }.map_err(|source| LoadError::Io { path: f.path.clone(), source })?);
             if map.len() as u64 != f.len {
                 return Err(LoadError::Safetensors {
                     path: f.path.clone(),
@@ -342,20 +407,33 @@ fn parse_entry(name: &str, info: &Value, data_start: u64, data_len: u64, file: u
             end - begin
         ));
     }
-    Ok(TensorEntry { name: name.to_string(), file, dtype, shape, offset: data_start + begin, bytes: end - begin })
+    Ok(TensorEntry {
+        name: name.to_string(),
+        file,
+        dtype,
+        shape,
+        offset: data_start + begin,
+        bytes: end - begin,
+        row_order: RowOrder::Stored,
+    })
 }
 
 /// A checkpoint whose files are memory-mapped; reads tensors, or parts of them, as f32.
 #[derive(Debug)]
 pub struct MappedCheckpoint {
     ckpt: Arc<Checkpoint>,
-    maps: Vec<Mmap>,
+    maps: Vec<Arc<Mmap>>,
 }
 
 impl MappedCheckpoint {
     /// The checkpoint's headers and config.
     pub fn checkpoint(&self) -> &Arc<Checkpoint> {
         &self.ckpt
+    }
+
+    /// The map of file `i` of the checkpoint, for data that keeps it (quantized weights).
+    pub fn map_of(&self, i: usize) -> Option<&Arc<Mmap>> {
+        self.maps.get(i)
     }
 
     /// The raw stored bytes of a tensor.
@@ -370,6 +448,11 @@ impl MappedCheckpoint {
     /// Reads a whole tensor as f32 after checking its shape.
     pub fn read(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
         let (e, bytes) = self.checked(name, shape)?;
+        if e.row_order != RowOrder::Stored
+            && let [rows, cols] = shape
+        {
+            return self.select(name, shape, &[0..*rows], &[0..*cols]);
+        }
         decode(e, &self.ckpt.files[e.file].path, bytes)
     }
 
@@ -391,7 +474,7 @@ impl MappedCheckpoint {
     }
 
     /// `rows × cols` of a tensor of 1 or 2 dimensions (a 1-D tensor is one row).
-    fn select(
+    pub(crate) fn select(
         &self,
         name: &str,
         shape: &[usize],
@@ -411,11 +494,36 @@ impl MappedCheckpoint {
                 "selection {rows:?} x {cols:?} out of range of {name} {shape:?}"
             )));
         }
-        let size = e.dtype.size();
+        if let (RowOrder::RopePairs { .. }, [n]) = (e.row_order, shape) {
+            // A permuted bias: its elements are the rows of the matrix it belongs to.
+            let mut whole = Vec::with_capacity(*n);
+            decode_into(e, path, bytes, &mut whole)?;
+            let model_order: Vec<f32> = (0..*n).map(|i| whole[e.row_order.stored_row(i, *n)]).collect();
+            return Ok(cols.iter().flat_map(|c| model_order[c.clone()].iter().copied()).collect());
+        }
         let width: usize = cols.iter().map(|c| c.len()).sum();
         let height: usize = rows.iter().map(|r| r.len()).sum();
         let mut out = Vec::with_capacity(height * width);
+        if let StoredDtype::Quant(q) = e.dtype {
+            // Blocks run along a row: dequantize each selected row whole, keep its columns.
+            let row_bytes = q.bytes_for(row_len as u64).unwrap_or(0) as usize;
+            let mut row = vec![0f32; row_len];
+            for r in rows.iter().cloned().flatten() {
+                let s = e.row_order.stored_row(r, n_rows) * row_bytes;
+                mlmf_quant::dequantize(q, &bytes[s..s + row_bytes], &mut row).map_err(|err| LoadError::Quant {
+                    path: path.clone(),
+                    tensor: name.to_string(),
+                    message: err.to_string(),
+                })?;
+                for c in cols {
+                    out.extend_from_slice(&row[c.clone()]);
+                }
+            }
+            return Ok(out);
+        }
+        let size = e.dtype.size();
         for r in rows.iter().cloned().flatten() {
+            let r = e.row_order.stored_row(r, n_rows);
             for c in cols {
                 let start = (r * row_len + c.start) * size;
                 let end = (r * row_len + c.end) * size;
@@ -456,6 +564,15 @@ fn decode_into(e: &TensorEntry, path: &Path, bytes: &[u8], out: &mut Vec<f32>) -
         StoredDtype::F64 => out.extend(
             bytes.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32),
         ),
+        StoredDtype::Quant(q) => {
+            let mut tmp = vec![0f32; bytes.len() / q.block_bytes() * q.block_values()];
+            mlmf_quant::dequantize(q, bytes, &mut tmp).map_err(|err| LoadError::Quant {
+                path: path.to_path_buf(),
+                tensor: e.name.clone(),
+                message: err.to_string(),
+            })?;
+            out.extend_from_slice(&tmp);
+        }
         StoredDtype::Other(d) => {
             return Err(LoadError::UnsupportedDtype {
                 path: path.to_path_buf(),

@@ -58,10 +58,9 @@ pub(crate) fn lm_head_tensor(cfg: &ModelConfig, p: &str, embedding: &str) -> Nam
 /// `embedding` is the token embedding's name under the prefix, read when tied.
 pub(crate) fn load_lm_head(r: &WeightReader, cfg: &ModelConfig, embedding: &str) -> Result<Linear, LoadError> {
     let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-    let weight = if cfg.tie_word_embeddings {
-        r.matrix_t(embedding, [v, h])?
+    if cfg.tie_word_embeddings {
+        r.linear_whole(embedding, [v, h])
     } else {
-        WeightReader { mapped: r.mapped, prefix: String::new(), device: r.device }.matrix_t(LM_HEAD, [v, h])?
-    };
-    Ok(Linear { weight, bias: None })
+        WeightReader { mapped: r.mapped, prefix: String::new(), device: r.device }.linear_whole(LM_HEAD, [v, h])
+    }
 }

@@ -86,6 +86,19 @@ pub enum LoadError {
         /// The dtype found.
         dtype: String,
     },
+    /// A GGUF file is malformed or holds what mlmf does not run.
+    #[error(transparent)]
+    Gguf(#[from] mlmf_gguf::GgufError),
+    /// Quantized blocks could not be read or computed with.
+    #[error("{path}: tensor {tensor:?}: {message}")]
+    Quant {
+        /// The file holding the tensor.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A stage was asked for layers or a slice the model does not have.
     #[error("invalid stage: {0}")]
     InvalidStage(String),

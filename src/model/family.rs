@@ -9,10 +9,11 @@
 //! registry: those import the families, so the model files form no cycle. What a new family
 //! takes is said in `registry.rs`.
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, RowOrder};
 use super::config::{Architecture, ModelConfig};
 use super::config_json::ConfigJson;
 use super::error::LoadError;
+use super::gguf_meta::GgufMeta;
 use super::parts::{Embeddings, Head, TransformerBlock};
 use super::spec::TensorSlice;
 use super::weights::WeightReader;
@@ -86,4 +87,21 @@ pub trait Family: Send + Sync {
 
     /// Loads the head.
     fn load_head(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Head>, LoadError>;
+
+    /// The `general.architecture` values of the GGUF files it reads; none by default.
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Reads its config out of a GGUF file's metadata (llama.cpp's keys). Checked afterwards
+    /// as [`Family::read_config`]'s is.
+    fn read_gguf_config(&self, meta: &GgufMeta) -> Result<ModelConfig, LoadError> {
+        Err(meta.error(format!("{} models are not read from GGUF files", self.name())))
+    }
+
+    /// The full `transformers` name of the GGUF tensor `name` and the order of its rows in
+    /// the file; `None` for a tensor the family does not use (it stays listed by its own name).
+    fn gguf_tensor(&self, _cfg: &ModelConfig, _name: &str) -> Option<(String, RowOrder)> {
+        None
+    }
 }

@@ -3,16 +3,19 @@
 
 use burn::tensor::{Device, Tensor};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, RowOrder};
 use super::config::{Act, Architecture, ModelConfig, RopeConfig, RopeScaling};
 use super::config_json::ConfigJson;
 use super::context::ForwardContext;
 use super::decoder_head::{DecoderHead, lm_head_tensor, load_lm_head};
+use super::embedding_table::EmbeddingTable;
 use super::error::LoadError;
 use super::family::{Family, NamedShape};
+use super::gguf_meta::GgufMeta;
+use super::gguf_names::{llama_like, rope_projection};
 use super::input::ModelInput;
 use super::kv_cache::LayerKv;
-use super::ops::{Linear, RmsNorm, activate, attention, index_tensor, split_heads};
+use super::ops::{Linear, RmsNorm, activate, attention, split_heads};
 use super::parts::{Embeddings, Head, TransformerBlock};
 use super::spec::TensorSlice;
 use super::weights::WeightReader;
@@ -138,7 +141,7 @@ impl Family for Llama {
 
     fn load_embeddings(&self, r: &WeightReader, cfg: &ModelConfig) -> Result<Box<dyn Embeddings>, LoadError> {
         let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-        Ok(Box::new(LlamaEmbeddings { table: r.matrix(EMBED_TOKENS, [v, h])? }))
+        Ok(Box::new(LlamaEmbeddings { table: r.embedding_table(EMBED_TOKENS, [v, h])?, hidden: h }))
     }
 
     fn load_block(
@@ -156,6 +159,81 @@ impl Family for Llama {
         let norm = RmsNorm { weight: r.vector("norm.weight", cfg.hidden_size)?, eps: cfg.norm_eps };
         Ok(Box::new(DecoderHead { norm, lm_head }))
     }
+
+    /// llama.cpp writes LLaMA, Mistral and SmolLM files as `llama`.
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &["llama"]
+    }
+
+    fn read_gguf_config(&self, m: &GgufMeta) -> Result<ModelConfig, LoadError> {
+        read_gguf_config(m)
+    }
+
+    /// llama.cpp's converter permutes the query and key rows of each head for GGML's RoPE,
+    /// which rotates adjacent pairs where `transformers` rotates the two halves.
+    fn gguf_tensor(&self, cfg: &ModelConfig, name: &str) -> Option<(String, RowOrder)> {
+        let hf = llama_like(name)?;
+        let order = match rope_projection(&hf) {
+            Some(true) => RowOrder::RopePairs { heads: cfg.num_heads },
+            Some(false) => RowOrder::RopePairs { heads: cfg.num_kv_heads },
+            None => RowOrder::Stored,
+        };
+        Some((hf, order))
+    }
+}
+
+/// A LLaMA config out of llama.cpp's metadata keys, with llama.cpp's defaults; the LM head is
+/// tied when the file has no `output.weight`, the projections carry biases when block 0's
+/// query has one.
+pub(crate) fn read_gguf_config(m: &GgufMeta) -> Result<ModelConfig, LoadError> {
+    let hidden = m.usize("embedding_length")?;
+    let heads = m.usize("attention.head_count")?;
+    let kv = m.usize_opt("attention.head_count_kv")?.unwrap_or(heads);
+    let head_dim = match m.usize_opt("attention.key_length")? {
+        Some(d) => d,
+        None if heads > 0 => hidden / heads,
+        None => 0,
+    };
+    let vocab = match m.usize_opt("vocab_size")? {
+        Some(v) => v,
+        None => match m.model().get_str_array("tokenizer.ggml.tokens")? {
+            Some(tokens) => tokens.len(),
+            None => m.tensor("token_embd.weight").and_then(|t| t.dims.get(1)).map_or(0, |&d| d as usize),
+        },
+    };
+    if m.tensor("rope_freqs.weight").is_some() {
+        return Err(m.error(
+            "rope_freqs.weight (Llama 3.1's scaled RoPE frequencies, as llama.cpp stores them) is not supported yet"
+                .into(),
+        ));
+    }
+    let scaling = match m.str_opt("rope.scaling.type")? {
+        None | Some("none") => RopeScaling::Default,
+        Some("linear") => RopeScaling::Linear { factor: m.f64_or("rope.scaling.factor", 1.0)? },
+        Some(other) => {
+            return Err(m.error(format!("{}.rope.scaling.type {other:?} is not supported (none, linear)", m.arch())));
+        }
+    };
+    Ok(ModelConfig {
+        arch: Architecture::Llama,
+        vocab_size: vocab,
+        hidden_size: hidden,
+        num_layers: m.usize("block_count")?,
+        num_heads: heads,
+        num_kv_heads: kv,
+        head_dim,
+        intermediate_size: m.usize("feed_forward_length")?,
+        max_positions: m.usize_opt("context_length")?.unwrap_or(2048),
+        norm_eps: m.f64_or("attention.layer_norm_rms_epsilon", 1e-5)?,
+        act: Act::Silu,
+        tie_word_embeddings: m.tensor("output.weight").is_none(),
+        scale_attn_weights: true,
+        scale_attn_by_inverse_layer_idx: false,
+        rope: Some(RopeConfig { theta: m.f64_or("rope.freq_base", 10000.0)?, scaling }),
+        attention_bias: m.tensor("blk.0.attn_q.bias").is_some(),
+        mlp_bias: false,
+        type_vocab_size: 0,
+    })
 }
 
 /// RoPE parameters: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
@@ -202,13 +280,13 @@ pub(crate) fn read_rope(json: &ConfigJson) -> Result<RopeConfig, LoadError> {
 }
 
 struct LlamaEmbeddings {
-    table: Tensor<2>,
+    table: EmbeddingTable,
+    hidden: usize,
 }
 
 impl Embeddings for LlamaEmbeddings {
     fn forward(&self, input: &ModelInput, _past: usize, device: &Device) -> Tensor<3> {
-        let h = self.table.dims()[1];
-        self.table.clone().select(0, index_tensor(&input.input_ids, device)).reshape([input.batch, input.seq_len, h])
+        self.table.lookup(&input.input_ids, device).reshape([input.batch, input.seq_len, self.hidden])
     }
 }
 

@@ -58,7 +58,9 @@ pub fn read_config(dir: &Path) -> Result<(PathBuf, ModelConfig), LoadError> {
 }
 
 impl Checkpoint {
-    /// Reads `DIR/config.json` and the headers of every safetensors file.
+    /// Reads `DIR/config.json` and the headers of every safetensors file; or, for a GGUF
+    /// file or a folder holding one ([`is_gguf_model`](super::is_gguf_model)), the GGUF
+    /// headers ([`Checkpoint::open_gguf`]).
     ///
     /// ```
     /// let ckpt = mlmf::model::Checkpoint::open("tests/fixtures/gpt2_tiny".as_ref()).unwrap();
@@ -67,6 +69,9 @@ impl Checkpoint {
     /// }
     /// ```
     pub fn open(dir: &Path) -> Result<Checkpoint, LoadError> {
+        if super::gguf_open::is_gguf_model(dir) {
+            return Checkpoint::open_gguf(dir);
+        }
         let (_, config) = read_config(dir)?;
         Checkpoint::read_headers(dir, config)
     }

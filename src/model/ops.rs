@@ -4,47 +4,95 @@ use burn::tensor::activation;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::Act;
+use super::quant_linear::QuantLinear;
 
 /// Additive mask value for positions a query must not see. Large enough that `exp` of it
 /// underflows to exactly 0 next to any real score, finite so that a fully masked row gives a
 /// uniform softmax instead of NaN (as HF's `finfo.min` does).
 pub const MASKED: f32 = -1.0e30;
 
-/// A dense layer `y = x W + b` with `W` stored `[in, out]`.
+/// The weight of a [`Linear`]: an f32 tensor `[in, out]`, or quantized blocks computed as
+/// stored (`quant_linear.rs`).
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// `[in, out]` on the device.
+    Dense(Tensor<2>),
+    /// Quantized rows `[out, in]`, on the host.
+    Quant(QuantLinear),
+}
+
+/// A layer `y = x W + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// `[in, out]`.
-    pub weight: Tensor<2>,
+    /// The weight.
+    pub weight: LinearWeight,
     /// `[out]`, absent for bias-free layers and for the non-zero ranks of a row-parallel split.
     pub bias: Option<Tensor<1>>,
 }
 
 impl Linear {
+    /// A layer with an f32 weight `[in, out]`.
+    pub fn dense(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+        Linear { weight: LinearWeight::Dense(weight), bias }
+    }
+
     /// Applies the layer to `[batch, seq, in]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, l, i] = x.dims();
-        let out = self.weight.dims()[1];
-        let mut y = x.reshape([b * l, i]).matmul(self.weight.clone());
-        if let Some(bias) = &self.bias {
-            y = y + bias.clone().unsqueeze::<2>();
-        }
+        let out = self.out_features();
+        let y = match &self.weight {
+            LinearWeight::Dense(w) => x.reshape([b * l, i]).matmul(w.clone()),
+            LinearWeight::Quant(q) => q.forward(x).reshape([b * l, out]),
+        };
+        let y = match &self.bias {
+            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            None => y,
+        };
         y.reshape([b, l, out])
     }
 
     /// Output width.
     pub fn out_features(&self) -> usize {
-        self.weight.dims()[1]
+        match &self.weight {
+            LinearWeight::Dense(w) => w.dims()[1],
+            LinearWeight::Quant(q) => q.out_features(),
+        }
     }
 
-    /// Concatenates layers with the same input along their outputs, so that one matmul
+    /// Concatenates layers with the same input along their outputs, so that one product
     /// computes them all (q|k|v, gate|up). Biases are kept only if every part has one.
+    /// Quantized parts stay quantized when every part is; a mix is computed in f32.
     pub fn concat_outputs(parts: Vec<Linear>) -> Linear {
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             Some(Tensor::cat(parts.iter().filter_map(|p| p.bias.clone()).collect(), 0))
         } else {
             None
         };
-        Linear { weight: Tensor::cat(parts.into_iter().map(|p| p.weight).collect(), 1), bias }
+        let quant: Option<Vec<QuantLinear>> = parts
+            .iter()
+            .map(|p| match &p.weight {
+                LinearWeight::Quant(q) => Some(q.clone()),
+                LinearWeight::Dense(_) => None,
+            })
+            .collect();
+        if let Some(q) = quant.and_then(QuantLinear::concat) {
+            return Linear { weight: LinearWeight::Quant(q), bias };
+        }
+        let device = bias.as_ref().map(|b| b.device()).or_else(|| {
+            parts.iter().find_map(|p| match &p.weight {
+                LinearWeight::Dense(w) => Some(w.device()),
+                LinearWeight::Quant(_) => None,
+            })
+        });
+        let device = device.unwrap_or_else(Device::flex);
+        let dense = parts
+            .into_iter()
+            .map(|p| match p.weight {
+                LinearWeight::Dense(w) => w,
+                LinearWeight::Quant(q) => tensor(q.dequantize_t(), [q.in_features(), q.out_features()], &device),
+            })
+            .collect();
+        Linear { weight: LinearWeight::Dense(Tensor::cat(dense, 1)), bias }
     }
 }
 

@@ -37,7 +37,9 @@ pub(super) fn checkpoint_sha256(dir: &std::path::Path) -> Option<String> {
     let ckpt = crate::model::Checkpoint::open(dir).ok()?;
     let mut files: Vec<std::path::PathBuf> = ckpt.files.iter().map(|f| f.path.clone()).collect();
     files.sort();
-    files.insert(0, dir.join("config.json"));
+    if let Some(config) = ckpt.config_file() {
+        files.insert(0, config);
+    }
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for f in files {

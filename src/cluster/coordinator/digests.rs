@@ -63,7 +63,11 @@ fn digests(node: &Node, path: &Path, tensors: &[String], cache: &DigestCache) ->
     };
     let sha = |bytes: &[u8]| -> [u8; 32] { Sha256::digest(bytes).into() };
     let file = |p: PathBuf| move || std::fs::read(&p).map(|b| sha(&b)).map_err(|e| format!("{}: {e}", p.display()));
-    let config_json = part("config.json".into(), &file(dir.join("config.json")))?;
+    // A GGUF model has no config.json: its config is in the header, hashed with the header.
+    let config_json = match ckpt.config_file() {
+        Some(_) => part("config.json".into(), &file(dir.join("config.json")))?,
+        None => sha(&[]),
+    };
     let index_json = match dir.join(INDEX_FILE).is_file() {
         true => Some(part(INDEX_FILE.into(), &file(dir.join(INDEX_FILE)))?),
         false => None,
