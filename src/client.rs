@@ -181,6 +181,11 @@ impl ClusterClient {
         Err(ClientError::Decode("the stream ended before [DONE]".into()))
     }
 
+    /// `POST /v1/chat/completions`, whole (OpenAI's shape; see the API docs for the fields).
+    pub async fn chat(&self, body: &serde_json::Value) -> Result<serde_json::Value, ClientError> {
+        self.call(awc::http::Method::POST, "/v1/chat/completions", Some(body)).await
+    }
+
     /// `POST /v1/embeddings` with texts: one vector per text, in the texts' order.
     pub async fn embeddings(&self, model: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClientError> {
         let body = serde_json::json!({"model": model, "input": texts});

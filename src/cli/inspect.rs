@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use std::collections::BTreeMap;
+
+use mlmf_gguf::MetaValue;
+
 use crate::model::{Checkpoint, ModelLayout};
 use crate::plan::{DeviceKind, NodeInventory, PlacementRequest, PlacementStrategy, ShardPlan, ShardingStrategy, place};
 
@@ -12,7 +16,7 @@ use super::human::human_bytes;
 /// Arguments of `mlmf inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Model directory (config.json + *.safetensors).
+    /// Model: a folder (config.json + *.safetensors), a GGUF file or a folder holding one.
     #[arg(long)]
     pub model: PathBuf,
     /// none | layer:K | pipeline:S | tensor:D
@@ -62,8 +66,25 @@ pub fn inspect(a: InspectArgs) -> Result<(), String> {
             Some(place(&plan, &nodes, &req).map_err(|e| e.to_string())?)
         }
     };
+    let by_type = bytes_by_type(&ckpt);
+    let gguf = ckpt.gguf.as_ref().map(|g| {
+        let meta = g.metadata();
+        let str_of =
+            |k: &str| meta.get(k).and_then(|v| if let MetaValue::String(s) = v { Some(s.clone()) } else { None });
+        serde_json::json!({
+            "architecture": str_of("general.architecture"),
+            "name": str_of("general.name"),
+            "tokenizer": str_of("tokenizer.ggml.model"),
+            "pre_tokenizer": str_of("tokenizer.ggml.pre"),
+            "chat_template": meta.contains_key("tokenizer.chat_template"),
+            "files": g.files.len(),
+        })
+    });
     if a.json {
-        let v = serde_json::json!({"config": layout.config, "layout": layout, "plan": plan, "placement": placement});
+        let types: serde_json::Map<String, serde_json::Value> =
+            by_type.iter().map(|(t, (n, b))| (t.to_string(), serde_json::json!({"tensors": n, "bytes": b}))).collect();
+        let v = serde_json::json!({"config": layout.config, "layout": layout, "plan": plan, "placement": placement,
+            "types": types, "gguf": gguf});
         println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
         return Ok(());
     }
@@ -82,6 +103,19 @@ pub fn inspect(a: InspectArgs) -> Result<(), String> {
         c.max_positions
     );
     println!("files        {} ({} tensors, {})", ckpt.files.len(), ckpt.tensors.len(), human_bytes(ckpt.total_bytes()));
+    let types: Vec<String> = by_type.iter().map(|(t, (n, b))| format!("{t} {n} tensors {}", human_bytes(*b))).collect();
+    println!("types        {}", types.join(", "));
+    if let Some(g) = &gguf {
+        let s = |k: &str| g[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "gguf         {} ({}), tokenizer {} (pre {}), chat template {}",
+            s("architecture"),
+            s("name"),
+            s("tokenizer"),
+            s("pre_tokenizer"),
+            if g["chat_template"].as_bool() == Some(true) { "present" } else { "absent" }
+        );
+    }
     println!(
         "parameters   {}{}",
         layout.total_params(),
@@ -107,4 +141,15 @@ pub fn inspect(a: InspectArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Tensors and bytes per stored type (`Q4_1`, `F32`, ...), as stored.
+fn bytes_by_type(ckpt: &Checkpoint) -> BTreeMap<&'static str, (usize, u64)> {
+    let mut out: BTreeMap<&'static str, (usize, u64)> = BTreeMap::new();
+    for t in ckpt.tensors.values() {
+        let e = out.entry(t.dtype.name()).or_default();
+        e.0 += 1;
+        e.1 += t.bytes;
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! The `mlmf` command line.
 
 pub mod client_cmds;
+pub mod default_model;
 pub mod embed;
 pub mod generate;
 pub mod human;
