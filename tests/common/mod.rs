@@ -2,9 +2,11 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod gguf;
 pub mod http;
 pub mod netns;
 pub mod nodes;
+pub mod smollm2;
 pub mod tools;
 
 use std::collections::BTreeMap;

