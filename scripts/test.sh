@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs, when it can, the MiniLM reference weights, the test tools
+# The whole test suite: installs, when it can, the MiniLM reference weights, SmolLM2's GGUF
+# file (scripts/fetch-smollm2.sh), the test tools
 # (OpenAI's SDK, the OpenAPI, JSON Schema and Kubernetes validators, Prometheus' parser) and
 # Debian's Chromium, then runs every test of the workspace. CI (.ci/run) calls this with
 # MLMF_REQUIRE_MINILM=1 and MLMF_REQUIRE_TEST_TOOLS=1.
@@ -13,6 +14,13 @@ if ! bash scripts/fetch-minilm.sh; then
     exit 1
   fi
   echo "test.sh: MiniLM weights unavailable; its test will say SKIPPED" >&2
+fi
+if ! bash scripts/fetch-smollm2.sh >/dev/null; then
+  if [ "${MLMF_REQUIRE_SMOLLM2:-0}" = 1 ]; then
+    echo "test.sh: SmolLM2's GGUF file is required but could not be installed" >&2
+    exit 1
+  fi
+  echo "test.sh: SmolLM2's GGUF file unavailable; its tests will say SKIPPED" >&2
 fi
 if ! bash scripts/setup-test-tools.sh; then
   if [ "${MLMF_REQUIRE_TEST_TOOLS:-0}" = 1 ]; then

@@ -49,7 +49,7 @@ impl Coordinator {
             return Err(ApiError::bad_request(
                 "unreadable_path",
                 format!(
-                    "the coordinator cannot read a model at {:?} (no config.json, or outside its model roots)",
+                    "the coordinator cannot read a model at {:?} (no config.json or GGUF file, or outside its model roots)",
                     req.path
                 ),
             ));

@@ -20,12 +20,13 @@ impl CheckpointCache {
         CheckpointCache { node: node.to_string(), roots, mapped: Mutex::new(HashMap::new()) }
     }
 
-    /// Whether this node may and can read the model directory `path`.
+    /// Whether this node may and can read the model at `path`: a `transformers` folder with
+    /// its `config.json`, or a GGUF model (a file, or a folder holding one).
     pub fn can_read(&self, path: &Path) -> bool {
         let Ok(real) = path.canonicalize() else { return false };
         let allowed =
             self.roots.is_empty() || self.roots.iter().any(|r| r.canonicalize().is_ok_and(|r| real.starts_with(r)));
-        allowed && real.join("config.json").is_file()
+        allowed && (real.join("config.json").is_file() || crate::model::is_gguf_model(&real))
     }
 
     /// The mapped checkpoint at `path`, opened once per node.
