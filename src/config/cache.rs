@@ -36,7 +36,7 @@ impl CacheConfig {
 mod tests {
     use super::super::NodeConfig;
 
-    /// The README's example of the warm cache and a declared model's autoscaling.
+    /// The example of the warm cache and a declared model's autoscaling in `docs/usage.md`.
     #[test]
     fn the_readme_example_parses_and_a_ttl_of_zero_is_refused() {
         let text = "[[models]]\nid = \"gpt2\"\npath = \"/models/gpt2\"\nstrategy = \"pipeline:2\"\n\
