@@ -17,67 +17,11 @@
 mod common;
 
 use common::fixture;
-use common::smollm2::{NEAR_TIE, cases, ids, margins, smollm2, top_k};
+use common::smollm2::{NEAR_TIE, cases, check_case, ids, smollm2};
 use mlmf::exec::LocalRunner;
 use mlmf::model::Checkpoint;
 use mlmf::plan::ShardingStrategy;
 use serde_json::Value;
-
-/// Teacher-forced and free-running checks of one case on one runner; returns the failures.
-fn check_case(runner: &LocalRunner, name: &str, case: &Value) -> Vec<String> {
-    let (prompt, expected, m) = (ids(&case["input_ids"]), ids(&case["new_ids"]), margins(case));
-    let vocab = runner.layout.config.vocab_size;
-    let mut failures = Vec::new();
-    // Teacher-forced: one forward over the prompt and the reference continuation.
-    let all: Vec<u32> = prompt.iter().chain(&expected).copied().collect();
-    let logits = runner.start_generation().forward(&all).unwrap();
-    let refs = reference_logits();
-    let key = match name.rsplit_once(' ') {
-        Some((_, i)) if name.contains("chat") => format!("c{i}"),
-        Some((_, i)) => format!("p{i}"),
-        None => unreachable!(),
-    };
-    let (top_ids, top_logits) = (&refs[&format!("{key}.top128_ids")], &refs[&format!("{key}.top128_logits")]);
-    let mut worst = 0f32;
-    for (k, &want) in expected.iter().enumerate() {
-        let row = &logits[(prompt.len() - 1 + k) * vocab..(prompt.len() + k) * vocab];
-        for j in 0..128 {
-            let id = top_ids.i64[k * 128 + j] as usize;
-            worst = worst.max((row[id] - top_logits.f32[k * 128 + j]).abs());
-        }
-        let top = top_k(row, 3);
-        if m[k] >= NEAR_TIE && top[0] != want as usize {
-            failures.push(format!("{name}: teacher-forced step {k}: best {} not {want} (margin {:.3})", top[0], m[k]));
-        }
-        if !top.contains(&(want as usize)) {
-            failures.push(format!("{name}: teacher-forced step {k}: {want} not in the top 3 {top:?}"));
-        }
-    }
-    println!("{name}: worst |logit - reference| over the reference's 128 best, every step: {worst:.4}");
-    // Free-running greedy, up to the first near-tie (which may flip, so it is not compared).
-    let mut generation = runner.start_generation();
-    let mut feed = prompt.clone();
-    for (k, &want) in expected.iter().enumerate() {
-        if m[k] < NEAR_TIE {
-            break;
-        }
-        let row = generation.forward_last(&feed).unwrap();
-        let best = top_k(&row, 1)[0] as u32;
-        if best != want {
-            failures.push(format!("{name}: greedy step {k}: {best} not {want} (margin {:.3})", m[k]));
-            break;
-        }
-        feed = vec![best];
-    }
-    failures
-}
-
-/// The reference's 128 best logits of every step (`p{i}`, `c{i}`).
-fn reference_logits() -> &'static std::collections::BTreeMap<String, common::RefTensor> {
-    static REFS: std::sync::OnceLock<std::collections::BTreeMap<String, common::RefTensor>> =
-        std::sync::OnceLock::new();
-    REFS.get_or_init(|| common::read_safetensors(&fixture("smollm2_135m/references.safetensors")))
-}
 
 fn check(strategy: ShardingStrategy) {
     let Some(path) = smollm2() else { return };
@@ -85,7 +29,7 @@ fn check(strategy: ShardingStrategy) {
     let runner = LocalRunner::load(&path, &strategy, &device).unwrap_or_else(|e| panic!("{strategy}: {e}"));
     let mut failures = Vec::new();
     for (name, case) in cases() {
-        failures.extend(check_case(&runner, &format!("{strategy} {name}"), &case));
+        failures.extend(check_case(&runner, &format!("{strategy} {name}"), &case, NEAR_TIE));
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

@@ -8,10 +8,12 @@
 //! - [`block`]: one `#[repr(C)]` struct per block type and the traits that describe them;
 //! - [`kernels`]: the table from a type to its dequantizer and dot kernels;
 //! - [`simd`]: the instruction-set specific kernels;
-//! - [`QMatrix`]: a weight matrix over shared bytes, with `matmul` and row/column selection.
+//! - [`QMatrix`]: a weight matrix over shared bytes, with `matmul` (8-bit activations),
+//!   `matmul_exact` (f32 activations, see [`Activations`]) and row/column selection.
 
 pub mod block;
 mod error;
+mod exact;
 mod float;
 pub mod kernels;
 mod matmul;
@@ -20,6 +22,7 @@ pub mod simd;
 mod types;
 
 pub use error::QuantError;
+pub use exact::Activations;
 pub use matrix::{QMatrix, SharedBytes};
 pub use simd::Isa;
 pub use types::QuantType;

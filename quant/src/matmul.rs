@@ -19,6 +19,8 @@ const MIN_PARALLEL_WORK: usize = 1 << 16;
 const MIN_TASK_WORK: usize = 1 << 15;
 /// Tasks per thread, so that uneven progress (another process on a core) is evened out.
 const TASKS_PER_THREAD: usize = 4;
+/// The most activation rows [`for_outputs`] hands to one call.
+pub(crate) const MAX_GROUP: usize = 8;
 /// Bytes of weights a task multiplies with every activation row before moving on, so that
 /// they are read from memory once and from the L2 cache for the other activation rows.
 const L2_WEIGHTS: usize = 128 << 10;
@@ -140,8 +142,8 @@ fn matmul(m: &QMatrix, k: &Kernels, x: &[f32], n: usize, out: &mut [f32]) {
 /// Fills `out` (`[n, rows]`) by calls `f(r0, r1, i, outs)` where `outs[k]` is
 /// `out[i + k, r0..r1]` for up to `group` activation rows from `i`, in parallel over ranges of
 /// rows. Each task walks its rows in pieces of about [`L2_WEIGHTS`] bytes and, for each piece,
-/// every activation row, so the piece is read from memory once.
-fn for_outputs(
+/// every activation row, so the piece is read from memory once. `group <= MAX_GROUP`.
+pub(crate) fn for_outputs(
     rows: usize,
     n: usize,
     cols: usize,
@@ -150,6 +152,7 @@ fn for_outputs(
     out: &mut [f32],
     f: impl Fn(usize, usize, usize, &mut [&mut [f32]]) + Sync,
 ) {
+    assert!((1..=MAX_GROUP).contains(&group), "groups of 1 to {MAX_GROUP} activation rows");
     let piece = (L2_WEIGHTS / row_bytes.max(1)).max(4);
     let run = |r0: usize, r1: usize, out: OutPtr| {
         for p0 in (r0..r1).step_by(piece) {
@@ -160,7 +163,7 @@ fn for_outputs(
                 // whose length the caller checked is `n·rows`; the ranges of different `k` are
                 // different rows of `out`, and each task owns its rows `r0..r1`, so no two
                 // slices alive at once overlap.
-                let mut segs: [&mut [f32]; 2] = [&mut [], &mut []];
+                let mut segs: [&mut [f32]; MAX_GROUP] = Default::default();
                 for (k, seg) in segs.iter_mut().take(g).enumerate() {
                     *seg = unsafe { std::slice::from_raw_parts_mut(out.0.add((i + k) * rows + p0), p1 - p0) };
                 }

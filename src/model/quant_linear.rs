@@ -8,7 +8,27 @@
 //! (`weights.rs`).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use mlmf_quant::QMatrix;
+use std::sync::OnceLock;
+
+use mlmf_quant::{Activations, QMatrix};
+
+/// How the activations meet quantized weights, from `MLMF_QUANT_ACTIVATIONS`: `exact` (the
+/// default) keeps them in f32 and dequantizes each weight block in registers, so a product
+/// equals the f32 product of the file's weights (the references `transformers` computes from
+/// a GGUF file); `int8` quantizes them to 8 bits per block first, as llama.cpp does: faster,
+/// and its logits move by up to about one unit on SmolLM2, enough to flip near-ties (llama.cpp
+/// itself answers the reference chat differently for that reason).
+pub fn activations() -> Activations {
+    static MODE: OnceLock<Activations> = OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("MLMF_QUANT_ACTIVATIONS").as_deref() {
+        Ok("int8") => Activations::Int8,
+        Ok("exact") | Err(_) => Activations::Exact,
+        Ok(other) => {
+            tracing::warn!(value = other, "MLMF_QUANT_ACTIVATIONS is exact or int8; computing exact");
+            Activations::Exact
+        }
+    })
+}
 
 /// Whether quantized weights are computed as stored on `device` (host backends), rather than
 /// dequantized at load. `MLMF_DEQUANTIZE=1` dequantizes everywhere: the f32 computation of
@@ -104,8 +124,9 @@ impl QuantLinear {
         let data = x.into_data().convert::<f32>();
         let xs = data.as_slice::<f32>().expect("converted to f32 above");
         let mut out = vec![0f32; n * self.out];
+        let act = activations();
         if let [only] = self.parts.as_slice() {
-            only.matmul(xs, n, &mut out);
+            only.matmul_with(act, xs, n, &mut out);
         } else {
             let mut at = 0;
             let mut tmp = Vec::new();
@@ -113,7 +134,7 @@ impl QuantLinear {
                 let rows = p.rows();
                 tmp.clear();
                 tmp.resize(n * rows, 0.0);
-                p.matmul(xs, n, &mut tmp);
+                p.matmul_with(act, xs, n, &mut tmp);
                 for r in 0..n {
                     out[r * self.out + at..r * self.out + at + rows].copy_from_slice(&tmp[r * rows..(r + 1) * rows]);
                 }

@@ -30,6 +30,11 @@ pub type FloatGemvFn = fn(w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]
 /// [`QuantGemvFn`] for two activation rows at once: `out[c][r] = dot(w_r, a[c])`.
 pub type QuantGemm2Fn = fn(w: &[u8], row_bytes: usize, a: [&[u8]; 2], out: [&mut [f32]; 2]);
 
+/// The exact product (f32 activations) of consecutive weight rows `w` (`row_bytes` each) with
+/// up to 8 activation rows: `out[j][r] = Σ_c x[j][c] · dequantize(w_r)[c]`, as f32 sums. Every
+/// `x[j]` has `cols` values, every `out[j]` one value per weight row.
+pub type ExactFn = fn(w: &[u8], row_bytes: usize, x: &[&[f32]], out: &mut [&mut [f32]]);
+
 /// The products of one quantized weight type.
 #[derive(Clone, Copy)]
 pub struct QuantKernels {
@@ -140,6 +145,17 @@ pub(crate) fn quantize(isa: Isa, act: QuantType) -> Option<QuantizeFn> {
         Isa::Scalar => None,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni if isa.is_supported() => x86::quantize(act),
+        _ => None,
+    }
+}
+
+/// The SIMD exact product (f32 activations) of quantized weights of `ty` under `isa`, as
+/// [`quant_dot`]; `None` for float types, whose product is already exact.
+pub(crate) fn exact(isa: Isa, ty: QuantType) -> Option<ExactFn> {
+    match isa {
+        Isa::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx2Vnni if isa.is_supported() => x86::exact(ty),
         _ => None,
     }
 }

@@ -3,7 +3,7 @@
 
 mod avx2;
 
-use super::{FloatKernels, QuantKernels, QuantizeFn};
+use super::{ExactFn, FloatKernels, QuantKernels, QuantizeFn};
 use crate::QuantType;
 
 /// Whether the CPU runs the AVX2 kernels (AVX2, FMA and F16C).
@@ -31,4 +31,9 @@ pub(crate) fn float_dot(ty: QuantType) -> Option<FloatKernels> {
 /// See [`super::quantize`]. The caller has checked [`has_avx2`].
 pub(crate) fn quantize(act: QuantType) -> Option<QuantizeFn> {
     avx2::quantize(act)
+}
+
+/// See [`super::exact`]. The caller has checked [`has_avx2`].
+pub(crate) fn exact(ty: QuantType) -> Option<ExactFn> {
+    avx2::exact(ty)
 }

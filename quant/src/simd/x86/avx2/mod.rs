@@ -13,6 +13,8 @@
 //! (`vpdpbusd`, and BW's byte masks), as ggml's `mul_sum_us8_pairs_float` does with `#ifdef`s. The bodies are
 //! `#[inline(always)]`, so the intrinsics inline into the wrappers that enable the features.
 
+mod exact;
+mod exact_blocks;
 mod float;
 mod gemm;
 mod k_quants;
@@ -21,7 +23,7 @@ mod quantize;
 
 use std::arch::x86_64::*;
 
-use super::{FloatKernels, QuantKernels, QuantizeFn};
+use super::{ExactFn, FloatKernels, QuantKernels, QuantizeFn};
 use crate::QuantType;
 use crate::block::{Block, as_blocks};
 
@@ -364,4 +366,10 @@ pub(super) fn quantize(act: QuantType) -> Option<QuantizeFn> {
         QuantType::Q8K => |x, b| unsafe { quantize::q8_k(x, out::<BlockQ8K>(b)) },
         _ => return None,
     })
+}
+
+/// The AVX2 exact product (f32 activations) of weights of `ty`. The caller has checked the
+/// features.
+pub(super) fn exact(ty: QuantType) -> Option<ExactFn> {
+    exact::kernel(ty)
 }
