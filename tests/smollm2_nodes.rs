@@ -74,8 +74,10 @@ fn three_nodes_serve_smollm2_through_every_split() {
         for (name, case) in cases() {
             let name = format!("{s} {name}");
             let (prompt, want, m) = (ids(&case["input_ids"]), ids(&case["new_ids"]), margins(&case));
-            // Free-running, whole and streamed.
-            for stream in [false, true] {
+            // Free-running, whole; streamed for the chats (each step is a network round trip
+            // through the split, which a debug build of the nodes makes slow).
+            let streams: &[bool] = if name.contains("chat") { &[false, true] } else { &[false] };
+            for &stream in streams {
                 let got = greedy(addr, &key, &model, &prompt, want.len(), stream);
                 failures.extend(free_running(&format!("{name} stream={stream}"), &got, &want, &m));
             }
