@@ -51,7 +51,6 @@ fn local(path: &Path) -> (f64, f64, u64) {
     let device = mlmf::model::default_device();
     let before = rss();
     let runner = LocalRunner::load(path, &ShardingStrategy::NoSharding, &device).unwrap();
-    let loaded = rss().saturating_sub(before);
     let steps = 64;
     let mut decode = Vec::new();
     for _ in 0..3 {
@@ -72,6 +71,8 @@ fn local(path: &Path) -> (f64, f64, u64) {
         g.forward_last(&prompt(512)).unwrap();
         prefill.push(512.0 / t.elapsed().as_secs_f64());
     }
+    // After every weight was used: the mapped file's pages resident count here too.
+    let loaded = rss().saturating_sub(before);
     (median(decode), median(prefill), loaded)
 }
 
@@ -145,10 +146,14 @@ fn main() {
         println!("no SmolLM2 GGUF file in {} (scripts/fetch-smollm2.sh)", dir.display());
         return;
     }
-    println!("threads {threads}; mlmf's quantized products: {}", mlmf_quant::Isa::detected().name());
+    println!(
+        "threads {threads}; mlmf's quantized products: {} with {:?} activations",
+        mlmf_quant::Isa::detected().name(),
+        mlmf::model::quant_linear::activations()
+    );
     println!();
     println!(
-        "| SmolLM2-135M, {threads} thread(s) | file | mlmf decode | llama.cpp decode | ratio | mlmf pp512 | llama.cpp pp512 | ratio | mlmf pipeline:3 decode (÷ one node) | mlmf RSS after load | llama.cpp peak RSS |"
+        "| SmolLM2-135M, {threads} thread(s) | file | mlmf decode | llama.cpp decode | ratio | mlmf pp512 | llama.cpp pp512 | ratio | mlmf pipeline:3 decode (÷ one node) | mlmf RSS growth after load and generation | llama.cpp peak RSS |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for f in files {

@@ -109,3 +109,24 @@ fn three_nodes_serve_smollm2_through_every_split() {
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The README's first command: `mlmf serve` without `--model` serves SmolLM2 from the cache
+/// (fetched there by `scripts/fetch-smollm2.sh`, SHA-256 checked again) on three nodes as
+/// `pipeline:3` and prints the model's answer to the reference question.
+#[test]
+fn serve_without_a_model_answers_the_question_on_three_nodes() {
+    let Some(path) = smollm2() else { return };
+    let cache = path.parent().and_then(|p| p.parent()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["serve", "--nodes", "3", "--strategy", "pipeline:3", "--exit-when-ready"])
+        .env("MLMF_CACHE", cache)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("pipeline:3, 3 shards on 3 nodes"), "{stdout}");
+    assert!(
+        stdout.contains(r#""What is the capital of France?" -> "The capital of France is Paris.""#),
+        "{stdout}"
+    );
+}
