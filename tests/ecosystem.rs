@@ -275,7 +275,7 @@ fn a_trace_id_from_traceparent_reaches_every_stage_on_every_node() {
     let others: Vec<Node> = logs[1..].iter().map(|l| spawn_logged(Some(&first.addr), &key, l)).collect();
     let client =
         mlmf::client::ClusterClient::new(&first.addr, Some(mlmf_actors::auth::ClusterKey::from_file(&key).unwrap()));
-    block_on(serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 1));
+    block_on(serve_model_spread(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3"));
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let body = json!({"input_ids": [[464, 968, 758]]}).to_string();
     let request = |traceparent: Option<&str>| -> String {
@@ -379,7 +379,7 @@ fn spans_of_one_request_on_three_nodes_reach_an_otlp_collector_as_one_trace() {
     let (collector, got) = otlp_collector();
     let cluster = Cluster::start("otlp", 3, |_| format!("[telemetry]\notlp_endpoint = \"http://{collector}\"\n"));
     let client = cluster.client(0);
-    block_on(serve_model(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3", 1));
+    block_on(serve_model_spread(&client, 3, "g", &fixture("gpt2_tiny"), "pipeline:3"));
     let key = common::http::bearer(&cluster.key);
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let caller = "b7ad6b7169203331";

@@ -365,6 +365,27 @@ pub async fn serve_model(
     client.wait_ready(id, Duration::from_secs(60), |_, _| {}).await.unwrap()
 }
 
+/// As [`serve_model`] with one replica, placed by load (`LoadBalanced`: the bytes a node
+/// already holds over its memory) rather than by the most free memory: a test that needs
+/// each stage of a small model on its own node gets it whatever each node's free memory
+/// read when it joined (those readings differ by megabytes, more than a tiny stage).
+pub async fn serve_model_spread(
+    client: &ClusterClient,
+    members: usize,
+    id: &str,
+    model: &Path,
+    strategy: &str,
+) -> mlmf::cluster::wire::ModelStatus {
+    wait_members(client, members).await;
+    let mut req = load_request(id, model, strategy, 1);
+    req.placement = Some(mlmf::plan::PlacementRequest {
+        strategy: mlmf::plan::PlacementStrategy::LoadBalanced,
+        ..Default::default()
+    });
+    client.load(&req).await.unwrap();
+    client.wait_ready(id, Duration::from_secs(60), |_, _| {}).await.unwrap()
+}
+
 /// A load request for `model` with the default placement and replication mode.
 pub fn load_request(id: &str, model: &Path, strategy: &str, replication: usize) -> LoadRequest {
     LoadRequest {
