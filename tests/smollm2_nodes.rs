@@ -125,8 +125,5 @@ fn serve_without_a_model_answers_the_question_on_three_nodes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("pipeline:3, 3 shards on 3 nodes"), "{stdout}");
-    assert!(
-        stdout.contains(r#""What is the capital of France?" -> "The capital of France is Paris.""#),
-        "{stdout}"
-    );
+    assert!(stdout.contains(r#""What is the capital of France?" -> "The capital of France is Paris.""#), "{stdout}");
 }

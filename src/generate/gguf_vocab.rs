@@ -196,7 +196,7 @@ fn sentencepiece(v: &GgufVocab) -> Result<Tokenizer, GenerateError> {
 }
 
 /// Gemma's SentencePiece BPE, as transformers' `GemmaTokenizer`: runs of spaces respelled with
-/// `▁`, merges ordered by position (Gemma's scores are mostly one placeholder), spaces turned
+/// `▁`, merges ordered by position (most of Gemma's scores are one shared value), spaces turned
 /// into `▁` by a normalizer, no prefix.
 fn gemma(v: &GgufVocab) -> Result<Tokenizer, GenerateError> {
     let tokens: Vec<String> =

@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
-use mlmf_quant::QuantType;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::config::ModelConfig;
 use super::error::LoadError;
+pub use super::stored::{RowOrder, StoredDtype};
 
 /// Largest safetensors header accepted (the safetensors crate uses the same bound).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -32,115 +32,6 @@ const MAX_INDEX_BYTES: u64 = 64 << 20;
 const SINGLE_FILE: &str = "model.safetensors";
 /// The index of a checkpoint split over several safetensors files.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
-
-/// How a tensor is stored on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoredDtype {
-    /// IEEE binary32.
-    F32,
-    /// IEEE binary16.
-    F16,
-    /// bfloat16.
-    BF16,
-    /// IEEE binary64.
-    F64,
-    /// Any other dtype (integers, fp8, ...): listed, not computed with.
-    Other(&'static str),
-    /// A GGUF tensor type: quantized blocks (or a float type of GGUF's), computed as stored.
-    Quant(QuantType),
-}
-
-impl Serialize for StoredDtype {
-    /// As its name (`"F32"`, `"Q4_K"`).
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl StoredDtype {
-    fn parse(s: &str) -> Option<StoredDtype> {
-        Some(match s {
-            "F32" => StoredDtype::F32,
-            "F16" => StoredDtype::F16,
-            "BF16" => StoredDtype::BF16,
-            "F64" => StoredDtype::F64,
-            "I64" => StoredDtype::Other("I64"),
-            "I32" => StoredDtype::Other("I32"),
-            "I16" => StoredDtype::Other("I16"),
-            "I8" => StoredDtype::Other("I8"),
-            "U8" => StoredDtype::Other("U8"),
-            "U16" => StoredDtype::Other("U16"),
-            "U32" => StoredDtype::Other("U32"),
-            "U64" => StoredDtype::Other("U64"),
-            "BOOL" => StoredDtype::Other("BOOL"),
-            "F8_E4M3" => StoredDtype::Other("F8_E4M3"),
-            "F8_E5M2" => StoredDtype::Other("F8_E5M2"),
-            _ => return None,
-        })
-    }
-
-    /// Bytes per element (per block for [`StoredDtype::Quant`], whose rows are read by
-    /// [`MappedCheckpoint`] as whole blocks).
-    pub fn size(self) -> usize {
-        match self {
-            StoredDtype::Quant(q) => q.block_bytes(),
-            StoredDtype::F32 => 4,
-            StoredDtype::F16 | StoredDtype::BF16 => 2,
-            StoredDtype::F64 => 8,
-            StoredDtype::Other(n) => match n {
-                "I64" | "U64" => 8,
-                "I32" | "U32" => 4,
-                "I16" | "U16" => 2,
-                _ => 1,
-            },
-        }
-    }
-
-    /// The safetensors spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            StoredDtype::F32 => "F32",
-            StoredDtype::F16 => "F16",
-            StoredDtype::BF16 => "BF16",
-            StoredDtype::F64 => "F64",
-            StoredDtype::Other(n) => n,
-            StoredDtype::Quant(q) => q.name(),
-        }
-    }
-}
-
-/// The order in which a matrix's rows are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub enum RowOrder {
-    /// As the model computes with them.
-    #[default]
-    Stored,
-    /// The query or key projection of a LLaMA-family GGUF file, whose converter permuted the
-    /// rows of each of `heads` heads so that GGML's RoPE rotates adjacent pairs: the
-    /// `transformers` row `s·d/2 + j` of a head of width `d` is stored at `2j + s`.
-    RopePairs {
-        /// The heads the rows are grouped in.
-        heads: usize,
-    },
-}
-
-impl RowOrder {
-    /// Where the model's row `r` of a matrix of `rows` rows is stored.
-    pub fn stored_row(self, r: usize, rows: usize) -> usize {
-        match self {
-            RowOrder::Stored => r,
-            RowOrder::RopePairs { heads } => {
-                let d = rows / heads.max(1);
-                if d < 2 {
-                    return r;
-                }
-                let half = d / 2;
-                let (head, rem) = (r / d, r % d);
-                head * d + 2 * (rem % half) + rem / half
-            }
-        }
-    }
-}
 
 /// One tensor as the headers describe it.
 #[derive(Debug, Clone, Serialize)]

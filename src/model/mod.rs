@@ -27,6 +27,7 @@ pub mod registry;
 mod request;
 pub mod spec;
 pub mod stage;
+pub mod stored;
 pub mod weights;
 
 use crate::config::Backend;
