@@ -1,6 +1,7 @@
 //! Bounded property-based fuzzing of the decoders that read bytes from the network or from
 //! files: peer frames (envelope and payload, every compression), decompression, every wire
-//! message, checkpoint files (`config.json`, safetensors headers, the index), tokenizer
+//! message, checkpoint files (`config.json`, safetensors headers, the index, GGUF files with
+//! their tokenizers), tokenizer
 //! files, and the JSON and KServe bodies of a live node. Each target gets arbitrary bytes and
 //! mutations of a valid input (bytes changed, cut, extended), and must answer with an error,
 //! never a panic, a hang or an allocation the input asked for. 256 cases per target in CI
@@ -185,6 +186,32 @@ proptest! {
         std::fs::write(dir.join("model.safetensors"), tiny("model.safetensors")).unwrap();
         std::fs::write(dir.join("model.safetensors.index.json"), &index).unwrap();
         open_all(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// llama_tiny as llama.cpp would write it, in Q8_0: the GGUF targets' valid input.
+fn tiny_gguf() -> Vec<u8> {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES
+        .get_or_init(|| common::gguf::llama_to_gguf(&common::fixture("llama_tiny"), mlmf_quant::QuantType::Q8_0))
+        .clone()
+}
+
+proptest! {
+    // A GGUF file is opened the way a node opens it (headers, layout, the map, every
+    // tensor's bytes) and its tokenizer built: nothing may panic.
+    #![proptest_config(cases(64))]
+
+    #[test]
+    fn gguf_files(file in input(vec![tiny_gguf()], 256)) {
+        let dir = scratch();
+        let path = dir.join("model.gguf");
+        std::fs::write(&path, &file).unwrap();
+        open_all(&path);
+        if let Ok(Some(tok)) = mlmf::generate::TextTokenizer::load(&path) {
+            let _ = tok.encode("hello world");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -20,6 +20,9 @@ pub struct JoinError {
     pub message: String,
 }
 
+/// The granularity of the available memory a node offers when none is configured.
+const MEMORY_STEP: u64 = 256 << 20;
+
 /// This node as the cluster knows it: id, address, the memory it offers shards (the
 /// configured `memory_mib`, else the machine's available memory, less the KV cache budget and
 /// the warm cache's),
@@ -28,7 +31,10 @@ pub fn node_info(node: &Node) -> NodeInfo {
     let memory_bytes = node.cfg.memory_mib.map(|m| m << 20).unwrap_or_else(|| {
         let mut sys = sysinfo::System::new();
         sys.refresh_memory();
-        sys.available_memory()
+        // Rounded down to a coarse step: the reading moves by megabytes from one instant to
+        // the next (other processes, the page cache), and placement by free memory must not
+        // pile a small model's shards on whichever node happened to read a few MB more.
+        sys.available_memory() / MEMORY_STEP * MEMORY_STEP
     });
     let device = match node.cfg.device.as_deref() {
         Some("wgpu") | Some("cuda") => DeviceKind::Gpu,
