@@ -9,7 +9,7 @@ use crate::block::{
     Block, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0,
     as_blocks, to_float_blocks,
 };
-use crate::matmul::{MAX_GROUP, for_outputs};
+use crate::matmul::{MAX_GROUP, for_outputs, has_work};
 use crate::simd::{self, ExactFn, Isa};
 use crate::types::QuantType;
 
@@ -68,13 +68,7 @@ impl QMatrix {
 
 fn matmul_exact(m: &QMatrix, kernel: ExactFn, x: &[f32], n: usize, out: &mut [f32]) {
     let (rows, cols) = (m.rows(), m.cols());
-    assert_eq!(x.len(), n * cols, "x must be [n, cols] = [{n}, {cols}]");
-    assert_eq!(out.len(), n * rows, "out must be [n, rows] = [{n}, {rows}]");
-    if out.is_empty() {
-        return;
-    }
-    if cols == 0 {
-        out.fill(0.0);
+    if !has_work(m, x, n, out) {
         return;
     }
     let (w, rb) = (m.bytes(), m.row_bytes());

@@ -85,15 +85,21 @@ impl QMatrix {
     }
 }
 
-fn matmul(m: &QMatrix, k: &Kernels, x: &[f32], n: usize, out: &mut [f32]) {
+/// Checks a product's slice lengths (caller bugs panic, naming the shapes) and settles the
+/// empty ones: `false` when nothing is left to compute.
+pub(crate) fn has_work(m: &QMatrix, x: &[f32], n: usize, out: &mut [f32]) -> bool {
     let (rows, cols) = (m.rows(), m.cols());
     assert_eq!(x.len(), n * cols, "x must be [n, cols] = [{n}, {cols}]");
     assert_eq!(out.len(), n * rows, "out must be [n, rows] = [{n}, {rows}]");
-    if out.is_empty() {
-        return;
-    }
     if cols == 0 {
         out.fill(0.0);
+    }
+    !out.is_empty() && cols != 0
+}
+
+fn matmul(m: &QMatrix, k: &Kernels, x: &[f32], n: usize, out: &mut [f32]) {
+    let (rows, cols) = (m.rows(), m.cols());
+    if !has_work(m, x, n, out) {
         return;
     }
     let w = m.bytes();
