@@ -15,7 +15,7 @@ use tokenizers::Tokenizer;
 use super::error::GenerateError;
 use super::gguf_metadata;
 use super::gguf_vocab::{GgufVocab, adds_bos, build_tokenizer};
-use super::json_file::read_json;
+use super::json_file::{read_json, read_text};
 
 /// Largest `tokenizer.json` read (the largest public vocabularies take about 20 MiB).
 const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
@@ -193,24 +193,6 @@ fn chat_template_file(dir: &Path) -> Result<Option<String>, GenerateError> {
     }
     let json = read_json(&dir.join("chat_template.json"), MAX_CONFIG_BYTES)?;
     Ok(json.as_ref().and_then(|j| j.get("chat_template")).and_then(Value::as_str).map(str::to_string))
-}
-
-/// Reads `path` as UTF-8 text when it exists and is at most `max` bytes.
-fn read_text(path: &Path, max: u64) -> Result<Option<String>, GenerateError> {
-    let io = |source| GenerateError::Io { path: path.to_path_buf(), source };
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    if len > max {
-        let message = format!("{len} bytes is over the {max} allowed");
-        return Err(GenerateError::File { path: path.into(), message });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|e| GenerateError::File { path: path.into(), message: format!("not UTF-8 text: {e}") })
 }
 
 #[cfg(test)]
