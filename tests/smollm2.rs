@@ -99,3 +99,20 @@ fn tokenizer_and_chat_template_from_the_file_match_transformers() {
         assert_eq!(tok.encode_plain(&rendered).unwrap(), ids(&c["input_ids"]));
     }
 }
+
+/// `mlmf inspect` on the GGUF file, as the README shows it: the architecture, the tokenizer,
+/// the chat template and the bytes per stored type.
+#[test]
+fn inspect_shows_the_files_tokenizer_template_and_types() {
+    let Some(path) = smollm2() else { return };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlmf"))
+        .args(["inspect", "--model", path.to_str().unwrap(), "--strategy", "pipeline:3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("architecture llama (30 layers"), "{text}");
+    assert!(text.contains("Q4_1 210 tensors") && text.contains("Q8_0 1 tensors"), "{text}");
+    assert!(text.contains("tokenizer gpt2 (pre smollm), chat template present"), "{text}");
+    assert!(text.contains("3 stage(s)"), "{text}");
+}
